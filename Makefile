@@ -1,0 +1,39 @@
+# The two commands of the README:
+#   make repro   - create .venv, install, run the whole pipeline (dvc repro via `adrl repro`) on the synthetic default
+#   make test    - create .venv, install, run the test suite
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+export OMP_NUM_THREADS ?= 2
+export MKL_NUM_THREADS ?= 2
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := 1
+export DVC_NO_ANALYTICS := 1
+export MLFLOW_SERVER_ENABLE_JOB_EXECUTION := false
+
+.PHONY: install repro test ui bench clean-env
+
+$(BIN)/adrl: pyproject.toml
+	@command -v $(PY) >/dev/null || { echo "error: $(PY) not found; adrl needs Python 3.11 (set PY=/path/to/python3.11)"; exit 1; }
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(BIN)/adrl
+
+install: $(BIN)/adrl
+
+repro: install
+	$(BIN)/adrl repro
+
+test: install
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+ui: install
+	$(BIN)/adrl ui
+
+bench: install
+	$(BIN)/python -m benchmarks.run_all
+
+clean-env:
+	rm -rf $(VENV)

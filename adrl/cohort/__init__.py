@@ -1,0 +1,1 @@
+"""adrl.cohort"""

@@ -1,0 +1,59 @@
+"""params.yaml block `train` (../shared/docs/method.md sections 3 and 4)."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from ..params_base import Section
+
+Algorithm = Literal["bcq", "factored_bcq", "adbcq"]
+Mixer = Literal["mean", "sum", "linear", "mlp2", "relu"]
+
+
+def _nonempty(v, name):
+    if len(v) == 0:
+        raise ValueError(f"train.{name} is an empty list; give at least one value")
+    return v
+
+
+class DynamicsParams(Section):
+    ensemble: int = Field(5, ge=1, le=50)
+    hidden: int = Field(256, ge=1)
+    layers: int = Field(3, ge=1, le=10)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-5, ge=0)
+    batch_size: int = Field(256, ge=1)
+    max_epochs: int = Field(200, ge=1)
+    patience: int = Field(20, ge=1)
+
+
+class TrainParams(Section):
+    algorithms: list[Algorithm] = ["bcq", "factored_bcq", "adbcq"]
+    mixers: list[Mixer] = ["linear"]
+    augment: list[bool] = [True]
+    thresholds: list[float] = [0.3]
+    seeds: list[int] = [0]
+    steps: int = Field(2000, ge=1)
+    checkpoint_every: int = Field(100, ge=1)
+    batch_size: int = Field(100, ge=1)
+    lr: float = Field(3e-4, gt=0)
+    weight_decay: float = Field(1e-3, ge=0)
+    gamma: float = Field(0.99, gt=0, le=1)
+    polyak: float = Field(0.005, gt=0, le=1)
+    hidden: int = Field(256, ge=1)
+    lambda_proj: float = Field(1.0, ge=0)
+    dynamics: DynamicsParams = DynamicsParams()
+
+    @field_validator("algorithms", "mixers", "augment", "thresholds", "seeds")
+    @classmethod
+    def _ne(cls, v, info):
+        return _nonempty(v, info.field_name)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _tau(cls, v):
+        bad = [t for t in v if not (0 <= t < 1)]
+        if bad:
+            raise ValueError(f"BCQ thresholds must lie in [0, 1), got {bad}")
+        return v
