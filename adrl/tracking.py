@@ -96,11 +96,12 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 class StageRun:
-    """What a stage logs. With tracking off every method is a no-op and ``run_id`` is None."""
+    """What a stage logs, bound to one run id. With tracking off every method is a no-op."""
 
-    def __init__(self, mlflow=None, run=None):
+    def __init__(self, mlflow=None, run_id: str | None = None):
         self._mlflow = mlflow
-        self.run_id = run.info.run_id if run is not None else None
+        self._client = mlflow.MlflowClient() if mlflow is not None else None
+        self.run_id = run_id
 
     @property
     def active(self) -> bool:
@@ -109,22 +110,29 @@ class StageRun:
     def log_params(self, params: Mapping[str, Any], prefix: str = "") -> None:
         if not self.active:
             return
+        from mlflow.entities import Param
+
         flat = {k: (json.dumps(v) if isinstance(v, (list, tuple)) else v)
                 for k, v in flatten(params, prefix).items()}
-        items = list(flat.items())
-        for i in range(0, len(items), 90):  # mlflow caps params per batch at 100
-            self._mlflow.log_params(dict(items[i:i + 90]))
+        ps = [Param(k, str(v)) for k, v in flat.items()]
+        for i in range(0, len(ps), 90):  # mlflow caps params per batch at 100
+            self._client.log_batch(self.run_id, params=ps[i:i + 90])
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         if not self.active:
             return
-        clean = {k.replace(":", "_"): float(v) for k, v in flatten(metrics).items()
-                 if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v}
-        if clean:
-            self._mlflow.log_metrics(clean, step=step)
+        import time
+
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        ms = [Metric(k.replace(":", "_"), float(v), ts, int(step or 0)) for k, v in flatten(metrics).items()
+              if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v]
+        for i in range(0, len(ms), 1000):
+            self._client.log_batch(self.run_id, metrics=ms[i:i + 1000])
 
     def log_metric_series(self, key: str, values, steps=None) -> None:
-        """A whole curve at once (e.g. per-epoch losses) in one batch call."""
+        """A whole curve at once (e.g. per-epoch losses) in batched calls."""
         if not self.active:
             return
         import time
@@ -134,36 +142,33 @@ class StageRun:
         ts = int(time.time() * 1000)
         steps = list(range(len(values))) if steps is None else list(steps)
         ms = [Metric(key.replace(":", "_"), float(v), ts, int(s)) for v, s in zip(values, steps) if v == v]
-        client = self._mlflow.MlflowClient()
         for i in range(0, len(ms), 1000):
-            client.log_batch(self.run_id, metrics=ms[i:i + 1000])
+            self._client.log_batch(self.run_id, metrics=ms[i:i + 1000])
 
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
         if self.active and Path(path).exists():
-            self._mlflow.log_artifact(str(path), artifact_path=artifact_path)
+            if Path(path).is_dir():
+                self._client.log_artifacts(self.run_id, str(path), artifact_path=artifact_path)
+            else:
+                self._client.log_artifact(self.run_id, str(path), artifact_path=artifact_path)
 
     def log_dict(self, obj: Any, name: str) -> None:
         if self.active:
-            self._mlflow.log_dict(obj, name)
+            self._client.log_dict(self.run_id, obj, name)
 
     def log_figure(self, fig, name: str) -> None:
         if self.active:
-            self._mlflow.log_figure(fig, name)
+            self._client.log_figure(self.run_id, fig, name)
 
     def log_table(self, df, name: str) -> None:
         """An aggregate table (never patient rows) as an MLflow table artifact."""
         if self.active:
-            self._mlflow.log_table(df, artifact_file=name)
+            self._client.log_table(self.run_id, df, artifact_file=name)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         if self.active:
-            self._mlflow.set_tags({k: str(v) for k, v in tags.items()})
-
-    def log_model(self, fn, *args, **kwargs):
-        """Call ``fn(mlflow, *args, **kwargs)`` (e.g. to log a pyfunc model) when tracking is on."""
-        if self.active:
-            return fn(self._mlflow, *args, **kwargs)
-        return None
+            for k, v in tags.items():
+                self._client.set_tag(self.run_id, k, str(v))
 
 
 @contextlib.contextmanager
@@ -180,8 +185,9 @@ def stage_run(stage: str, params: Mapping[str, Any] | None = None,
     if parent:
         base_tags["mlflow.parentRunId"] = parent
     base_tags.update({k: str(v) for k, v in (tags or {}).items()})
-    with mlflow.start_run(experiment_id=exp, run_name=stage, tags=base_tags) as run:
-        sr = StageRun(mlflow, run)
+    nested = mlflow.active_run() is not None
+    with mlflow.start_run(experiment_id=exp, run_name=stage, tags=base_tags, nested=nested) as run:
+        sr = StageRun(mlflow, run.info.run_id)
         if params:
             sr.log_params(params)
         yield sr
@@ -197,16 +203,20 @@ def pipeline_run(name: str, tags: Mapping[str, Any] | None = None) -> Iterator[S
     exp = experiment_id()
     base_tags = {"adrl.stage": "pipeline", "adrl.git_commit": git_commit() or "unknown"}
     base_tags.update({k: str(v) for k, v in (tags or {}).items()})
-    with mlflow.start_run(experiment_id=exp, run_name=name, tags=base_tags) as run:
-        old = os.environ.get(PARENT_ENV)
-        os.environ[PARENT_ENV] = run.info.run_id
-        try:
-            yield StageRun(mlflow, run)
-        finally:
-            if old is None:
-                os.environ.pop(PARENT_ENV, None)
-            else:
-                os.environ[PARENT_ENV] = old
+    client = mlflow.MlflowClient()
+    run = client.create_run(exp, run_name=name, tags=base_tags)
+    old = os.environ.get(PARENT_ENV)
+    os.environ[PARENT_ENV] = run.info.run_id
+    status = "FAILED"
+    try:
+        yield StageRun(mlflow, run.info.run_id)
+        status = "FINISHED"
+    finally:
+        client.set_terminated(run.info.run_id, status=status)
+        if old is None:
+            os.environ.pop(PARENT_ENV, None)
+        else:
+            os.environ[PARENT_ENV] = old
 
 
 def ui_command(port: int = 5000) -> list[str]:
