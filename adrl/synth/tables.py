@@ -1,0 +1,291 @@
+"""Assemble a simulated World into the MIMIC-III v1.4 tables and write them atomically."""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..io import atomic_path
+from . import catalogue as cat
+from .writer import Col, const, write_table
+
+log = logging.getLogger("adrl.synth")
+DAY = 86400
+ORDER = {"ce": ["stay", "itemid", "charttime", "value", "valuenum", "valueuom"],
+         "le": ["stay", "itemid", "charttime", "value", "valuenum", "valueuom", "flag"],
+         "out": ["stay", "charttime", "itemid", "value", "valueuom", "iserror"],
+         "icv": ["stay", "charttime", "itemid", "amount", "amountuom", "rate", "rateuom"],
+         "imv": ["stay", "starttime", "endtime", "itemid", "amount", "amountuom", "rate", "rateuom",
+                 "patientweight", "statusdescription"],
+         "pe": ["stay", "starttime", "endtime", "itemid"]}
+
+
+def _concat(parts, cols):
+    out = {}
+    for c in cols:
+        arrs = [p[c] for p in parts if c in p]
+        out[c] = np.concatenate(arrs) if arrs else np.array([])
+    return out
+
+
+def _t(sec):
+    return np.asarray(sec, np.int64).astype("datetime64[s]")
+
+
+def _cat(values):
+    v = pd.Series(values, dtype=object)
+    codes, uniq = pd.factorize(v, use_na_sentinel=True)
+    return Col("cat", codes.astype(np.int32), cats=[str(x) for x in uniq])
+
+
+def _fnum(x, dec=4):
+    return Col("float", np.asarray(x, float), decimals=dec)
+
+
+def event_frames(world):
+    """Per table, the charted events as column dicts with ids (sorted by stay and time)."""
+    out = {}
+    for key, cols in ORDER.items():
+        d = _concat(world.tables[key], cols)
+        for tc in ("charttime", "starttime", "endtime"):
+            if tc in d and len(d[tc]):
+                d[tc] = d[tc].astype(np.int64) + world.shift[d["stay"].astype(np.int64)]
+        tcol = "charttime" if "charttime" in d else "starttime"
+        o = np.lexsort((d[tcol].astype(np.int64), d["stay"].astype(np.int64)))
+        out[key] = {c: v[o] for c, v in d.items()}
+    return out
+
+
+def write_world(world, out_dir: Path) -> dict:
+    """Write every table of the world into ``out_dir`` (atomically: a temp dir renamed into place)."""
+    t_start = time.time()
+    rows = {}
+    n = world.p.stays
+    rng = np.random.default_rng([world.p.seed, 41])
+    ev = event_frames(world)
+    sid, hid, iid = world.subject_id, world.hadm_id, world.icustay_id
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        # ---------------------------------------------------------------- CHARTEVENTS
+        ce = ev["ce"]
+        m = len(ce["stay"])
+        st = ce["stay"].astype(np.int64)
+        mv = world.S["system"][st] != 0
+        err = mv & (rng.random(m) < 0.004)
+        no_icu = rng.random(m) < 0.003
+        vn = ce["valuenum"].astype(float)
+        vn_err = np.where(err & ~np.isnan(vn), vn * 1.6, vn)
+        charttime = ce["charttime"].astype(np.int64)
+        rows["CHARTEVENTS"] = write_table(tmp / "CHARTEVENTS.csv.gz", "CHARTEVENTS", {
+            "ROW_ID": Col("int", np.arange(1, m + 1)), "SUBJECT_ID": Col("int", sid[st]),
+            "HADM_ID": Col("int", hid[st]), "ICUSTAY_ID": Col("int", iid[st], mask=no_icu),
+            "ITEMID": Col("int", ce["itemid"].astype(np.int64)), "CHARTTIME": Col("time", _t(charttime)),
+            "STORETIME": Col("time", _t(charttime + (rng.integers(1, 90, m) * 60))),
+            "CGID": Col("int", 14000 + (st * 37 + charttime // 43200) % 7000),
+            "VALUE": _cat(np.where(err & ~np.isnan(vn), np.round(vn_err, 2).astype(str), ce["value"])),
+            "VALUENUM": _fnum(vn_err, 4), "VALUEUOM": _cat(ce["valueuom"]),
+            "WARNING": Col("int", np.zeros(m, np.int64), mask=~mv), "ERROR": Col("int", err.astype(np.int64), mask=~mv),
+            "RESULTSTATUS": const(None, m), "STOPPED": Col("cat", np.where(mv, -1, 0).astype(np.int32), cats=["NotStopd"])},
+            m)
+        # ---------------------------------------------------------------- LABEVENTS (+ pre-ICU, outpatient)
+        le = ev["le"]
+        m = len(le["stay"])
+        st = le["stay"].astype(np.int64)
+        outpat = rng.random(m) < 0.03
+        lt = le["charttime"].astype(np.int64) - np.where(outpat, rng.integers(30, 300, m) * DAY, 0)
+        rows["LABEVENTS"] = write_table(tmp / "LABEVENTS.csv.gz", "LABEVENTS", {
+            "ROW_ID": Col("int", np.arange(1, m + 1)), "SUBJECT_ID": Col("int", sid[st]),
+            "HADM_ID": Col("int", hid[st], mask=outpat), "ITEMID": Col("int", le["itemid"].astype(np.int64)),
+            "CHARTTIME": Col("time", _t(lt)), "VALUE": _cat(le["value"]), "VALUENUM": _fnum(le["valuenum"]),
+            "VALUEUOM": _cat(le["valueuom"]), "FLAG": _cat(le["flag"])}, m)
+        # ---------------------------------------------------------------- OUTPUTEVENTS
+        o = ev["out"]
+        m = len(o["stay"])
+        st = o["stay"].astype(np.int64)
+        ct = o["charttime"].astype(np.int64)
+        rows["OUTPUTEVENTS"] = write_table(tmp / "OUTPUTEVENTS.csv.gz", "OUTPUTEVENTS", {
+            "ROW_ID": Col("int", np.arange(1, m + 1)), "SUBJECT_ID": Col("int", sid[st]), "HADM_ID": Col("int", hid[st]),
+            "ICUSTAY_ID": Col("int", iid[st]), "CHARTTIME": Col("time", _t(ct)),
+            "ITEMID": Col("int", o["itemid"].astype(np.int64)), "VALUE": _fnum(o["value"]), "VALUEUOM": _cat(o["valueuom"]),
+            "STORETIME": Col("time", _t(ct + 1800)), "CGID": Col("int", 15000 + st % 5000), "STOPPED": const(None, m),
+            "NEWBOTTLE": const(None, m), "ISERROR": _fnum(o["iserror"], 0)}, m)
+        # ---------------------------------------------------------------- INPUTEVENTS_CV
+        c = ev["icv"]
+        m = len(c["stay"])
+        st = c["stay"].astype(np.int64)
+        ct = c["charttime"].astype(np.int64)
+        rows["INPUTEVENTS_CV"] = write_table(tmp / "INPUTEVENTS_CV.csv.gz", "INPUTEVENTS_CV", {
+            "ROW_ID": Col("int", np.arange(1, m + 1)), "SUBJECT_ID": Col("int", sid[st]), "HADM_ID": Col("int", hid[st]),
+            "ICUSTAY_ID": Col("int", iid[st]), "CHARTTIME": Col("time", _t(ct)),
+            "ITEMID": Col("int", c["itemid"].astype(np.int64)), "AMOUNT": _fnum(c["amount"]), "AMOUNTUOM": _cat(c["amountuom"]),
+            "RATE": _fnum(c["rate"]), "RATEUOM": _cat(c["rateuom"]), "STORETIME": Col("time", _t(ct + 1200)),
+            "CGID": Col("int", 15000 + st % 5000), "ORDERID": Col("int", 1000000 + np.arange(m)),
+            "LINKORDERID": Col("int", 1000000 + np.arange(m)), "STOPPED": const(None, m), "NEWBOTTLE": const(None, m),
+            "ORIGINALAMOUNT": const(None, m), "ORIGINALAMOUNTUOM": _cat(c["amountuom"]),
+            "ORIGINALROUTE": const("Intravenous", m), "ORIGINALRATE": _fnum(c["rate"]), "ORIGINALRATEUOM": _cat(c["rateuom"]),
+            "ORIGINALSITE": const(None, m)}, m)
+        # ---------------------------------------------------------------- INPUTEVENTS_MV
+        c = ev["imv"]
+        m = len(c["stay"])
+        st = c["stay"].astype(np.int64)
+        s0 = c["starttime"].astype(np.int64)
+        e0 = c["endtime"].astype(np.int64)
+        is_vaso = np.isin(c["itemid"].astype(np.int64), [221906, 221289, 221749, 221662, 222315])
+        rows["INPUTEVENTS_MV"] = write_table(tmp / "INPUTEVENTS_MV.csv.gz", "INPUTEVENTS_MV", {
+            "ROW_ID": Col("int", np.arange(1, m + 1)), "SUBJECT_ID": Col("int", sid[st]), "HADM_ID": Col("int", hid[st]),
+            "ICUSTAY_ID": Col("int", iid[st]), "STARTTIME": Col("time", _t(s0)), "ENDTIME": Col("time", _t(e0)),
+            "ITEMID": Col("int", c["itemid"].astype(np.int64)), "AMOUNT": _fnum(c["amount"], 6),
+            "AMOUNTUOM": _cat(c["amountuom"]), "RATE": _fnum(c["rate"], 6), "RATEUOM": _cat(c["rateuom"]),
+            "STORETIME": Col("time", _t(e0 + 600)), "CGID": Col("int", 15000 + st % 5000),
+            "ORDERID": Col("int", 2000000 + np.arange(m)), "LINKORDERID": Col("int", 2000000 + np.arange(m)),
+            "ORDERCATEGORYNAME": _cat(np.where(is_vaso, "01-Drips", "02-Fluids (Crystalloids)")),
+            "SECONDARYORDERCATEGORYNAME": const(None, m), "ORDERCOMPONENTTYPEDESCRIPTION": const("Main order parameter", m),
+            "ORDERCATEGORYDESCRIPTION": _cat(np.where(is_vaso | ~np.isnan(c["rate"].astype(float)), "Continuous Med", "Bolus")),
+            "PATIENTWEIGHT": _fnum(c["patientweight"], 1), "TOTALAMOUNT": const(None, m), "TOTALAMOUNTUOM": const(None, m),
+            "ISOPENBAG": Col("int", np.zeros(m, np.int64)), "CONTINUEINNEXTDEPT": Col("int", np.zeros(m, np.int64)),
+            "CANCELREASON": Col("int", np.zeros(m, np.int64)), "STATUSDESCRIPTION": _cat(c["statusdescription"]),
+            "COMMENTS_EDITEDBY": const(None, m), "COMMENTS_CANCELEDBY": const(None, m), "COMMENTS_DATE": const(None, m),
+            "ORIGINALAMOUNT": _fnum(c["amount"], 6), "ORIGINALRATE": _fnum(c["rate"], 6)}, m)
+        # ---------------------------------------------------------------- PROCEDUREEVENTS_MV (+ culture orders)
+        pe = ev["pe"]
+        cu = world.cult[world.cult.pe]
+        pitems = cat.choice("CulturePE", "mv")
+        kk = pitems.pick(rng, len(cu))
+        pst = np.concatenate([pe["stay"].astype(np.int64), cu.stay.to_numpy()])
+        ps = np.concatenate([pe["starttime"].astype(np.int64), cu.time.to_numpy() + world.shift[cu.stay.to_numpy()]])
+        pend = np.concatenate([pe["endtime"].astype(np.int64), cu.time.to_numpy() + world.shift[cu.stay.to_numpy()] + 60])
+        pit = np.concatenate([pe["itemid"].astype(np.int64), pitems.itemids[kk]])
+        m = len(pst)
+        rows["PROCEDUREEVENTS_MV"] = write_table(tmp / "PROCEDUREEVENTS_MV.csv.gz", "PROCEDUREEVENTS_MV", {
+            "ROW_ID": Col("int", np.arange(1, m + 1)), "SUBJECT_ID": Col("int", sid[pst]), "HADM_ID": Col("int", hid[pst]),
+            "ICUSTAY_ID": Col("int", iid[pst]), "STARTTIME": Col("time", _t(ps)), "ENDTIME": Col("time", _t(pend)),
+            "ITEMID": Col("int", pit), "VALUE": _fnum((pend - ps) / 60.0, 0), "VALUEUOM": const("min", m),
+            "LOCATION": const(None, m), "LOCATIONCATEGORY": const(None, m), "STORETIME": Col("time", _t(pend + 600)),
+            "CGID": Col("int", 15000 + pst % 5000), "ORDERID": Col("int", 3000000 + np.arange(m)),
+            "LINKORDERID": Col("int", 3000000 + np.arange(m)), "ORDERCATEGORYNAME": const("Procedures", m),
+            "SECONDARYORDERCATEGORYNAME": const(None, m), "ORDERCATEGORYDESCRIPTION": const("Task", m),
+            "ISOPENBAG": Col("int", np.zeros(m, np.int64)), "CONTINUEINNEXTDEPT": Col("int", np.zeros(m, np.int64)),
+            "CANCELREASON": Col("int", np.zeros(m, np.int64)), "STATUSDESCRIPTION": const("FinishedRunning", m),
+            "COMMENTS_EDITEDBY": const(None, m), "COMMENTS_CANCELEDBY": const(None, m), "COMMENTS_DATE": const(None, m)}, m)
+        # CE culture items (CareVue) are appended to CHARTEVENTS above? They are written here as extra rows:
+        # (kept in MICROBIOLOGYEVENTS and CHARTEVENTS through world.cult.ce; see chartevents_cultures)
+        # ---------------------------------------------------------------- MICROBIOLOGYEVENTS
+        cu = world.cult
+        cst = cu.stay.to_numpy()
+        ctime = cu.time.to_numpy() + world.shift[cst]
+        spec = cat.choice("Micro", "lab")
+        ks = spec.pick(rng, len(cu))
+        pos = rng.random(len(cu)) < np.where(world.S["kind"][cst] == 0, 0.45, 0.1)
+        orgs = cat.organisms()
+        ko = rng.integers(0, len(orgs), len(cu))
+        rep = np.where(pos, 2, 1)
+        r_st = np.repeat(np.arange(len(cu)), rep)
+        first = np.concatenate([[True], np.diff(r_st) != 0]) if len(r_st) else np.zeros(0, bool)
+        org_row = pos[r_st] & ~first
+        m = len(r_st)
+        rows["MICROBIOLOGYEVENTS"] = write_table(tmp / "MICROBIOLOGYEVENTS.csv.gz", "MICROBIOLOGYEVENTS", {
+            "ROW_ID": Col("int", np.arange(1, m + 1)), "SUBJECT_ID": Col("int", sid[cst[r_st]]),
+            "HADM_ID": Col("int", hid[cst[r_st]]), "CHARTDATE": Col("time", _t(ctime[r_st] // DAY * DAY)),
+            "CHARTTIME": Col("time", _t(ctime[r_st]), mask=cu.date_only.to_numpy()[r_st]),
+            "SPEC_ITEMID": Col("int", spec.itemids[ks][r_st]), "SPEC_TYPE_DESC": _cat(np.array(spec.uoms, object)[ks][r_st]),
+            "ORG_ITEMID": Col("int", orgs.org_itemid.to_numpy()[ko][r_st], mask=~org_row),
+            "ORG_NAME": _cat(np.where(org_row, orgs.org_name.to_numpy()[ko][r_st], None)),
+            "ISOLATE_NUM": Col("int", np.ones(m, np.int64), mask=~org_row),
+            "AB_ITEMID": Col("int", orgs.ab_itemid.to_numpy()[ko][r_st], mask=~org_row),
+            "AB_NAME": _cat(np.where(org_row, orgs.ab_name.to_numpy()[ko][r_st], None)),
+            "DILUTION_TEXT": _cat(np.where(org_row, "<=1", None)), "DILUTION_COMPARISON": _cat(np.where(org_row, "<=", None)),
+            "DILUTION_VALUE": Col("int", np.ones(m, np.int64), mask=~org_row),
+            "INTERPRETATION": _cat(np.where(org_row, "S", None))}, m)
+        # ---------------------------------------------------------------- PRESCRIPTIONS
+        ab = world.abx
+        ast = ab.stay.to_numpy()
+        od = cat.other_drugs()
+        k_other = rng.poisson(4, n)
+        ost = np.repeat(np.arange(n), k_other)
+        oj = rng.choice(len(od), size=len(ost), p=od.weight.to_numpy(float) / od.weight.sum())
+        ostart = (world.intime[ost] + rng.uniform(-12, 48, len(ost)) * 3600).astype(np.int64) // DAY * DAY
+        p_st = np.concatenate([ast, ost])
+        p_start = np.concatenate([ab.startdate.to_numpy() + world.shift[ast], ostart])
+        p_end = p_start + np.concatenate([rng.integers(1, 10, len(ast)), rng.integers(-1, 6, len(ost))]) * DAY
+        drug = np.concatenate([ab.drug.to_numpy(), od.drug.to_numpy()[oj]]).astype(object)
+        gsn = np.concatenate([ab.gsn.to_numpy(), od.gsn.to_numpy()[oj]]).astype(object)
+        gsn = np.where(gsn == "", None, gsn)
+        route = np.concatenate([ab.route.to_numpy(), od.route.to_numpy()[oj]]).astype(object)
+        dtype_ = np.concatenate([np.full(len(ast), "MAIN", object), od.drug_type.to_numpy()[oj]])
+        o = np.lexsort((p_start, p_st))
+        p_st, p_start, p_end, drug, gsn, route, dtype_ = (x[o] for x in (p_st, p_start, p_end, drug, gsn, route, dtype_))
+        m = len(p_st)
+        rows["PRESCRIPTIONS"] = write_table(tmp / "PRESCRIPTIONS.csv.gz", "PRESCRIPTIONS", {
+            "ROW_ID": Col("int", np.arange(1, m + 1)), "SUBJECT_ID": Col("int", sid[p_st]), "HADM_ID": Col("int", hid[p_st]),
+            "ICUSTAY_ID": Col("int", iid[p_st], mask=rng.random(m) < 0.33), "STARTDATE": Col("time", _t(p_start)),
+            "ENDDATE": Col("time", _t(p_end)), "DRUG_TYPE": _cat(dtype_), "DRUG": _cat(drug), "DRUG_NAME_POE": _cat(drug),
+            "DRUG_NAME_GENERIC": _cat(drug), "FORMULARY_DRUG_CD": _cat(np.char.upper(np.array([d[:6] for d in drug], str)).astype(object)),
+            "GSN": _cat(gsn), "NDC": const("0", m), "PROD_STRENGTH": const(None, m), "DOSE_VAL_RX": const(None, m),
+            "DOSE_UNIT_RX": const(None, m), "FORM_VAL_DISP": const(None, m), "FORM_UNIT_DISP": const(None, m),
+            "ROUTE": _cat(route)}, m)
+        # ---------------------------------------------------------------- ICUSTAYS / ADMISSIONS / PATIENTS
+        cu_ = ["carevue", "metavision", "both"]
+        unit = CAREUNITS_of(rng, n)
+        age = world.S["age"]
+        unit = np.where(age < 1.0, "NICU", unit).astype(object)
+        los = (world.out_s - world.intime) / DAY
+        rows["ICUSTAYS"] = write_table(tmp / "ICUSTAYS.csv.gz", "ICUSTAYS", {
+            "ROW_ID": Col("int", np.arange(1, n + 1)), "SUBJECT_ID": Col("int", sid), "HADM_ID": Col("int", hid),
+            "ICUSTAY_ID": Col("int", iid), "DBSOURCE": Col("cat", world.S["system"].astype(np.int32), cats=cu_),
+            "FIRST_CAREUNIT": _cat(unit), "LAST_CAREUNIT": _cat(unit), "FIRST_WARDID": Col("int", 10 + np.arange(n) % 50),
+            "LAST_WARDID": Col("int", 10 + np.arange(n) % 50), "INTIME": Col("time", _t(world.intime)),
+            "OUTTIME": Col("time", _t(world.out_s)), "LOS": _fnum(los, 4)}, n)
+        a = world.adm
+        ai = a.index.to_numpy()
+        m = len(a)
+        died = a.death.to_numpy() >= 0
+        rows["ADMISSIONS"] = write_table(tmp / "ADMISSIONS.csv.gz", "ADMISSIONS", {
+            "ROW_ID": Col("int", np.arange(1, m + 1)), "SUBJECT_ID": Col("int", sid[ai]), "HADM_ID": Col("int", hid[ai]),
+            "ADMITTIME": Col("time", _t(a.admit.to_numpy())), "DISCHTIME": Col("time", _t(a.disch.to_numpy())),
+            "DEATHTIME": Col("time", _t(a.death.to_numpy()), mask=~died), "ADMISSION_TYPE": const("EMERGENCY", m),
+            "ADMISSION_LOCATION": const("EMERGENCY ROOM ADMIT", m),
+            "DISCHARGE_LOCATION": _cat(np.where(died, "DEAD/EXPIRED", "HOME HEALTH CARE")), "INSURANCE": const("Medicare", m),
+            "LANGUAGE": const(None, m), "RELIGION": const(None, m), "MARITAL_STATUS": const(None, m),
+            "ETHNICITY": const("UNKNOWN/NOT SPECIFIED", m), "EDREGTIME": const(None, m), "EDOUTTIME": const(None, m),
+            "DIAGNOSIS": _cat(np.where(world.S["kind"][ai] == 0, "SEPSIS", "OTHER")),
+            "HOSPITAL_EXPIRE_FLAG": Col("int", died.astype(np.int64)), "HAS_CHARTEVENTS_DATA": Col("int", np.ones(m, np.int64))}, m)
+        d = world.subj_death
+        si = d.index.to_numpy()
+        m = len(d)
+        dh = d.death.to_numpy()
+        ssn_h = (dh >= 0) & (rng.random(m) < 0.7)
+        dod_hosp = np.where(dh >= 0, dh // DAY * DAY, -1)
+        dod_ssn = np.where(ssn_h, dod_hosp, d.dod_ssn_late.to_numpy() // DAY * DAY)
+        dod_ssn = np.where(d.dod_ssn_late.to_numpy() >= 0, dod_ssn, np.where(ssn_h, dod_hosp, -1))
+        dod = np.where(dod_hosp >= 0, dod_hosp, dod_ssn)
+        rows["PATIENTS"] = write_table(tmp / "PATIENTS.csv.gz", "PATIENTS", {
+            "ROW_ID": Col("int", np.arange(1, m + 1)), "SUBJECT_ID": Col("int", sid[si]),
+            "GENDER": Col("cat", (~world.S["female"][si]).astype(np.int32), cats=["F", "M"]),
+            "DOB": Col("time", _t(world.dob.loc[si].to_numpy())), "DOD": Col("time", _t(dod), mask=dod < 0),
+            "DOD_HOSP": Col("time", _t(dod_hosp), mask=dod_hosp < 0), "DOD_SSN": Col("time", _t(dod_ssn), mask=dod_ssn < 0),
+            "EXPIRE_FLAG": Col("int", (dod >= 0).astype(np.int64))}, m)
+        # ---------------------------------------------------------------- dictionaries
+        it = cat.items()
+        di = it[it.dictionary == "d_items"].reset_index(drop=True)
+        m = len(di)
+        s = lambda c: Col("str", di[c].to_numpy(object), mask=(di[c] == "").to_numpy())  # noqa: E731
+        rows["D_ITEMS"] = write_table(tmp / "D_ITEMS.csv.gz", "D_ITEMS", {
+            "ROW_ID": Col("int", np.arange(1, m + 1)), "ITEMID": Col("int", di.itemid.to_numpy(np.int64)),
+            "LABEL": s("label"), "ABBREVIATION": s("abbreviation"), "DBSOURCE": s("dbsource"), "LINKSTO": s("linksto"),
+            "CATEGORY": s("category"), "UNITNAME": s("unitname"), "PARAM_TYPE": s("param_type"),
+            "CONCEPTID": const(None, m)}, m)
+        dl = it[it.dictionary == "d_labitems"].reset_index(drop=True)
+        m = len(dl)
+        s = lambda c: Col("str", dl[c].to_numpy(object), mask=(dl[c] == "").to_numpy())  # noqa: E731
+        rows["D_LABITEMS"] = write_table(tmp / "D_LABITEMS.csv.gz", "D_LABITEMS", {
+            "ROW_ID": Col("int", np.arange(1, m + 1)), "ITEMID": Col("int", dl.itemid.to_numpy(np.int64)),
+            "LABEL": s("label"), "FLUID": s("fluid"), "CATEGORY": s("category"), "LOINC_CODE": s("loinc_code")}, m)
+    log.info("synth: wrote %d tables to %s in %.1f s", len(rows), out_dir, time.time() - t_start)
+    return rows
+
+
+def CAREUNITS_of(rng, n):
+    return np.array(["MICU", "SICU", "CCU", "TSICU", "CSRU"], object)[rng.choice(5, size=n, p=[0.5, 0.17, 0.15, 0.1, 0.08])]
