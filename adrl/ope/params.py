@@ -14,11 +14,19 @@ class TruthParams(Section):
 
 
 class EvaluateParams(Section):
-    knn_k: int = Field(100, ge=1)
+    knn_k: int = Field(100, ge=1, description="neighbours of the kNN behaviour policy (method 5.1)")
     behaviour: Literal["joint", "factored"] = "joint"
-    epsilon: float = Field(0.01, ge=0, le=1)
-    weight_clip: float = Field(1000.0, gt=0)
-    bootstrap: int = Field(1000, ge=10)
-    ess_cutoff_c: float = Field(0.069, ge=0)
+    epsilon: float = Field(0.01, ge=0, le=1, description="softening of the greedy evaluation policy (5.2)")
+    weight_clip: float = Field(1000.0, gt=0, description="episode weights are min(prod rho, clip) (5.3)")
+    bootstrap: int = Field(1000, ge=10, description="episode bootstrap resamples (5.4); 100 for Tang parity")
+    ess_cutoff_c: float = Field(0.069, ge=0, description="selection needs ESS >= c * N_val (5.6)")
     seed: int = Field(0, ge=0)
     truth: TruthParams = TruthParams()
+    # what happens when the behaviour model gives a logged action probability 0 (or non-finite):
+    # error -> InputError; floor -> set it to 1/knn_k, counted and reported in evaluate.json
+    zero_behaviour: Literal["error", "floor"] = "error"
+    calibration_rows: int = Field(20000, ge=100, description="rows sampled per split for calibration metrics")
+    calibration_bins: int = Field(10, ge=2, le=100)
+    cutoff_grid: int = Field(51, ge=2, description="cutoffs in [0, 1.25 c N_val] for the sensitivity sweep")
+    warn_max_weight_share: float = Field(0.1, gt=0, le=1, description="warn when one episode holds more weight")
+    chunk_candidates: int = Field(256, ge=1, description="candidate policies per vectorised block (memory bound)")
