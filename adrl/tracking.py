@@ -230,3 +230,63 @@ def ui_command(port: int = 5000) -> list[str]:
 
 def tmp_artifact_dir() -> tempfile.TemporaryDirectory:
     return tempfile.TemporaryDirectory(prefix="adrl-artifacts-")
+
+
+def _policy_pyfunc_class():
+    import mlflow.pyfunc
+
+    class AdrlPolicyModel(mlflow.pyfunc.PythonModel):
+        """A selected adrl policy: input columns z_0..z_{d-1} (AIS states), output the greedy joint action
+        (action, fluid_bin, vaso_bin). Needs the adrl package (pip install adrl) where it is served."""
+
+        def load_context(self, context):
+            import json as _json
+
+            from adrl.rl.policy import Policy
+
+            meta = _json.loads(Path(context.artifacts["meta"]).read_text())
+            self.policy = Policy.load(context.artifacts["run_dir"], step=meta["step"])
+            self.d = meta["d"]
+
+        def predict(self, context, model_input, params=None):
+            import numpy as np
+            import pandas as pd
+
+            from adrl.actions import from_flat
+
+            cols = [f"z_{i}" for i in range(self.d)]
+            z = model_input[cols].to_numpy(np.float32)
+            a = self.policy.greedy(z)
+            f, v = from_flat(a)
+            return pd.DataFrame({"action": a, "fluid_bin": f, "vaso_bin": v})
+
+    return AdrlPolicyModel
+
+
+def log_policy_model(run: StageRun, run_dir: str | os.PathLike, step: int, name: str,
+                     registered_name: str | None = None, description: str = "") -> str | None:
+    """Log one checkpoint of a trained run as an MLflow pyfunc model (and register it). Returns the model URI."""
+    if not run.active:
+        return None
+    import mlflow
+
+    from adrl import __version__
+
+    from adrl.rl.policy import Policy
+
+    policy = Policy.load(run_dir, step=step)
+    with tempfile.TemporaryDirectory() as tmp:
+        one = policy.save(Path(tmp) / "policy")  # just the selected checkpoint
+        meta = Path(tmp) / "meta.json"
+        meta.write_text(json.dumps({"step": int(policy.step), "d": int(policy.d or 0),
+                                    "run_id": policy.record.get("run_id"), "algorithm": policy.algorithm}))
+        active = mlflow.active_run()
+        ctx = (contextlib.nullcontext() if active is not None and active.info.run_id == run.run_id
+               else mlflow.start_run(run_id=run.run_id, nested=active is not None))
+        with ctx:
+            info = mlflow.pyfunc.log_model(
+                name=name, python_model=_policy_pyfunc_class()(),
+                artifacts={"run_dir": str(one), "meta": str(meta)},
+                pip_requirements=[f"adrl=={__version__}", "torch==2.13.0", "numpy", "pandas"],
+                registered_model_name=registered_name, metadata={"description": description})
+    return info.model_uri

@@ -100,6 +100,48 @@ def write_outputs(out: dict, s: dict, run) -> None:
         plt.close(fig)
 
 
+def ground_truth(cfg, chosen: dict) -> dict:
+    """True values (simulator roll-outs, common random numbers) of the clinician, of no treatment and of every
+    selected policy, acting through the cohort featuriser and the AIS encoder. Synthetic source only."""
+    import json
+
+    from adrl.ais.encoder import AisEncoder
+    from adrl.cohort.featurize import Featurizer
+    from adrl.groundtruth import true_value
+    from adrl.rl.policy import Policy
+
+    t = cfg.evaluate.truth
+    fz = Featurizer.load(cfg.cohort, paths.COHORT_ARTIFACTS)
+    enc = AisEncoder.load(paths.AIS_MODEL)
+    edges = json.loads((paths.COHORT_ARTIFACTS / "action_edges.json").read_text())
+    truths: dict = {}
+    for name in ("clinician", "no_treatment"):
+        truths[name] = true_value(name, t.n_patients, t.seed, cfg.synth)
+        log.info("true value %-22s %6.2f +- %.2f", name, truths[name]["value"], truths[name]["se"])
+    done: dict = {}
+    for name, c in chosen.items():
+        key = (c["run_id"], c["step"])
+        if key not in done:
+            pol = Policy.load(MODELS_TRAIN / "runs" / c["run_id"], step=c["step"])
+            done[key] = true_value(pol.greedy, t.n_patients, t.seed, cfg.synth, fz, enc, edges)
+        truths[name] = {**done[key], "run_id": c["run_id"], "step": c["step"]}
+        log.info("true value %-22s %6.2f +- %.2f (dose recovery %.3f)", name, truths[name]["value"],
+                 truths[name]["se"], truths[name]["dose_recovery"] or float("nan"))
+    return truths
+
+
+def export_models(chosen: dict, run) -> None:
+    """The selected policies as MLflow models, registered as adrl-<algorithm>."""
+    from adrl.tracking import log_policy_model
+
+    for name in ("bcq", "factored_bcq", "adbcq"):
+        c = chosen.get(name)
+        if c is not None:
+            log_policy_model(run, MODELS_TRAIN / "runs" / c["run_id"], c["step"], name=f"policy-{name}",
+                             registered_name=f"adrl-{name}", description=f"{c['variant']} tau={c['tau']} "
+                             f"seed={c['seed']} step={c['step']}")
+
+
 def main(cfg, run) -> None:
     p = cfg.evaluate
     states = read_states()
@@ -108,7 +150,17 @@ def main(cfg, run) -> None:
     log.info("evaluating %d run(s) from %s", len(runs), MODELS_TRAIN)
     out = wf.run_evaluation(p, states, runs, greedy_matrix, where=str(paths.STATES))
     s = wf.stage_summary(out, p)
+    if cfg.source.kind == "synthetic" and p.truth.n_patients > 0:
+        truths = ground_truth(cfg, out["chosen"])
+        out["table"] = wf.with_true_values(out["table"], {r["policy"]: truths[r["policy"]]
+                                                          for r in out["table"]["rows"] if r["policy"] in truths})
+        s["truth"] = truths
+        run.log_metrics({metric_key("truth", k, "value"): v["value"] for k, v in truths.items()})
+    else:
+        s["truth"] = None
+        log.info("no simulator truth: source.kind is %s", cfg.source.kind)
     write_outputs(out, s, run)
+    export_models(out["chosen"], run)
     for name, c in out["chosen"].items():
         if c["flagged"]:
             log.warning("%s: selection flagged (no frontier point reaches the ESS cutoff)", name)

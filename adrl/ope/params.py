@@ -9,7 +9,7 @@ from ..params_base import Section
 
 
 class TruthParams(Section):
-    n_patients: int = Field(1000, ge=10, description="simulated patients per ground-truth roll-out")
+    n_patients: int = Field(1000, ge=0, description="simulated patients per ground-truth roll-out (0 = none)")
     seed: int = Field(12345, ge=0)
 
 

@@ -64,7 +64,8 @@ def stage(tmp_path, monkeypatch):
     states_table().to_parquet(tmp_path / "data/processed/states.parquet")
     fake = FakeRuns()
     monkeypatch.setattr(ev, "rl_api", lambda: (lambda models_dir: fake.runs, fake.greedy))
-    cfg = validate_config({"evaluate": {"knn_k": 10, "bootstrap": 50, "calibration_rows": 200}})
+    cfg = validate_config({"evaluate": {"knn_k": 10, "bootstrap": 50, "calibration_rows": 200,
+                                        "truth": {"n_patients": 0}}})  # no simulator here
     return ev, cfg, tmp_path
 
 
