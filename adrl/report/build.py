@@ -1,0 +1,333 @@
+"""The report: one self-contained HTML page (and a markdown twin) from the pipeline's outputs.
+
+Only aggregates reach the report: counts, rates, summary statistics, figures. No patient-level rows.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .. import paths  # noqa: E402
+from ..actions import N_FLUID, N_VASO, from_flat  # noqa: E402
+from ..errors import InputError  # noqa: E402
+from .html import Figure, Section, Table, fig_png  # noqa: E402
+
+log = logging.getLogger("adrl.report")
+HEADLINE = ("clinician", "bcq", "factored_bcq", "adbcq")
+NAMES = {"clinician": "Clinician (observed)", "bcq": "Discrete BCQ", "factored_bcq": "Factored BCQ",
+         "adbcq": "AD-BCQ", "no_treatment": "No treatment"}
+
+CAVEATS = [
+    "Only test numbers are results: the selected checkpoint's validation WIS is a maximum over many candidates.",
+    "WIS with epsilon-softening is, in effect, the survival rate of the test episodes in which the policy agreed "
+    "with the clinician at every step; a high WIS with a small ESS is a selection artefact, not evidence.",
+    "Support mismatch: actions clinicians never take get weight 0, so WIS estimates a value conditional on staying "
+    "inside clinical practice.",
+    "The behaviour policy is a kNN estimate on AIS states; its errors move every weight. Its calibration is shown.",
+    "On real MIMIC-III there is no ground truth, and residual confounding (what was never charted: bedside "
+    "examination, notes, goals of care) is the main threat to validity. None of these estimates is a clinical "
+    "recommendation.",
+]
+
+
+def _read_json(path: Path, required: bool = True):
+    if not path.exists():
+        if required:
+            raise InputError(f"{path}: not found (run the stage that writes it: dvc repro)")
+        return None
+    return json.loads(path.read_text())
+
+
+def file_digest(path: Path) -> str | None:
+    if not path.exists():
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:12]
+
+
+def _ci(ci) -> str:
+    return "" if not ci or ci[0] is None else f"({ci[0]:.1f}, {ci[1]:.1f})"
+
+
+def _num(v, fmt="{:.2f}"):
+    return "" if v is None or (isinstance(v, float) and not np.isfinite(v)) else fmt.format(v)
+
+
+# ------------------------------------------------------------------ figures
+def flow_figure(flow: dict, dpi: int) -> bytes:
+    steps = flow["steps"]
+    names = [s["step"] for s in steps]
+    n = [s["stays"] for s in steps]
+    fig, ax = plt.subplots(figsize=(8.5, 0.32 * len(steps) + 1))
+    y = np.arange(len(steps))[::-1]
+    ax.barh(y, n, color="#4c78a8")
+    for yi, v, s in zip(y, n, steps):
+        d = s.get("dropped")
+        ax.text(v, yi, f" {v:,}" + (f"  (-{d:,})" if d else ""), va="center", fontsize=8)
+    ax.set_yticks(y, names, fontsize=8)
+    ax.set_xlabel("ICU stays")
+    ax.set_xlim(0, max(n) * 1.25)
+    ax.set_title("Cohort flow")
+    ax.spines[["top", "right"]].set_visible(False)
+    return fig_png(fig, dpi)
+
+
+def heatmap_figure(tables: dict[str, np.ndarray], dpi: int) -> bytes:
+    k = len(tables)
+    fig, axes = plt.subplots(1, k, figsize=(3.2 * k, 3.3), squeeze=False)
+    for ax, (name, counts) in zip(axes[0], tables.items()):
+        share = counts / max(counts.sum(), 1)
+        ax.imshow(share, cmap="Blues", vmin=0, vmax=max(share.max(), 1e-9))
+        for f in range(N_FLUID):
+            for v in range(N_VASO):
+                ax.text(v, f, f"{100 * share[f, v]:.0f}", ha="center", va="center", fontsize=7,
+                        color="white" if share[f, v] > 0.6 * share.max() else "black")
+        ax.set_title(NAMES.get(name, name), fontsize=9)
+        ax.set_xlabel("vasopressor bin")
+        ax.set_ylabel("IV fluid bin")
+        ax.set_xticks(range(N_VASO))
+        ax.set_yticks(range(N_FLUID))
+    fig.suptitle("Actions on the test split (% of decisions)", fontsize=10)
+    fig.tight_layout()
+    return fig_png(fig, dpi)
+
+
+def test_table_figure(rows: list[dict], dpi: int) -> bytes:
+    fig, ax = plt.subplots(figsize=(7, 0.5 * len(rows) + 1.2))
+    y = np.arange(len(rows))[::-1]
+    for yi, r in zip(y, rows):
+        if r.get("wis") is not None:
+            lo, hi = r.get("wis_ci") or (r["wis"], r["wis"])
+            ax.errorbar(r["wis"], yi + 0.12, xerr=[[r["wis"] - lo], [hi - r["wis"]]], fmt="o", color="#4c78a8",
+                        label="WIS (95% CI)" if yi == y[0] else None)
+        if r.get("true_value") is not None:
+            se = r.get("true_value_se") or 0
+            ax.errorbar(r["true_value"], yi - 0.12, xerr=1.96 * se, fmt="s", color="#e45756",
+                        label="true value (simulator)" if yi == y[0] else None)
+    ax.set_yticks(y, [NAMES.get(r["policy"], r["policy"]) for r in rows])
+    ax.set_xlabel("value (100 x survival)")
+    ax.legend(loc="lower left", fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title("Test estimates beside the truth")
+    return fig_png(fig, dpi)
+
+
+def training_figure(runs_dir: Path, selected: dict, dpi: int) -> bytes | None:
+    keys = [k for k in ("bcq", "factored_bcq", "adbcq") if k in selected]
+    if not keys:
+        return None
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3), squeeze=False)
+    for ax, k in zip(axes[0], keys):
+        rec = _read_json(runs_dir / selected[k]["run_id"] / "run.json", required=False) or {}
+        h = rec.get("history") or {}
+        steps = h.get("step")
+        if not steps:
+            ax.set_visible(False)
+            continue
+        for name, vals in h.items():
+            if name.startswith("loss/"):
+                ax.plot(steps, vals, label=name[5:])
+        ax.axvline(selected[k]["step"], color="grey", ls="--", lw=1)
+        ax.set_title(f"{NAMES[k]} ({selected[k]['run_id']})", fontsize=8)
+        ax.set_xlabel("gradient step")
+        ax.set_yscale("symlog")
+        ax.legend(fontsize=7)
+    fig.suptitle("Training losses of the selected runs (dashed: selected checkpoint)", fontsize=10)
+    fig.tight_layout()
+    return fig_png(fig, dpi)
+
+
+# ------------------------------------------------------------------ tables
+def cohort_table(stays: pd.DataFrame, raw: pd.DataFrame) -> Table:
+    first = raw.sort_values(["traj", "step"]).groupby("traj").first()
+    st = stays[stays.get("kept", True) == True] if "kept" in stays else stays  # noqa: E712
+    st = st.merge(first[["m:age", "m:gender", "m:Weight_kg"]], left_on="traj", right_index=True, how="left")
+    rows = []
+    for split in ("train", "val", "test", "all"):
+        d = st if split == "all" else st[st["split"] == split]
+        if not len(d):
+            continue
+        q = d["m:age"].quantile([0.25, 0.5, 0.75]).to_numpy()
+        rows.append([split, len(d), d["subject_id"].nunique(), f"{q[1]:.0f} ({q[0]:.0f}-{q[2]:.0f})",
+                     f"{100 * d['m:gender'].mean():.1f}", f"{d['max_sofa'].median():.0f}",
+                     f"{d['n_steps'].mean():.1f}", f"{100 * d['died'].mean():.1f}"])
+    return Table(["split", "stays", "patients", "age, median (IQR)", "female %", "max SOFA, median",
+                  "steps, mean", "mortality %"], rows, "Cohort by split (stays in the final cohort)")
+
+
+def test_table(rows: list[dict]) -> Table:
+    out = []
+    for r in rows:
+        out.append([NAMES.get(r["policy"], r["policy"]), _num(r.get("wis")), _ci(r.get("wis_ci")),
+                    _num(r.get("ess"), "{:.1f}"), _ci(r.get("ess_ci")), _num(r.get("agreement"), "{:.3f}"),
+                    _num(r.get("true_value")), _num(r.get("true_value_se")), r.get("n_episodes"),
+                    r.get("variant", "") or ""])
+    return Table(["policy", "WIS", "WIS 95% CI", "ESS", "ESS 95% CI", "agreement", "true value", "true SE",
+                  "episodes", "selected"], out, "Test split: WIS and ESS with episode-bootstrap 95% CIs; agreement "
+                 "with clinician actions; true value from simulator roll-outs (synthetic source only)")
+
+
+# ------------------------------------------------------------------ assembly
+def action_tables(states: pd.DataFrame, selected: dict, runs_dir: Path) -> dict[str, np.ndarray]:
+    from ..rl.policy import Policy  # torch only here
+
+    test = states[(states["split"] == "test") & ~states["last"]]
+    z = test[[c for c in test.columns if c.startswith("z_")]].to_numpy(np.float32)
+    out = {}
+    f, v = from_flat(test["decision"].to_numpy(np.int64))
+    out["clinician"] = np.bincount(f * N_VASO + v, minlength=N_FLUID * N_VASO).reshape(N_FLUID, N_VASO)
+    for k in ("bcq", "factored_bcq", "adbcq"):
+        if k in selected and len(z):
+            pol = Policy.load(runs_dir / selected[k]["run_id"], step=selected[k]["step"])
+            a = pol.greedy(z)
+            out[k] = np.bincount(a, minlength=N_FLUID * N_VASO).reshape(N_FLUID, N_VASO)
+    return out
+
+
+def build_sections(cfg, root: Path = Path(".")) -> tuple[list[Section], dict]:
+    dpi = cfg.report.dpi
+    R = root / paths.REPORTS
+    flow = _read_json(R / "cohort_flow.json")
+    table = _read_json(R / "metrics" / "test_table.json")
+    evaluate = _read_json(R / "metrics" / "evaluate.json")
+    encode = _read_json(R / "metrics" / "encode.json", required=False) or {}
+    train = _read_json(R / "metrics" / "train.json", required=False) or {}
+    selected = _read_json(R / "selected.json")
+    states = pd.read_parquet(root / paths.STATES)
+    runs_dir = root / paths.MODELS / "train" / "runs"
+    summary: dict = {}
+
+    secs: list[Section] = []
+    # --- headline
+    rows = table["rows"]
+    head = Section("Test results", "results")
+    head.blocks.append(test_table(rows))
+    head.blocks.append(Figure(test_table_figure(rows, dpi), "Test WIS with 95% CIs beside the simulator's true "
+                              "value (+- 1.96 SE)", "test_table"))
+    truth = evaluate.get("truth") or {}
+    if truth.get("no_treatment"):
+        head.blocks.append(f"For scale: never treating has a true value of {truth['no_treatment']['value']:.1f} "
+                           f"(SE {truth['no_treatment']['se']:.1f}) on the same simulated patients; the clinician "
+                           f"{truth['clinician']['value']:.1f}.")
+    rec = [v.get("dose_recovery") for k, v in truth.items() if isinstance(v, dict) and v.get("dose_recovery")]
+    if rec:
+        head.blocks.append(f"Chain check: in the roll-outs, the cohort code recovered the chosen action from the "
+                           f"simulator's charted doses in {100 * min(rec):.1f}% of decisions or more.")
+    small = [r["policy"] for r in rows if r.get("ess") is not None and r["policy"] != "clinician"
+             and r["ess"] < 0.05 * max(r.get("n_episodes") or 1, 1)]
+    if small:
+        head.blocks.append(("warn", f"Small effective sample size for {', '.join(small)}: their WIS rests on a "
+                                    "handful of test episodes and is not evidence of a better policy."))
+    for w in evaluate.get("warnings", [])[:8]:
+        head.blocks.append(("note", w))
+    secs.append(head)
+    summary["test_table"] = rows
+
+    # --- cohort
+    coh = Section("Cohort", "cohort")
+    coh.blocks.append(f"Recipe: {flow.get('recipe')}. Outcome: {flow['mortality'].get('outcome')}. "
+                      f"Trajectory length: mean {flow['trajectory_length']['mean']:.1f} steps "
+                      f"(min {flow['trajectory_length']['min']}, max {flow['trajectory_length']['max']}).")
+    coh.blocks.append(Figure(flow_figure(flow, dpi), "Cohort flow: ICU stays left after every inclusion and "
+                             "exclusion step", "cohort_flow"))
+    coh.blocks.append(Table(["step", "stays", "dropped"],
+                            [[s["step"], s["stays"], s.get("dropped")] for s in flow["steps"]], "Cohort flow"))
+    stays_p, raw_p = root / paths.STAYS, root / paths.TRAJECTORIES_RAW
+    if stays_p.exists() and raw_p.exists():
+        coh.blocks.append(cohort_table(pd.read_parquet(stays_p),
+                                       pd.read_parquet(raw_p, columns=["traj", "step", "m:age", "m:gender",
+                                                                       "m:Weight_kg"])))
+    secs.append(coh)
+
+    # --- actions
+    act = Section("Actions", "actions")
+    tabs = action_tables(states, selected, runs_dir)
+    act.blocks.append(Figure(heatmap_figure(tabs, dpi), "5 x 5 action distribution on the test split: the "
+                             "clinicians' logged decisions and each selected policy's greedy actions",
+                             "action_heatmaps"))
+    secs.append(act)
+
+    # --- learning
+    learn = Section("State encoder and training", "learning")
+    figs = []
+    for name, cap in (("ais_loss", "AIS encoder: training and validation NLL per epoch"),
+                      ("ais_vs_naive", "AIS next-observation error against carrying the last observation "
+                                       "forward (validation)")):
+        f = R / "figures" / f"{name}.png"
+        if f.exists():
+            figs.append(Figure(f.read_bytes(), cap, name))
+    if figs:
+        learn.blocks.append(figs)
+    if encode:
+        learn.blocks.append(f"AIS: best epoch {encode.get('best_epoch')}, validation NLL "
+                            f"{_num(encode.get('val_nll'))} against {_num(encode.get('naive_val_nll'))} for the "
+                            f"carry-forward baseline.")
+    tf = training_figure(runs_dir, selected, dpi)
+    if tf is not None:
+        learn.blocks.append(Figure(tf, "Training losses of the selected runs", "training_curves"))
+    if train:
+        learn.blocks.append(Table(["metric", "value"], [[k, v] for k, v in train.items()
+                                                        if isinstance(v, (int, float))][:20], "Training summary"))
+    secs.append(learn)
+
+    # --- selection
+    sel = Section("Model selection", "selection")
+    for name, cap in (("pareto", "Validation WIS against ESS for every checkpoint; Pareto frontier and the "
+                                 "selected checkpoint per algorithm"),
+                      ("behaviour_calibration", "Behaviour policy (kNN on AIS states): calibration")):
+        f = R / "figures" / f"{name}.png"
+        if f.exists():
+            sel.blocks.append(Figure(f.read_bytes(), cap, name))
+    sel.blocks.append(Table(["policy", "run", "step", "tau", "val WIS", "val ESS", "flagged"],
+                            [[k, v.get("run_id"), v.get("step"), v.get("tau"), _num(v.get("val_wis")),
+                              _num(v.get("val_ess"), "{:.1f}"), v.get("flagged")]
+                             for k, v in evaluate.get("selected", {}).items()],
+                            f"Selected checkpoints (ESS cutoff {_num(evaluate.get('ess_cutoff'), '{:.1f}')})"))
+    secs.append(sel)
+
+    # --- caveats and provenance
+    cav = Section("What these numbers mean", "caveats")
+    for c in CAVEATS:
+        cav.blocks.append(c)
+    secs.append(cav)
+    prov = Section("Parameters and data version", "provenance")
+    prov.blocks.append(Table(["item", "value"], [
+        ["made", time.strftime("%Y-%m-%d %H:%M:%S")],
+        ["source", cfg.source.kind],
+        ["trajectories.parquet sha256", file_digest(root / paths.TRAJECTORIES)],
+        ["states.parquet sha256", file_digest(root / paths.STATES)],
+        ["params hash", _params_hash(cfg)],
+    ]))
+    prov.blocks.append(Table(["parameter", "value"], _flat_params(cfg), "Parameters (cohort keys resolved)"))
+    secs.append(prov)
+    return secs, summary
+
+
+def _params_hash(cfg) -> str:
+    return hashlib.sha256(json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _flat_params(cfg) -> list[list]:
+    d = cfg.model_dump(mode="json")
+    d["cohort"] = cfg.cohort.resolved()
+
+    def flat(x, pre=""):
+        for k, v in x.items():
+            if isinstance(v, dict):
+                yield from flat(v, pre + k + ".")
+            else:
+                yield [pre + k, json.dumps(v) if isinstance(v, (list, dict)) else v]
+    return list(flat(d))
