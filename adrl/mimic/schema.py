@@ -3,10 +3,13 @@
 Source: upper-case ``<TABLE>.csv.gz`` (or ``.csv``), quoted upper-case headers (a lower-case header,
 as in a later PhysioNet packaging of the demo, is mapped once at load).
 
-Interim (written by ``ingest`` under ``data/interim/events/<table>/`` as Parquet part files, read with
-``pyarrow.dataset`` or ``pandas.read_parquet(dir)``): lower-case column names, the columns below only,
+Interim (written by ``ingest`` under ``data/interim/events/<table>/`` as Parquet part files ``part-NNNNN.parquet``,
+plus ``ingest_report.json``): lower-case column names, the columns below only,
 explicit types. Event tables keep only the ITEMIDs of the concept map (union of faithful and corrected
-items); PRESCRIPTIONS keeps only rows whose GSN is on the antibiotic list. The synthetic world's roll-out
+items); PRESCRIPTIONS keeps only rows whose GSN is on the antibiotic list. Read them with
+``adrl.mimic.ingest.read_interim(events_dir, table, columns=..., filter=...)``: Parquet stores timestamp[s] as
+milliseconds (so plain ``pyarrow.dataset`` / ``pandas.read_parquet`` give timestamp[ms]); read_interim casts back
+to exactly these schemas. The synthetic world's roll-out
 API emits a simulated stay's events in these same interim schemas, so the cohort featuriser reads both.
 """
 from __future__ import annotations

@@ -1,0 +1,173 @@
+"""End to end: the real pipeline (dvc.yaml, pipeline/, adrl/) on a tiny synthetic world, through `adrl repro`.
+
+One run of the pipeline (about two minutes on 2 cores) serves every test of this module.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .harness import TINY, env_for, make_project, run
+
+pytestmark = pytest.mark.slow
+STAGES = ["synthesize", "ingest", "cohort", "encode", "train", "evaluate", "report"]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    p = make_project(tmp_path_factory.mktemp("e2e") / "proj", TINY)
+    r = run(["adrl", "repro"], p)
+    return p, r
+
+
+def test_repro_runs_every_stage_and_writes_the_contracts(project):
+    p, r = project
+    for stage in STAGES:
+        assert f"Running stage '{stage}'" in r.stdout, stage
+    for f in ["data/raw/synthetic/CHARTEVENTS.csv.gz", "data/interim/events/ingest_report.json",
+              "data/processed/trajectories.parquet", "data/processed/states.parquet", "models/ais/model.pt",
+              "models/train/runs.json", "reports/metrics/test_table.json", "reports/report.html", "reports/report.md"]:
+        assert (p / f).exists(), f
+    table = json.loads((p / "reports/metrics/test_table.json").read_text())
+    rows = {row["policy"]: row for row in table["rows"]}
+    assert set(rows) == {"clinician", "bcq", "factored_bcq", "adbcq"}
+    for name, row in rows.items():
+        assert row["wis"] is not None and row["ess"] > 0
+        assert row["true_value"] is not None and 0 <= row["true_value"] <= 100, name
+    ev = json.loads((p / "reports/metrics/evaluate.json").read_text())
+    # the chain simulator -> MIMIC-format events -> cohort code recovers the actions the policies chose
+    for name in ("bcq", "factored_bcq", "adbcq"):
+        assert ev["truth"][name]["dose_recovery"] > 0.9, (name, ev["truth"][name])
+
+
+def test_second_repro_does_nothing(project):
+    p, _ = project
+    r = run(["dvc", "repro"], p)
+    assert "Running stage" not in r.stdout
+    assert "Data and pipelines are up to date" in r.stdout
+
+
+def test_changing_a_cohort_parameter_does_not_reingest(project):
+    p, _ = project
+    params = yaml.safe_load((p / "params.yaml").read_text())
+    old = params["cohort"]["window"]["after_onset_h"]
+    try:
+        params["cohort"]["window"]["after_onset_h"] = old - 4
+        (p / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        st = run(["dvc", "status", "--json"], p).stdout
+        changed = set(json.loads(st))
+        assert "cohort" in changed
+        assert "ingest" not in changed and "synthesize" not in changed
+    finally:
+        params["cohort"]["window"]["after_onset_h"] = old
+        (p / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str, body: dict | None = None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"},
+                                 method="POST" if body is not None else "GET")
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def test_mlflow_server_shows_one_parent_with_a_child_per_stage(project):
+    p, _ = project
+    port = _free_port()
+    env = env_for(p)
+    mlflow_exe = Path(sys.executable).parent / "mlflow"
+    cmd = [str(mlflow_exe) if mlflow_exe.exists() else "mlflow", "server", "--host", "127.0.0.1", "--port",
+           str(port), "--backend-store-uri", env["MLFLOW_TRACKING_URI"], "--default-artifact-root",
+           env["ADRL_ARTIFACT_ROOT"], "--workers", "1"]
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    srv = subprocess.Popen(cmd, cwd=p, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}/api/2.0/mlflow"
+    try:
+        for _ in range(120):
+            try:
+                exp = _get(f"{base}/experiments/get-by-name?experiment_name=adrl")["experiment"]
+                break
+            except Exception:
+                time.sleep(0.5)
+        else:
+            pytest.fail("MLflow server did not answer on 127.0.0.1")
+        runs = _get(f"{base}/runs/search", {"experiment_ids": [exp["experiment_id"]], "max_results": 200})["runs"]
+        tags = [{t["key"]: t["value"] for t in r["data"].get("tags", [])} for r in runs]
+        parents = [r for r, t in zip(runs, tags) if t.get("adrl.stage") == "pipeline"]
+        assert len(parents) == 1
+        pid = parents[0]["info"]["run_id"]
+        children = {t["adrl.stage"]: r for r, t in zip(runs, tags) if t.get("mlflow.parentRunId") == pid}
+        assert set(children) == set(STAGES)
+        metrics = {m["key"] for m in children["evaluate"]["data"].get("metrics", [])}
+        assert "truth.clinician.value" in metrics and any(k.startswith("test.bcq") for k in metrics)
+        models = _get(f"{base}/registered-models/search")["registered_models"]
+        assert {"adrl-bcq", "adrl-factored_bcq", "adrl-adbcq"} <= {m["name"] for m in models}
+    finally:
+        srv.terminate()
+        srv.wait(timeout=30)
+
+
+def test_registered_policy_model_predicts_actions(project):
+    p, _ = project
+    env = env_for(p)
+    code = ("import mlflow, pandas as pd; mlflow.set_tracking_uri(%r); "
+            "m = mlflow.pyfunc.load_model('models:/adrl-adbcq/1'); "
+            "s = pd.read_parquet('data/processed/states.parquet').head(7); "
+            "out = m.predict(s); print(out.to_json())") % env["MLFLOW_TRACKING_URI"]
+    r = subprocess.run([sys.executable, "-c", code], cwd=p, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    acts = list(out["action"].values())
+    assert len(acts) == 7 and all(0 <= a < 25 for a in acts)
+    assert all(a == 5 * f + v for a, f, v in zip(acts, out["fluid_bin"].values(), out["vaso_bin"].values()))
+
+
+FIGURES = ["test_table", "cohort_flow", "action_heatmaps", "ais_loss", "ais_vs_naive", "training_curves", "pareto",
+           "behaviour_calibration"]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def test_report_opens_offline_in_headless_chromium(project, tmp_path):
+    from .cdp import load_page
+
+    chromium = _chromium()
+    if chromium is None:
+        pytest.skip("headless Chromium not found: install it (Debian: apt-get install chromium; `make test` does "
+                    "this where it runs as root) to check the report in a browser")
+    p, _ = project
+    html = p / "reports" / "report.html"
+    requests, facts, png = load_page(chromium, html.as_uri(), str(tmp_path / "profile"))
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "report.png").write_bytes(png)  # kept as a test artifact
+    leaving = [u for u in requests if not u.startswith(("file:", "data:"))]
+    assert leaving == [], f"the report made requests that would leave the machine: {leaving}"
+    text = facts["text"]
+    for name in ("Test results", "Clinician (observed)", "Discrete BCQ", "Factored BCQ", "AD-BCQ", "WIS 95% CI",
+                 "true value", "Cohort flow"):
+        assert name in text, name
+    shown = {f["id"]: f for f in facts["figures"]}
+    for fig in FIGURES:
+        assert shown.get(f"fig-{fig}", {}).get("loaded"), f"figure {fig} is not shown"
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000
