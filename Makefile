@@ -27,6 +27,7 @@ repro: install
 	$(BIN)/adrl repro
 
 test: install
+	@bash scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 ui: install
