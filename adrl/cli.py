@@ -3,6 +3,10 @@
     adrl repro [dvc repro args]   run the pipeline (dvc repro) under one MLflow parent run
     adrl ui [--port N]            the MLflow UI on 127.0.0.1
     adrl check-params             validate params.yaml and print the effective cohort settings
+    adrl show                     the last test table (WIS, ESS, CIs, agreement, true value)
+    adrl apply --states F --out O [--policy adbcq]
+                                  apply a selected policy to a states file (the states contract): greedy
+                                  actions and the probabilities of all 25 actions per row
 """
 from __future__ import annotations
 
@@ -64,6 +68,67 @@ def cmd_check_params(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_show(args: argparse.Namespace) -> int:
+    from .errors import InputError
+
+    path = Path(args.table)
+    if not path.exists():
+        raise InputError(f"{path}: no results yet (run `adrl repro`)")
+    table = json.loads(path.read_text())
+
+    def f(v, fmt="{:.2f}"):
+        return "-" if v is None else fmt.format(v)
+
+    def ci(c):
+        return "-" if not c or c[0] is None else f"({c[0]:.1f}, {c[1]:.1f})"
+
+    head = f"{'policy':<14}{'WIS':>8} {'95% CI':>15}{'ESS':>9} {'95% CI':>17}{'agree':>8}{'true':>8}{'+-SE':>7}"
+    print(head)
+    print("-" * len(head))
+    for r in table["rows"]:
+        print(f"{r['policy']:<14}{f(r.get('wis')):>8} {ci(r.get('wis_ci')):>15}{f(r.get('ess'), '{:.1f}'):>9} "
+              f"{ci(r.get('ess_ci')):>17}{f(r.get('agreement'), '{:.3f}'):>8}{f(r.get('true_value')):>8}"
+              f"{f(r.get('true_value_se')):>7}")
+    print(f"\nfrom {path}; the full report: reports/report.html")
+    return 0
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    import numpy as np
+    import pandas as pd
+
+    from .actions import N_ACTIONS, from_flat
+    from .errors import InputError
+    from .io import write_parquet
+    from .rl.policy import Policy
+    from .schemas import infer_latent_dim
+
+    sel_path = Path(args.selected)
+    if not sel_path.exists():
+        raise InputError(f"{sel_path}: no selected policies yet (run `adrl repro`)")
+    selected = json.loads(sel_path.read_text())
+    if args.policy not in selected:
+        raise InputError(f"--policy {args.policy}: not among the selected policies {sorted(selected)}")
+    c = selected[args.policy]
+    pol = Policy.load(Path(args.models) / "runs" / c["run_id"], step=c["step"])
+    states_path = Path(args.states)
+    if not states_path.exists():
+        raise InputError(f"{states_path}: states file not found")
+    df = pd.read_parquet(states_path)
+    d = infer_latent_dim(df.columns)
+    z = df[[f"z_{i}" for i in range(d)]].to_numpy(np.float32)
+    a = pol.greedy(z)
+    fb, vb = from_flat(a)
+    out = pd.DataFrame({k: df[k] for k in ("icustay_id", "step") if k in df.columns})
+    out["action"], out["fluid_bin"], out["vaso_bin"] = a.astype(np.int8), fb.astype(np.int8), vb.astype(np.int8)
+    probs = pol.action_probs(z)
+    for j in range(N_ACTIONS):
+        out[f"p_{j}"] = probs[:, j].astype(np.float32)
+    write_parquet(args.out, out)
+    print(f"{args.policy} ({c['run_id']} step {c['step']}): {len(out)} rows -> {args.out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "2")
     p = argparse.ArgumentParser(prog="adrl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -77,6 +142,16 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("check-params", help="validate params.yaml")
     c.add_argument("--params", default=None)
     c.set_defaults(fn=cmd_check_params)
+    sh = sub.add_parser("show", help="print the last test table")
+    sh.add_argument("--table", default="reports/metrics/test_table.json")
+    sh.set_defaults(fn=cmd_show)
+    ap = sub.add_parser("apply", help="apply a selected policy to a states file")
+    ap.add_argument("--states", required=True, help="parquet file in the states contract (z_0..z_{d-1})")
+    ap.add_argument("--out", required=True, help="output parquet: ids, action, fluid_bin, vaso_bin, p_0..p_24")
+    ap.add_argument("--policy", default="adbcq", help="bcq | factored_bcq | adbcq | a variant in selected.json")
+    ap.add_argument("--selected", default="reports/selected.json")
+    ap.add_argument("--models", default="models/train")
+    ap.set_defaults(fn=cmd_apply)
     args = p.parse_args(argv)
     try:
         return args.fn(args)

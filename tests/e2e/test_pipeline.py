@@ -171,3 +171,22 @@ def test_report_opens_offline_in_headless_chromium(project, tmp_path):
     for fig in FIGURES:
         assert shown.get(f"fig-{fig}", {}).get("loaded"), f"figure {fig} is not shown"
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000
+
+
+def test_cli_shows_results_and_applies_a_selected_policy(project):
+    import pandas as pd
+
+    p, _ = project
+    shown = run(["adrl", "show"], p).stdout
+    for name in ("clinician", "bcq", "factored_bcq", "adbcq"):
+        assert f"\n{name} " in shown
+    out = p / "applied.parquet"
+    run(["adrl", "apply", "--states", "data/processed/states.parquet", "--out", str(out), "--policy", "adbcq"], p)
+    df = pd.read_parquet(out)
+    states = pd.read_parquet(p / "data/processed/states.parquet")
+    assert len(df) == len(states)
+    assert (df["action"] == 5 * df["fluid_bin"] + df["vaso_bin"]).all()
+    probs = df[[f"p_{j}" for j in range(25)]].to_numpy()
+    assert abs(probs.sum(axis=1) - 1).max() < 1e-5
+    bad = run(["adrl", "apply", "--states", "missing.parquet", "--out", str(out)], p, check=False)
+    assert bad.returncode == 2 and "missing.parquet" in bad.stderr
