@@ -7,7 +7,12 @@ MIMIC-III CSV tables; rollout.py into interim DataFrames.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import catalogue as cat
 from .physiology import OBS_INDEX as OI
@@ -21,19 +26,70 @@ RASS = ["-5 Unarousable", "-4 Deep Sedation", "-3 Moderate Sedation", "-2 Light 
         " 0  Alert and Calm"]
 
 
+class TextCodes:
+    """Process-wide dictionary of the text VALUEs the world charts (GCS words, devices, 'Sent', ...).
+
+    Charted VALUEs travel as two columns until the writer: ``value`` (the number to print, NaN for text
+    or NULL) and ``vcode`` (index into :attr:`strings`, -1 for a number or NULL). No Python string per row."""
+
+    def __init__(self):
+        self.strings: list[str] = []
+        self._index: dict[str, int] = {}
+
+    def encode(self, values) -> np.ndarray:
+        """int32 codes of an array of strings (None / NaN -> -1)."""
+        codes, uniq = pd.factorize(pd.Series(np.asarray(values, object)), use_na_sentinel=True)
+        table = np.array([self._code(str(u)) for u in uniq] + [-1], np.int32)
+        return table[np.where(codes < 0, len(uniq), codes)]
+
+    def _code(self, s: str) -> int:
+        if s not in self._index:
+            self._index[s] = len(self.strings)
+            self.strings.append(s)
+        return self._index[s]
+
+
+TEXT = TextCodes()
+
+
+def format_numbers(x: np.ndarray) -> list[str]:
+    """Shortest text of already rounded numbers ('98', '7.35', '0.95'): the VALUE format of the charts."""
+    return pc.cast(pa.array(np.asarray(x, np.float64) + 0.0), pa.string()).to_pylist()
+
+
+def value_strings(value: np.ndarray, vcode: np.ndarray):
+    """(codes, categories) of the VALUE column: text codes first, then each distinct number formatted once."""
+    value = np.asarray(value, np.float64)
+    vcode = np.asarray(vcode, np.int32)
+    num = (vcode < 0) & ~np.isnan(value)
+    uq, inv = np.unique(value[num], return_inverse=True)
+    base = len(TEXT.strings)
+    codes = vcode.copy()
+    codes[num] = base + inv.astype(np.int32)
+    return codes, TEXT.strings[:base] + format_numbers(uq)
+
+
 class Rows:
-    """Accumulates rows of one table as column arrays."""
+    """Accumulates rows of one table as column arrays. A ``value`` given as strings is stored as text codes
+    (``vcode``), a numeric ``value`` as the number to print (see :class:`TextCodes`)."""
 
     def __init__(self):
         self.parts: list[dict] = []
 
     def add(self, **cols):
         n = max(len(v) for v in cols.values() if isinstance(v, np.ndarray))
-        if n:
-            self.parts.append({k: (v if isinstance(v, np.ndarray) else np.full(n, v, dtype=object if
-                                                                                  isinstance(v, str) or v is None
-                                                                                  else None))
-                               for k, v in cols.items()})
+        if not n:
+            return
+        if "value" in cols and "vcode" not in cols and isinstance(cols["value"], np.ndarray) \
+                and cols["value"].dtype == object:
+            cols["vcode"] = TEXT.encode(cols["value"])
+            cols["value"] = np.full(n, np.nan)
+        elif "value" in cols and "vcode" not in cols:
+            cols["vcode"] = np.full(n, -1, np.int32)
+        self.parts.append({k: (v if isinstance(v, np.ndarray) else np.full(n, v, dtype=object if
+                                                                          isinstance(v, str) or v is None
+                                                                          else None))
+                           for k, v in cols.items()})
 
     def build(self, columns) -> dict:
         out = {}
@@ -44,17 +100,15 @@ class Rows:
 
 
 def fmt_num(x, dec):
-    """VALUE text of a numeric reading (e.g. '98', '7.35')."""
-    x = np.round(np.asarray(x, float), dec)
-    s = np.char.mod(f"%.{dec}f", x) if dec else np.char.mod("%d", x.astype(np.int64))
-    if dec:
-        s = np.char.rstrip(np.char.rstrip(s, "0"), ".")
-    return s.astype(object)
+    """The number to print as VALUE of a numeric reading, rounded to ``dec`` decimals."""
+    return np.round(np.asarray(x, float), dec) + 0.0
 
 
 class Charter:
     def __init__(self, rng, obs, fluid_h, vaso_h, vent, dec, active, t0_s, intime_s, end_s, system, stays_S,
-                 k0, extubated_at=None):
+                 k0, extubated_at=None, admitted=None, weight_before=None):
+        """admitted: (n,) bool, the stay's ICU admission lies in these hours (default: every stay active here);
+        weight_before: (n,) last charted weight (kg) before these hours (NaN = none), for slices of a stay."""
         self.rng = rng
         self.obs, self.fluid_h, self.vaso_h, self.vent, self.dec, self.active = obs, fluid_h, vaso_h, vent, dec, active
         self.t0, self.intime, self.end = t0_s, intime_s, end_s
@@ -65,6 +119,8 @@ class Charter:
         self.ce, self.le, self.out = Rows(), Rows(), Rows()
         self.icv, self.imv, self.pe = Rows(), Rows(), Rows()
         self.extubated_at = extubated_at
+        self.admitted = self.active.any(0) if admitted is None else np.asarray(admitted, bool) & self.active.any(0)
+        self.weight_before = np.full(self.n, np.nan) if weight_before is None else np.asarray(weight_before, float)
 
     # ------------------------------------------------------------------------------------ helpers
     def when(self, hh, ii, minute):
@@ -190,14 +246,31 @@ class Charter:
                              text=np.full(len(ex), "Extubated", object), valuenum=False)
 
     def weights(self):
+        """Admission weight (90 % of stays) and daily weights (70 % of days). Also sets ``weight_kg`` (H, n):
+        the charted weight the cohort recipe uses in each hour's 4-h bin (cohort.md 5.2: the bin's mean
+        Weight_kg, else the last earlier one; NaN = none), so CareVue mcg/min rates convert with it."""
         rng = self.rng
         first = np.argmax(self.active, axis=0)
-        ii = np.nonzero(self.active.any(0) & (rng.random(self.n) < 0.9))[0]
-        w = self.obs[first[ii], ii, OI["Weight"]]
+        ii = np.nonzero(self.admitted & (rng.random(self.n) < 0.9))[0]
+        w = np.round(self.obs[first[ii], ii, OI["Weight"]], 1)
         self.ce_rows(first[ii], ii, "Weight", w, rng.integers(0, 60, len(ii)).astype(float), 1)
-        day = self.active & (np.arange(self.H)[:, None] % 24 == 20) & (rng.random(self.active.shape) < 0.7)
-        hh, ii = np.nonzero(day)
-        self.ce_rows(hh, ii, "WeightDaily", self.obs[hh, ii, OI["Weight"]], rng.integers(0, 60, len(ii)).astype(float), 1)
+        hours = self.k0[None, :] + np.arange(self.H)[:, None]
+        day = self.active & (hours % 24 == 20) & (rng.random(self.active.shape) < 0.7)
+        hh, jj = np.nonzero(day)
+        wd = np.round(self.obs[hh, jj, OI["Weight"]], 1)
+        self.ce_rows(hh, jj, "WeightDaily", wd, rng.integers(0, 60, len(jj)).astype(float), 1)
+        brow = hours // 4 - (self.k0 // 4)[None, :]
+        nb = int(brow.max()) + 1
+        tot, cnt = np.zeros((nb, self.n)), np.zeros((nb, self.n))
+        for h_, i_, w_ in ((first[ii], ii, w), (hh, jj, wd)):
+            np.add.at(tot, (brow[h_, i_], i_), w_)
+            np.add.at(cnt, (brow[h_, i_], i_), 1.0)
+        has = cnt > 0
+        last = np.maximum.accumulate(np.where(has, np.arange(nb)[:, None], -1), axis=0)
+        mean = np.where(has, tot / np.maximum(cnt, 1), np.nan)
+        wb = np.where(last >= 0, mean[np.maximum(last, 0), np.arange(self.n)[None, :]], self.weight_before[None, :])
+        self.weight_kg = wb[brow, np.arange(self.n)[None, :]]
+        self.weight_last = wb[-1]
 
     def irrelevant(self, per_hour=11.0):
         rng = self.rng
@@ -210,23 +283,15 @@ class Charter:
             tab = cat.irrelevant(SYS[s])
             tab = tab[tab.linksto == "chartevents"].reset_index(drop=True)
             k = rng.integers(0, len(tab), sel.sum())
-            specs = tab.sim_scale.to_numpy()
-            vals = np.empty(sel.sum(), object)
-            vn = np.full(sel.sum(), np.nan)
-            for j, spec in enumerate(specs):
-                m = k == j
-                if not m.any():
-                    continue
-                if spec.startswith("num:"):
-                    lo, hi = map(float, spec.split(":")[1:])
-                    x = np.round(rng.uniform(lo, hi, m.sum()))
-                    vals[m] = fmt_num(x, 0)
-                    vn[m] = x
-                else:
-                    opts = np.array(spec.split("|"), object)
-                    vals[m] = opts[rng.integers(0, len(opts), m.sum())]
+            num, lo, hi, first, nopt, optcodes = _irrelevant_specs(SYS[s])
+            u = rng.random(sel.sum())
+            x = np.round(lo[k] + (hi[k] - lo[k]) * u)
+            isnum = num[k]
+            opt = optcodes[first[k] + np.minimum((u * nopt[k]).astype(np.int64), nopt[k] - 1)]
+            vn = np.where(isnum, x, np.nan)
             self.ce.add(stay=ii[sel], itemid=tab.itemid.to_numpy()[k], charttime=self.when(hh[sel], ii[sel], minute[sel]),
-                        value=vals, valuenum=vn, valueuom=np.full(sel.sum(), None, object))
+                        value=vn, vcode=np.where(isnum, -1, opt).astype(np.int32), valuenum=vn,
+                        valueuom=np.full(sel.sum(), None, object))
 
     # ------------------------------------------------------------------------------------ labs
     def labs(self):
@@ -239,7 +304,7 @@ class Charter:
         minute = rng.integers(0, 60, len(ii)).astype(float)
         o = self.obs[hh, ii]
         t = self.when(hh, ii, minute)
-        daily = ((k[hh, 0] if False else (self.k0[ii] + hh)) // self.S["lab_every"][ii]) % 2 == 0
+        daily = ((self.k0[ii] + hh) // self.S["lab_every"][ii]) % 2 == 0
         panels = [("Potassium", 1), ("Sodium", 0), ("Chloride", 0), ("Glucose", 0), ("Magnesium", 1),
                   ("Calcium", 1), ("BUN", 0), ("Creatinine", 1), ("HCO3", 0), ("Hb", 1), ("Hct", 1),
                   ("WBC_count", 1), ("Platelets_count", 0)]
@@ -248,8 +313,7 @@ class Charter:
             x = o[:, OI[src.get(var, var)]]
             self.lab_rows(ii, t, var, x, dec)
             ce = rng.random(len(ii)) < np.where(self.system[ii] == 0, 0.6, 0.3)
-            if var != "HCO3" or True:
-                self.ce_rows(hh[ce], ii[ce], var, x[ce], minute[ce], dec)
+            self.ce_rows(hh[ce], ii[ce], var, x[ce], minute[ce], dec)
         sep = self.S["kind"][ii] == 0
         self.lab_rows(ii[sep], t[sep], "Arterial_lactate", o[sep, OI["Lactate"]], 1)
         for var, col, dec in (("PTT", "PTT", 1), ("PT", "PT", 1), ("INR", "INR", 1), ("SGOT", "AST", 0),
@@ -370,7 +434,8 @@ class Charter:
         drug = np.where((drug == 2) & (d > 0.35), 0, drug)
         drug = np.where((drug == 3) & (d > 0.2), 0, drug)
         dec = self.dec[hh, ii]
-        w = self.S["w0"][ii]
+        w = self.S["w0"][ii]  # MetaVision PATIENTWEIGHT: the admission weight on the order
+        w_ch = np.nan_to_num(self.weight_kg[hh, ii], nan=80.0)  # what the cohort divides CareVue mcg/min by
         cvsel = (self.system[ii] == 0) & (dec | (rng.random(len(ii)) < 0.8))
         minute = np.where(dec, 0.0, rng.integers(0, 50, len(ii)).astype(float)) + 1
         t = self.when(hh, ii, minute)
@@ -384,7 +449,7 @@ class Charter:
                 uom = np.array(ch.uoms, object)[k]
                 fac = np.array([float(x) for x in ch.scales])[k]
                 rate = d[sel] / fac
-                rate = np.where(np.isin(uom, ["mcgmin", "mcg/min"]), rate * w[sel], rate)
+                rate = np.where(np.isin(uom, ["mcgmin", "mcg/min"]), rate * (w_ch if s == 0 else w)[sel], rate)
                 rate = np.where(uom == "units/hour", rate * 60, rate)
                 rate = np.round(rate, 4)
                 if s == 0:
@@ -445,7 +510,7 @@ class Charter:
         last = self.vent.shape[0] - 1 - np.argmax(self.vent[::-1, iv], axis=0)
         self.pe.add(stay=iv, starttime=self.when(first, iv, np.full(len(iv), 5.0)),
                     endtime=self.when(last, iv, np.full(len(iv), 55.0)), itemid=np.full(len(iv), 225792))
-        x = mv[rng.random(len(mv)) < 0.5]
+        x = mv[(rng.random(len(mv)) < 0.5) & self.admitted[mv]]
         self.pe.add(stay=x, starttime=self.when(np.zeros(len(x), int), x, np.full(len(x), 30.0)),
                     endtime=self.when(np.zeros(len(x), int), x, np.full(len(x), 45.0)),
                     itemid=rng.choice([224263, 225459], len(x)))
@@ -460,3 +525,22 @@ class Charter:
         self.procedures()
         self.irrelevant()
         return self
+
+
+@lru_cache(maxsize=None)
+def _irrelevant_specs(system: str):
+    """Per irrelevant CHARTEVENTS item of a system: numeric?, range lo/hi, offset of its options in the flat
+    option-code array, option count; and that array (TEXT codes)."""
+    tab = cat.irrelevant(system)
+    tab = tab[tab.linksto == "chartevents"].reset_index(drop=True)
+    num, lo, hi, first, nopt, codes = [], [], [], [], [], []
+    for spec in tab.sim_scale:
+        if spec.startswith("num:"):
+            a, b = map(float, spec.split(":")[1:])
+            num.append(True), lo.append(a), hi.append(b), first.append(0), nopt.append(1)
+        else:
+            c = TEXT.encode(spec.split("|"))
+            num.append(False), lo.append(0.0), hi.append(0.0), first.append(len(codes)), nopt.append(len(c))
+            codes.extend(int(x) for x in c)
+    return (np.array(num), np.array(lo), np.array(hi), np.array(first, np.int64), np.array(nopt, np.int64),
+            np.array(codes + [-1], np.int32))

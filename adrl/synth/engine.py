@@ -23,7 +23,12 @@ class Clinician:
 
     Inputs are what a bedside clinician sees: the last charted MAP, SpO2, lactate, urine output of the last
     bin, fluid given so far and the current dose. ``confounder`` adds a hidden patient latent U that raises
-    treatment intensity (and, in the physiology, the death hazard)."""
+    treatment intensity (and, in the physiology, the death hazard).
+
+    The clinician is deliberately imperfect, in ways visible in the charts: vasopressors start only with some
+    probability per bin while hypotension lasts, titration overshoots into toxic doses, and maintenance fluid
+    and boluses go on in patients who are already fluid-loaded. A simple rule on the same inputs does better
+    (adrl/synth/policies.py, benchmarks/results/synth.md)."""
 
     def __init__(self, confounder: float = 0.0):
         self.confounder = float(confounder)
@@ -46,7 +51,7 @@ class Clinician:
         vaso = np.where(cur > 0, titr, np.where(start, dose0, 0.0))
         # fluids: maintenance/small volumes, boluses for hypotension, hyperlactataemia, oliguria
         s = (0.09 * (68.0 - mapv) + 0.45 * (lact - 2.0) + 0.006 * (160.0 - np.minimum(f["urine4h"], 400))
-             - 1.2 * (spo2 < 92) - 0.25 * cumL + 0.8 * c - 0.8)
+             - 1.2 * (spo2 < 92) - 0.35 * cumL + 0.8 * c - 0.8)
         bolus = u[:, 3] < sigmoid(s)
         maint = np.where(u[:, 4] < 0.62, 230.0 * np.exp(0.75 * z2), 0.0)
         bol = 900.0 * np.exp(0.7 * np.sqrt(2) * _erfinv(2 * u[:, 5] - 1))
@@ -63,11 +68,15 @@ def _erfinv(x):
 class StayBatch:
     """n stays advancing together. statics: dict of (n,) arrays (see world.sample_statics)."""
 
-    def __init__(self, z0, S, nh, k0, abx_hour, seed_key, interaction=0.0, confounder=0.0, record=True):
+    def __init__(self, z0, S, nh, k0, abx_hour, seed_key, interaction=0.0, confounder=0.0, record=True,
+                 h_start=None):
+        """nh: hour (of the batch clock) at which each stay leaves the ICU; h_start: hour of its admission
+        (default 0: every stay starts at batch hour 0); k0: the anchor-relative hour of batch hour 0."""
         self.n = n = z0.shape[0]
         self.z = np.array(z0, np.float64)
         self.S = S
         self.nh = np.asarray(nh)
+        self.h_start = np.zeros(n, np.int64) if h_start is None else np.asarray(h_start, np.int64)
         self.k0 = np.asarray(k0)
         self.abx_hour = np.asarray(abx_hour, np.float64)
         self.interaction = float(interaction)
@@ -86,7 +95,7 @@ class StayBatch:
         self.seed_key = [int(x) for x in seed_key]
         self.record = record
         self.rec_obs, self.rec_fluid, self.rec_vaso, self.rec_vent, self.rec_dec = [], [], [], [], []
-        self.rec_sofa, self.rec_latent = [], []
+        self.rec_sofa, self.rec_active = [], []
 
     # -------------------------------------------------------------------------------------------------
     def rng(self, h: int, purpose: int) -> np.random.Generator:
@@ -94,7 +103,7 @@ class StayBatch:
         return np.random.default_rng([*self.seed_key, h, purpose])
 
     def is_decision(self, h: int) -> np.ndarray:
-        return ((self.k0 + h) % 4 == 0) | (h == 0)
+        return ((self.k0 + h) % 4 == 0) | (h == self.h_start)
 
     def features(self):
         return {"map": self.last["map"], "spo2": self.last["spo2"], "lactate": self.last["lactate"],
@@ -106,15 +115,20 @@ class StayBatch:
         return self.clin.decide(self.features(), u)
 
     def advance(self, fluid_bin_ml=None, vaso=None):
-        """One hour. At decision ticks the bin's doses are (fluid_bin_ml, vaso) when given, else the clinician's."""
+        """One hour. At decision ticks the bin's doses are (fluid_bin_ml, vaso) when given, else the clinician's.
+        A stay's first hour in the ICU is always the clinician's (the agent has not seen the stay yet)."""
         h = self.h
-        active = self.alive & (h < self.nh)
+        active = self.alive & (h >= self.h_start) & (h < self.nh)
         dec = self.is_decision(h) & active
         if dec.any():
-            if fluid_bin_ml is None:
+            agent = dec & (h > self.h_start) if fluid_bin_ml is not None else np.zeros(self.n, bool)
+            f = v = None
+            if (dec & ~agent).any():
                 f, v = self.clinician_doses(h)
-            else:
-                f, v = np.asarray(fluid_bin_ml, np.float64), np.asarray(vaso, np.float64)
+            if agent.any():
+                fa, va = np.asarray(fluid_bin_ml, np.float64), np.asarray(vaso, np.float64)
+                f = fa if f is None else np.where(agent, fa, f)
+                v = va if v is None else np.where(agent, va, v)
             self.fluid_bin = np.where(dec, f, self.fluid_bin)
             self.vaso_bin = np.where(dec, v, self.vaso_bin)
         fl_h = np.where(active, self.fluid_bin / 4.0, 0.0)
@@ -145,6 +159,7 @@ class StayBatch:
             self.rec_vaso.append(va_h.astype(np.float32))
             self.rec_vent.append(self.vent.copy())
             self.rec_dec.append(dec)
+            self.rec_active.append(active)
             self.rec_sofa.append(ph.sofa(o, va_h, self.vent).astype(np.int8))
         self.cum_fluid += fl_h
         znew = ph.hour_step(self.z, fl_h, va_h, abx, eps, self.interaction)

@@ -17,8 +17,15 @@ hypovolaemic hypoperfusion and fluid-overload lung injury), vasopressors only th
 through it vasodilatory hypoperfusion, plus toxicity X). Organ variables are linear in the additive
 perfusion deficits ``Dv(V) + Dt(Tn + Tv)``, so over any number of hourly steps the effect of a fluid dose
 on every latent variable does not depend on the vasopressor dose. ``interaction > 0`` adds coupling
-terms (fluid volume retained more under vasopressors; vasopressor tone gain larger when volume is given).
-Over-treatment harms: V above 1 L injures the lungs, doses above 0.35 accumulate toxicity X.
+terms: fluid volume retained more under vasopressors and vasopressor tone gain larger when volume is
+given (synergy), and lung injury from fluid given under vasoconstriction (harm of the combination, so
+that at interaction >= 1 fluid 1 L + vasopressor together is worse than either alone).
+Over-treatment harms: V above 0.8 L injures the lungs, doses above 0.35 accumulate toxicity X.
+
+Calibration (benchmarks/results/synth.md, measured with adrl/synth/policies.py): no treatment is more than
+10 points of survival worse than the clinician, maximal fluid + vasopressor is lethal, a simple charted-value
+rule beats the clinician by about 5 points and both its fluid-only and vasopressor-only variants are worse
+than the combined rule; septic mortality under the clinician is about 20-25 %.
 """
 from __future__ import annotations
 
@@ -38,7 +45,7 @@ def vaso_gain(dose):
 
 def perfusion_deficits(V, tone):
     """Hypovolaemic and vasodilatory hypoperfusion (additive, each a function of one chain only)."""
-    return 0.6 * np.maximum(-V - 0.5, 0.0), 0.8 * np.maximum(-tone - 0.3, 0.0)
+    return 0.8 * np.maximum(-V - 0.3, 0.0), 1.3 * np.maximum(-tone - 0.3, 0.0)
 
 
 def hour_step(z, fluid_ml_h, vaso, abx_eff, eps, interaction=0.0):
@@ -52,17 +59,17 @@ def hour_step(z, fluid_ml_h, vaso, abx_eff, eps, interaction=0.0):
     Dv, Dt = perfusion_deficits(V, Tn + Tv)
     D = Dv + Dt
     out = np.empty_like(z)
-    out[:, iV] = 0.97 * V + 0.75 * fl * (1.0 + eta * g) - 0.03 * Ip - 0.004
+    out[:, iV] = 0.985 * V + 0.8 * fl * (1.0 + eta * g) - 0.035 * Ip - 0.002
     out[:, iTn] = Tn + 0.1 * (-0.9 * Ip - Tn)
-    out[:, iTv] = Tv + 0.6 * (1.6 * g * (1.0 + eta * np.tanh(4.0 * fl)) - Tv)
+    out[:, iTv] = Tv + 0.6 * (1.4 * g * (1.0 + eta * np.tanh(4.0 * fl)) - Tv)
     out[:, iI] = I + 0.035 * Ip * (1.0 - Ip / 3.5) - abx_eff * Ip
-    out[:, iK] = 0.985 * K + 0.05 * D + 0.006 * Ip
-    out[:, iLv] = 0.99 * Lv + 0.02 * D + 0.004 * Ip
-    out[:, iP] = 0.985 * P + 0.01 * Ip + 0.06 * np.maximum(V - 1.0, 0.0)
-    out[:, iC] = 0.985 * C + 0.01 * Ip + 0.01 * D
-    out[:, iB] = 0.95 * B + 0.03 * Ip + 0.05 * D
+    out[:, iK] = 0.98 * K + 0.04 * D + 0.004 * Ip
+    out[:, iLv] = 0.99 * Lv + 0.015 * D + 0.003 * Ip
+    out[:, iP] = 0.98 * P + 0.008 * Ip + 0.08 * np.maximum(V - 0.8, 0.0) + 1.5 * eta * fl * g
+    out[:, iC] = 0.985 * C + 0.008 * Ip + 0.01 * D
+    out[:, iB] = 0.95 * B + 0.02 * Ip + 0.05 * D
     out[:, iX] = 0.95 * X + 0.3 * np.maximum(np.asarray(vaso, np.float64) - 0.35, 0.0)
-    out[:, iLac] = 0.8 * Lac + 0.5 * D + 0.3 * X + 0.03 * Lv + 0.04 * Ip
+    out[:, iLac] = 0.8 * Lac + 0.5 * D + 0.3 * X + 0.03 * Lv + 0.02 * Ip
     out += eps * NOISE_SD
     return out
 
@@ -81,15 +88,20 @@ def hazard(z, vaso, static_risk):
     """Hourly death hazard from the physiological state (hypoperfusion, organ failures, lactate, toxicity)."""
     V, Tn, Tv, I, K, Lv, P, C, B, X, Lac = (z[:, j] for j in range(NL))
     Dv, Dt = perfusion_deficits(V, Tn + Tv)
-    s = (0.9 * (Dv + Dt) + 0.35 * np.maximum(K, 0) + 0.45 * np.maximum(P, 0) + 0.25 * np.maximum(C, 0)
+    s = (1.5 * (Dv + Dt) + 0.3 * np.maximum(K, 0) + 0.45 * np.maximum(P, 0) + 0.25 * np.maximum(C, 0)
          + 0.25 * np.maximum(B, 0) + 0.25 * np.maximum(Lac, 0) + 0.8 * X + 0.6 * np.maximum(V - 2.5, 0))
-    return np.exp(-9.6 + np.minimum(s, 12.0) + static_risk)
+    return np.exp(-10.4 + np.minimum(s, 12.0) + static_risk)
 
 
 def severity(z):
     """Organ-failure summary at ICU discharge (drives post-ICU hospital death)."""
     return (0.35 * np.maximum(z[:, iK], 0) + 0.45 * np.maximum(z[:, iP], 0) + 0.25 * np.maximum(z[:, iC], 0)
-            + 0.25 * np.maximum(z[:, iB], 0) + 0.25 * np.maximum(z[:, iLac], 0) + 0.5 * np.maximum(z[:, iI], 0))
+            + 0.25 * np.maximum(z[:, iB], 0) + 0.25 * np.maximum(z[:, iLac], 0) + 0.2 * np.maximum(z[:, iI], 0))
+
+
+def post_icu_death_prob(z):
+    """Probability of dying in hospital after ICU discharge, from the organ state at discharge."""
+    return 1.0 / (1.0 + np.exp(5.2 - severity(z)))
 
 
 # ---------------------------------------------------------------------------------------------- observations
@@ -115,7 +127,7 @@ def observe(z, vaso, S, vent):
     Ip = np.maximum(I, 0)
     tone = Tn + Tv
     o = np.empty((n, len(OBS_VARS)))
-    mapv = S["map0"] + 8.0 * np.tanh(V) + 12.0 * tone - 4.0 * X
+    mapv = S["map0"] + 10.0 * np.tanh(V) + 20.0 * tone - 4.0 * X
     pp = np.clip(S["pp0"] + 6.0 * tone + 5.0 * np.tanh(V), 15, 90)
     o[:, 2] = mapv
     o[:, 1] = mapv + 2.0 / 3.0 * pp
@@ -184,10 +196,14 @@ def measure(o, rng):
 
 
 def sofa(o, vaso, vent):
-    """SOFA (cohort.md 3.11, standard cut-offs, creatinine only for renal) from observations."""
+    """SOFA (cohort.md 3.11, standard cut-offs, creatinine only for renal) from observations.
+
+    The respiratory points need a P/F ratio, i.e. an arterial blood gas, which the ICU draws (and charting
+    writes) only for ventilated or shocked patients (lactate > 2.5): elsewhere they score 0, as in the data."""
     g = lambda v: o[:, OBS_INDEX[v]]  # noqa: E731
     pf = g("paO2") / np.maximum(g("FiO2"), 0.21)
-    resp = np.select([(pf < 100) & vent, (pf < 200) & vent, pf < 300, pf < 400], [4, 3, 2, 1], 0)
+    gas = vent | (g("Lactate") > 2.5)
+    resp = np.where(gas, np.select([(pf < 100) & vent, (pf < 200) & vent, pf < 300, pf < 400], [4, 3, 2, 1], 0), 0)
     plt = g("Platelets")
     coag = np.select([plt < 20, plt < 50, plt < 100, plt < 150], [4, 3, 2, 1], 0)
     tb = g("TBili")

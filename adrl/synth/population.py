@@ -29,7 +29,7 @@ def sample_statics(rng: np.random.Generator, n: int, confounder: float = 0.0, ki
     S["age"] = age
     S["female"] = rng.random(n) < 0.44
     S["w0"] = np.clip(80 * np.exp(rng.normal(0, 0.22, n)) * np.where(age < 18, 0.6, 1.0), 25, 200)
-    S["map0"] = rng.normal(84, 7, n)
+    S["map0"] = rng.normal(80, 6, n)
     S["pp0"] = rng.normal(50, 8, n)
     S["hr0"] = rng.normal(84, 9, n)
     S["spo2_off"] = rng.normal(0, 1, n)
@@ -86,8 +86,8 @@ def initial_latent(rng: np.random.Generator, S: dict, t_inf_h: np.ndarray) -> np
 def infection_timeline(rng: np.random.Generator, S: dict) -> dict:
     """True infection and antibiotic times (hours from INTIME) and the recorded abx / culture events.
 
-    Returns dict with t_inf_h, t_abx_h (n,) and DataFrames abx (stay, time_s, gsn, drug, route, systemic,
-    enddate_s) and cult (stay, time_s, source, chartdate_only)."""
+    Returns dict with t_inf_h, t_abx_h (n,) and DataFrames abx (stay, t_h, gsn, drug, route, systemic) and
+    cult (stay, t_h, t_s, date_only, ce: also charted in CareVue CHARTEVENTS, pe: also a MetaVision procedure)."""
     n = len(S["kind"])
     kind = S["kind"]
     infected = kind != KIND_NONE
@@ -106,7 +106,7 @@ def infection_timeline(rng: np.random.Generator, S: dict) -> dict:
     first = np.concatenate([[True], np.diff(st) != 0])
     dday = np.where(first, 0, rng.integers(0, 2, len(st)))
     drug = rng.choice(len(sysab), size=len(st), p=p_sys)
-    abx_rows.append(pd.DataFrame({"stay": st, "t_h": t_abx[st] + 24.0 * dday, "ab": drug, "tab": 0}))
+    abx_rows.append(pd.DataFrame({"stay": st, "t_h": t_abx[st] + 24.0 * dday, "ab": drug}))
     # cultures: 1-2 per infected stay around the infection time
     m = rng.integers(1, 3, len(idx))
     cs = np.repeat(idx, m)
@@ -121,14 +121,15 @@ def infection_timeline(rng: np.random.Generator, S: dict) -> dict:
     cult_rows.append(pd.DataFrame({"stay": sc, "t_h": rng.uniform(0, 48, len(sc))}))
     pr = none[(u >= 0.30) & (u < 0.42)]
     abx_rows.append(pd.DataFrame({"stay": pr, "t_h": rng.uniform(-10, 60, len(pr)),
-                                  "ab": rng.choice(len(sysab), size=len(pr), p=p_sys), "tab": 0}))
+                                  "ab": rng.choice(len(sysab), size=len(pr), p=p_sys)}))
     far = sc[rng.random(len(sc)) < 0.2]
     abx_rows.append(pd.DataFrame({"stay": far, "t_h": rng.uniform(100, 140, len(far)),
-                                  "ab": rng.choice(len(sysab), size=len(far), p=p_sys), "tab": 0}))
+                                  "ab": rng.choice(len(sysab), size=len(far), p=p_sys)}))
     abx = pd.concat(abx_rows, ignore_index=True)
     abx["gsn"] = sysab.gsn.to_numpy()[abx.ab]
     abx["drug"] = sysab.drug.to_numpy()[abx.ab]
     abx["route"] = sysab.route.to_numpy()[abx.ab]
+    abx = abx.drop(columns="ab")  # the catalogue index served only to look up gsn, drug and route
     abx["systemic"] = 1
     # a few non-systemic antibiotics (eye drops, inhaled, topical): the corrected recipe drops them
     ns = ab[ab.systemic == 0].reset_index(drop=True)
@@ -166,3 +167,33 @@ def onset_relative(abx_days_s: pd.DataFrame, cult_s: pd.DataFrame, n: int,
     ok = np.isfinite(best.to_numpy())
     out[best.index.to_numpy()[ok]] = best.to_numpy()[ok]
     return out
+
+
+def stay_clock(S: dict, tl: dict, intime: np.ndarray) -> dict:
+    """Absolute times of n stays admitted at ``intime`` (seconds): antibiotic STARTDATEs and culture times
+    (added to tl['abx'] / tl['cult'] as columns startdate, time, micro_time), the suspected-infection onset the
+    corrected recipe finds (NaN = none), and the simulation clock: hour 0 of a stay starts at t0 (the whole
+    hour, counted from the onset, that contains INTIME; from INTIME when there is no onset), k0 is that hour
+    relative to the onset, inf_hour (sets S['inf_hour']) and abx_hour are hours of the stay's clock."""
+    n = len(intime)
+    abx, cult = tl["abx"], tl["cult"]
+    st_a, st_c = abx.stay.to_numpy(), cult.stay.to_numpy()
+    abx_abs = intime[st_a] + np.round(abx.t_h.to_numpy() * H).astype(np.int64)
+    abx["startdate"] = abx_abs // int(DAY) * int(DAY)
+    cult_abs = intime[st_c] + cult.t_s.to_numpy().astype(np.int64)
+    cult["time"] = cult_abs
+    cult["micro_time"] = np.where(cult.date_only, cult_abs // int(DAY) * int(DAY), cult_abs)
+    sysab = abx[abx.systemic == 1]
+    onset = onset_relative(pd.DataFrame({"stay": sysab.stay, "t": sysab.startdate}),
+                           pd.concat([pd.DataFrame({"stay": cult.stay, "t": cult.micro_time}),
+                                      pd.DataFrame({"stay": cult.stay[cult.ce | cult.pe],
+                                                    "t": cult.time[cult.ce | cult.pe]})]), n)
+    anchor = np.where(np.isnan(onset), intime, np.nan_to_num(onset)).astype(np.int64)
+    k0 = np.floor((intime - anchor) / H).astype(np.int64)
+    t0 = anchor + k0 * int(H)
+    t_inf, t_abx = tl["t_inf_h"], tl["t_abx_h"]
+    inf_hour = np.where(np.isfinite(t_inf), np.round((intime + np.nan_to_num(t_inf, posinf=0) * H - t0) / H), -10**6
+                        ).astype(np.int64)
+    S["inf_hour"] = np.where(t_inf <= 0, -1, inf_hour)
+    abx_hour = np.where(np.isfinite(t_abx), (intime + np.nan_to_num(t_abx, posinf=0) * H - t0) / H, np.inf)
+    return {"onset": onset, "t0": t0, "k0": k0, "abx_hour": abx_hour}

@@ -6,9 +6,12 @@
         ev = world.step(fluid_ml, vaso)      # doses for the next bin: arrays over stays
     died = world.outcome()                   # icu48_or_hospital, per stay
 
-Each stay is admitted in the first hour of its window (onset - 24 h), so step j is the stay's bin j of the
-cohort grid (onset - 24 h + 4 j). The episode ends at onset + 48 h, at death or at ICU discharge; the rest
-of the stay then runs under the clinician (uncharted) to decide the outcome. All noise comes from
+The roll-out stays are septic stays drawn as the world draws them (same INTIME-to-onset timing): some are
+admitted days before the onset, some after onset - 24 h. The clock is the cohort grid: step j is bin j
+(onset - 24 h + 4 j) for every stay. Until a stay is admitted the policy's doses for it are ignored, and
+its first (partial) bin is treated by the clinician, as in the data. The episode ends at onset + 48 h, at
+death or at ICU discharge; the rest of the stay then runs under the clinician (uncharted) to decide the
+outcome. All noise comes from
 generators keyed by (seed, hour, purpose), so two policies see the same patients and the same noise.
 """
 from __future__ import annotations
@@ -32,32 +35,47 @@ EPOCH_2150 = int(np.datetime64("2150-01-01T00:00:00", "s").astype(np.int64))
 
 
 class RolloutWorld:
-    def __init__(self, n: int, seed: int, params: SynthParams | None = None):
+    def __init__(self, n: int, seed: int, params: SynthParams | None = None, events: bool = True):
         params = params or SynthParams()
         self.n, self.seed, self.p = n, seed, params
+        self.events = bool(events)
         rng = np.random.default_rng([seed, 101])
-        S = pop.sample_statics(rng, n, params.confounder, kind=pop.KIND_SEPTIC)
-        S["age"] = np.where(S["age"] < 18, 40.0, S["age"])
-        S["nh_plan"] = np.maximum(S["nh_plan"], 24)
-        S["lab_phase"] = S["lab_phase"] % S["lab_every"]
-        # onset = midnight of the antibiotic day or the culture time; INTIME in the first hour of bin 0
-        t_inf_rel_onset = rng.uniform(-6, 0, n)  # infection recognised up to 6 h before the onset
-        onset = EPOCH_2150 + rng.integers(0, 20 * 365, n) * DAY + rng.integers(0, 24 * 60, n) * 60
-        self.onset = onset
-        self.t0 = onset - 24 * H
-        self.intime = self.t0 + rng.integers(0, 50, n) * 60
-        S["inf_hour"] = np.where(t_inf_rel_onset + 24 <= 0, -1, np.round(24 + t_inf_rel_onset)).astype(np.int64)
-        S["inf_hour"] = np.maximum(S["inf_hour"], 0)
-        abx_hour = 24 + rng.uniform(0, 4, n)
-        z0 = pop.initial_latent(rng, S, np.full(n, 1.0))
+        # draw septic stays exactly as the world does (same statics, infection timeline, antibiotics, cultures
+        # and INTIME-to-onset timing) and keep the first n that the cohort would see: an onset, an adult, and
+        # an ICU stay overlapping the trajectory window [onset - 24 h, onset + 48 h)
+        m = int(1.5 * n) + 64
+        S = pop.sample_statics(rng, m, params.confounder, kind=pop.KIND_SEPTIC)
+        tl = pop.infection_timeline(rng, S)
+        intime = EPOCH_2150 + rng.integers(0, 20 * 365, m) * DAY + rng.integers(0, DAY // 60, m) * 60
+        clk = pop.stay_clock(S, tl, intime)
+        z0 = pop.initial_latent(rng, S, tl["t_inf_h"])
+        on = clk["onset"]
+        outt = clk["t0"] + S["nh_plan"] * H
+        ok = np.isfinite(on) & (S["age"] >= 18) & (intime < np.nan_to_num(on) + 48 * H) & \
+            (outt > np.nan_to_num(on) - 24 * H)
+        sel = np.nonzero(ok)[0][:n]
+        if len(sel) < n:
+            raise RuntimeError(f"roll-out: only {len(sel)} of {m} drawn septic stays are usable (need {n})")
+        S = {k: v[sel] for k, v in S.items()}
+        z0, intime, onset = z0[sel], intime[sel], on[sel].astype(np.int64)
+        k0 = clk["k0"][sel]                               # admission hour relative to the onset
+        hs = min(int(k0.min()), -24)
+        hs = -4 * ((-hs + 3) // 4)                        # batch hour 0, relative to the onset, on the bin grid
+        h_start = k0 - hs
+        self.hs, self.h_start, self.onset, self.intime = hs, h_start, onset, intime
+        self.t0 = onset + hs * H                          # absolute time of batch hour 0, per stay
+        self.h_bin0 = -24 - hs                            # batch hour at which bin 0 (onset - 24 h) starts
+        S["inf_hour"] = np.where(S["inf_hour"] >= 0, S["inf_hour"] + h_start, -1)
+        abx_hour = clk["abx_hour"][sel] + h_start
         self.S = S
-        self.batch = StayBatch(z0, S, S["nh_plan"], np.full(n, -24), abx_hour, [seed, 202], params.interaction,
-                               params.confounder)
+        self.batch = StayBatch(z0, S, h_start + S["nh_plan"], np.full(n, hs), abx_hour, [seed, 202],
+                               params.interaction, params.confounder, record=self.events, h_start=h_start)
         self.step_i = 0
         self.done = np.zeros(n, bool)
         self.ids = {"subject_id": 1_000_000 + np.arange(n), "hadm_id": 2_000_000 + np.arange(n),
                     "icustay_id": 3_000_000 + np.arange(n)}
         self._outcome = None
+        self._weight = np.full(n, np.nan)  # last charted weight (kg) of each stay, carried across bins
 
     # --------------------------------------------------------------------------------------------
     def static_tables(self) -> dict[str, pd.DataFrame]:
@@ -78,24 +96,27 @@ class RolloutWorld:
         return {"patients": pat, "admissions": adm, "icustays": icu,
                 "onset": pd.DataFrame({"icustay_id": self.ids["icustay_id"], "onset": ts(self.onset)})}
 
-    def _run_bin(self, fluid=None, vaso=None):
+    def _run_bin(self, fluid=None, vaso=None, hours=4):
         b = self.batch
         h0 = b.h
-        for _ in range(4):
+        for _ in range(hours):
             b.advance(fluid, vaso)  # doses are taken at the bin's decision hour only
-        return self._events(h0)
+        return self._events(h0, hours) if self.events else {}
 
-    def _events(self, h0):
+    def _events(self, h0, hours):
         b = self.batch
-        obs, fl, va, vent, dec = (np.stack(x[h0:h0 + 4]) for x in (b.rec_obs, b.rec_fluid, b.rec_vaso, b.rec_vent,
-                                                                    b.rec_dec))
-        alive_h = np.array([(b.death_hour < 0) | (b.death_hour >= h) for h in range(h0, h0 + 4)])
-        active = alive_h & (np.arange(h0, h0 + 4)[:, None] < b.nh[None, :]) & ~self.done[None, :]
+        sl = slice(h0, h0 + hours)
+        obs, fl, va, vent, dec, act = (np.stack(x[sl]) for x in (b.rec_obs, b.rec_fluid, b.rec_vaso, b.rec_vent,
+                                                                 b.rec_dec, b.rec_active))
+        active = act & ~self.done[None, :]
         end = np.where(b.death_hour >= 0, self.t0 + b.death_hour * H + 1800, self.t0 + b.nh * H - 60)
-        ext = np.where((b.extubated_at >= h0) & (b.extubated_at < h0 + 4), b.extubated_at - h0, -1)
+        ext = np.where((b.extubated_at >= h0) & (b.extubated_at < h0 + hours), b.extubated_at - h0, -1)
         rng = np.random.default_rng([self.seed, 303, h0])
+        admitted = (self.h_start >= h0) & (self.h_start < h0 + hours)
         ch = charting.Charter(rng, obs, fl, va, vent, dec, active, self.t0 + h0 * H, self.intime, end, self.S["system"],
-                              self.S, np.full(self.n, -24 + h0), ext).run()
+                              self.S, np.full(self.n, self.hs + h0), ext, admitted=admitted,
+                              weight_before=self._weight).run()
+        self._weight = ch.weight_last
         return self._frames(ch)
 
     def _frames(self, ch) -> dict[str, pd.DataFrame]:
@@ -104,8 +125,12 @@ class RolloutWorld:
         out = {}
         for table, rows in keymap.items():
             cols = INTERIM[table]
-            d = rows.build(["stay"] + [c for c in cols if c not in ("subject_id", "hadm_id", "icustay_id")])
+            d = rows.build(["stay"] + [c for c in cols if c not in ("subject_id", "hadm_id", "icustay_id")]
+                           + (["vcode"] if "value" in cols and table in ("chartevents", "labevents") else []))
             st = d.pop("stay").astype(np.int64)
+            if "vcode" in d:
+                codes, cats = charting.value_strings(d["value"], d.pop("vcode"))
+                d["value"] = np.array(cats + [None], object)[np.where(codes < 0, len(cats), codes)]
             df = pd.DataFrame({c: self.ids[c][st] for c in ("subject_id", "hadm_id", "icustay_id") if c in cols})
             for c in cols:
                 if c in df:
@@ -124,8 +149,9 @@ class RolloutWorld:
 
     # --------------------------------------------------------------------------------------------
     def reset(self) -> dict[str, pd.DataFrame]:
-        """Bin 0 (onset - 24 h .. - 20 h) under the clinician; returns its events plus the static tables."""
-        ev = self._run_bin()
+        """Everything up to the end of bin 0 (onset - 20 h) under the clinician: the ICU hours before the
+        trajectory window of stays admitted earlier, and bin 0. Returns their events plus the static tables."""
+        ev = self._run_bin(hours=self.h_bin0 + 4)
         ev.update(self.static_tables())
         self.step_i = 1
         self._update_done()
@@ -146,6 +172,14 @@ class RolloutWorld:
         b = self.batch
         self.done = self.done | (b.death_hour >= 0) | (b.h >= b.nh) | (self.step_i >= N_BINS)
 
+    def observed(self) -> dict[str, np.ndarray]:
+        """What the bedside clinician sees now (arrays over stays): the last charted MAP (mmHg), SpO2 (%) and
+        lactate (mmol/L), urine output of the last 4 h (mL), IV fluid given so far (mL) and the running
+        vasopressor dose (NE-eq ug/kg/min). The clinician policy decides from exactly these."""
+        f = self.batch.features()
+        f.pop("U")
+        return {k: np.array(v, copy=True) for k, v in f.items()}
+
     def clinician_doses(self):
         """What the clinician would give in the next bin (for rolling out the clinician's own policy)."""
         return self.batch.clinician_doses(self.batch.h)
@@ -159,17 +193,19 @@ class RolloutWorld:
                 b.advance()
             died_icu = b.death_hour >= 0
             u = np.random.default_rng([self.seed, 404]).random(self.n)
-            post = 1 / (1 + np.exp(-(-4.6 + ph.severity(b.z))))
+            post = ph.post_icu_death_prob(b.z)
             self._outcome = died_icu | (u < post)
         return self._outcome
 
 
 def rollout(policy: Callable | str, n: int, seed: int, params: SynthParams | None = None,
-            progress: bool | None = None) -> dict:
+            progress: bool | None = None, events: bool = True) -> dict:
     """Roll out ``policy`` on n new septic patients. policy: 'clinician', or a callable
     ``policy(history: dict[str, list[DataFrame]], world) -> (fluid_ml, vaso)`` called before each bin 1..17.
+    ``events=False`` skips charting (history stays empty; the policy reads ``world.observed()``), which is
+    about ten times faster. The same (n, seed, params) give the same patients and noise whatever the policy.
     Returns {'died': bool array, 'survival': mean survival, 'value': 100 x survival, 'se': Monte-Carlo SE}."""
-    w = RolloutWorld(n, seed, params)
+    w = RolloutWorld(n, seed, params, events=events)
     hist: dict[str, list] = {}
     ev = w.reset()
     for k, v in ev.items():

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -10,12 +11,13 @@ import pandas as pd
 
 from ..io import atomic_path
 from . import catalogue as cat
-from .writer import Col, const, write_table
+from .charting import value_strings
+from .writer import Col, TableWriter, const, write_table
 
 log = logging.getLogger("adrl.synth")
 DAY = 86400
-ORDER = {"ce": ["stay", "itemid", "charttime", "value", "valuenum", "valueuom"],
-         "le": ["stay", "itemid", "charttime", "value", "valuenum", "valueuom", "flag"],
+ORDER = {"ce": ["stay", "itemid", "charttime", "value", "vcode", "valuenum", "valueuom"],
+         "le": ["stay", "itemid", "charttime", "value", "vcode", "valuenum", "valueuom", "flag"],
          "out": ["stay", "charttime", "itemid", "value", "valueuom", "iserror"],
          "icv": ["stay", "charttime", "itemid", "amount", "amountuom", "rate", "rateuom"],
          "imv": ["stay", "starttime", "endtime", "itemid", "amount", "amountuom", "rate", "rateuom",
@@ -41,137 +43,193 @@ def _cat(values):
     return Col("cat", codes.astype(np.int32), cats=[str(x) for x in uniq])
 
 
+def _value(value, vcode):
+    codes, cats = value_strings(value, vcode)
+    return Col("cat", codes, cats=cats)
+
+
 def _fnum(x, dec=4):
     return Col("float", np.asarray(x, float), decimals=dec)
 
 
-def event_frames(world):
-    """Per table, the charted events as column dicts with ids (sorted by stay and time)."""
-    out = {}
-    for key, cols in ORDER.items():
-        d = _concat(world.tables[key], cols)
-        for tc in ("charttime", "starttime", "endtime"):
-            if tc in d and len(d[tc]):
-                d[tc] = d[tc].astype(np.int64) + world.shift[d["stay"].astype(np.int64)]
-        tcol = "charttime" if "charttime" in d else "starttime"
-        o = np.lexsort((d[tcol].astype(np.int64), d["stay"].astype(np.int64)))
-        out[key] = {c: v[o] for c, v in d.items()}
-    return out
+def _frame(world, key, parts):
+    """One chunk's rows of one event table: columns concatenated, times shifted, sorted by stay and time."""
+    cols = ORDER[key]
+    d = _concat(parts, cols)
+    st = np.asarray(d["stay"], np.int64)
+    for tc in ("charttime", "starttime", "endtime"):
+        if tc in d and len(d[tc]):
+            d[tc] = np.asarray(d[tc], np.int64) + world.shift[st]
+    tcol = "charttime" if "charttime" in d else "starttime"
+    o = np.lexsort((np.asarray(d[tcol], np.int64), st))
+    return {c: v[o] for c, v in d.items()}
 
 
-def write_world(world, out_dir: Path) -> dict:
-    """Write every table of the world into ``out_dir`` (atomically: a temp dir renamed into place)."""
-    t_start = time.time()
-    rows = {}
-    n = world.p.stays
-    rng = np.random.default_rng([world.p.seed, 41])
-    ev = event_frames(world)
+def _ce(world, ce, rng, off):
     sid, hid, iid = world.subject_id, world.hadm_id, world.icustay_id
-    with atomic_path(out_dir) as tmp:
-        tmp.mkdir()
-        # ---------------------------------------------------------------- CHARTEVENTS
-        ce = ev["ce"]
-        m = len(ce["stay"])
-        st = ce["stay"].astype(np.int64)
-        mv = world.S["system"][st] != 0
-        err = mv & (rng.random(m) < 0.004)
-        no_icu = rng.random(m) < 0.003
-        vn = ce["valuenum"].astype(float)
-        vn_err = np.where(err & ~np.isnan(vn), vn * 1.6, vn)
-        charttime = ce["charttime"].astype(np.int64)
-        rows["CHARTEVENTS"] = write_table(tmp / "CHARTEVENTS.csv.gz", "CHARTEVENTS", {
-            "ROW_ID": Col("int", np.arange(1, m + 1)), "SUBJECT_ID": Col("int", sid[st]),
+    m = len(ce["stay"])
+    st = np.asarray(ce["stay"], np.int64)
+    mv = world.S["system"][st] != 0
+    err = mv & (rng.random(m) < 0.004)
+    no_icu = rng.random(m) < 0.003
+    vn = ce["valuenum"].astype(float)
+    vn_err = np.where(err & ~np.isnan(vn), vn * 1.6, vn)
+    charttime = np.asarray(ce["charttime"], np.int64)
+    e = err & ~np.isnan(vn)  # a wrong value, marked ERROR = 1: VALUE shows it too
+    value = np.where(e, np.round(vn_err, 2), ce["value"].astype(float))
+    vcode = np.where(e, -1, ce["vcode"]).astype(np.int32)
+    return {"ROW_ID": Col("int", off + np.arange(1, m + 1)), "SUBJECT_ID": Col("int", sid[st]),
             "HADM_ID": Col("int", hid[st]), "ICUSTAY_ID": Col("int", iid[st], mask=no_icu),
-            "ITEMID": Col("int", ce["itemid"].astype(np.int64)), "CHARTTIME": Col("time", _t(charttime)),
+            "ITEMID": Col("int", np.asarray(ce["itemid"], np.int64)), "CHARTTIME": Col("time", _t(charttime)),
             "STORETIME": Col("time", _t(charttime + (rng.integers(1, 90, m) * 60))),
             "CGID": Col("int", 14000 + (st * 37 + charttime // 43200) % 7000),
-            "VALUE": _cat(np.where(err & ~np.isnan(vn), np.round(vn_err, 2).astype(str), ce["value"])),
-            "VALUENUM": _fnum(vn_err, 4), "VALUEUOM": _cat(ce["valueuom"]),
+            "VALUE": _value(value, vcode), "VALUENUM": _fnum(vn_err, 4), "VALUEUOM": _cat(ce["valueuom"]),
             "WARNING": Col("int", np.zeros(m, np.int64), mask=~mv), "ERROR": Col("int", err.astype(np.int64), mask=~mv),
-            "RESULTSTATUS": const(None, m), "STOPPED": Col("cat", np.where(mv, -1, 0).astype(np.int32), cats=["NotStopd"])},
-            m)
-        # ---------------------------------------------------------------- LABEVENTS (+ pre-ICU, outpatient)
-        le = ev["le"]
-        m = len(le["stay"])
-        st = le["stay"].astype(np.int64)
-        outpat = rng.random(m) < 0.03
-        lt = le["charttime"].astype(np.int64) - np.where(outpat, rng.integers(30, 300, m) * DAY, 0)
-        rows["LABEVENTS"] = write_table(tmp / "LABEVENTS.csv.gz", "LABEVENTS", {
-            "ROW_ID": Col("int", np.arange(1, m + 1)), "SUBJECT_ID": Col("int", sid[st]),
-            "HADM_ID": Col("int", hid[st], mask=outpat), "ITEMID": Col("int", le["itemid"].astype(np.int64)),
-            "CHARTTIME": Col("time", _t(lt)), "VALUE": _cat(le["value"]), "VALUENUM": _fnum(le["valuenum"]),
-            "VALUEUOM": _cat(le["valueuom"]), "FLAG": _cat(le["flag"])}, m)
-        # ---------------------------------------------------------------- OUTPUTEVENTS
-        o = ev["out"]
-        m = len(o["stay"])
-        st = o["stay"].astype(np.int64)
-        ct = o["charttime"].astype(np.int64)
-        rows["OUTPUTEVENTS"] = write_table(tmp / "OUTPUTEVENTS.csv.gz", "OUTPUTEVENTS", {
-            "ROW_ID": Col("int", np.arange(1, m + 1)), "SUBJECT_ID": Col("int", sid[st]), "HADM_ID": Col("int", hid[st]),
-            "ICUSTAY_ID": Col("int", iid[st]), "CHARTTIME": Col("time", _t(ct)),
-            "ITEMID": Col("int", o["itemid"].astype(np.int64)), "VALUE": _fnum(o["value"]), "VALUEUOM": _cat(o["valueuom"]),
+            "RESULTSTATUS": const(None, m), "STOPPED": Col("cat", np.where(mv, -1, 0).astype(np.int32), cats=["NotStopd"])}, m
+
+
+def _le(world, le, rng, off):
+    sid, hid = world.subject_id, world.hadm_id
+    m = len(le["stay"])
+    st = np.asarray(le["stay"], np.int64)
+    outpat = rng.random(m) < 0.03
+    lt = np.asarray(le["charttime"], np.int64) - np.where(outpat, rng.integers(30, 300, m) * DAY, 0)
+    return {"ROW_ID": Col("int", off + np.arange(1, m + 1)), "SUBJECT_ID": Col("int", sid[st]),
+            "HADM_ID": Col("int", hid[st], mask=outpat), "ITEMID": Col("int", np.asarray(le["itemid"], np.int64)),
+            "CHARTTIME": Col("time", _t(lt)), "VALUE": _value(le["value"], le["vcode"]), "VALUENUM": _fnum(le["valuenum"]),
+            "VALUEUOM": _cat(le["valueuom"]), "FLAG": _cat(le["flag"])}, m
+
+
+def _out(world, o, rng, off):
+    sid, hid, iid = world.subject_id, world.hadm_id, world.icustay_id
+    m = len(o["stay"])
+    st = np.asarray(o["stay"], np.int64)
+    ct = np.asarray(o["charttime"], np.int64)
+    return {"ROW_ID": Col("int", off + np.arange(1, m + 1)), "SUBJECT_ID": Col("int", sid[st]),
+            "HADM_ID": Col("int", hid[st]), "ICUSTAY_ID": Col("int", iid[st]), "CHARTTIME": Col("time", _t(ct)),
+            "ITEMID": Col("int", np.asarray(o["itemid"], np.int64)), "VALUE": _fnum(o["value"]), "VALUEUOM": _cat(o["valueuom"]),
             "STORETIME": Col("time", _t(ct + 1800)), "CGID": Col("int", 15000 + st % 5000), "STOPPED": const(None, m),
-            "NEWBOTTLE": const(None, m), "ISERROR": _fnum(o["iserror"], 0)}, m)
-        # ---------------------------------------------------------------- INPUTEVENTS_CV
-        c = ev["icv"]
-        m = len(c["stay"])
-        st = c["stay"].astype(np.int64)
-        ct = c["charttime"].astype(np.int64)
-        rows["INPUTEVENTS_CV"] = write_table(tmp / "INPUTEVENTS_CV.csv.gz", "INPUTEVENTS_CV", {
-            "ROW_ID": Col("int", np.arange(1, m + 1)), "SUBJECT_ID": Col("int", sid[st]), "HADM_ID": Col("int", hid[st]),
-            "ICUSTAY_ID": Col("int", iid[st]), "CHARTTIME": Col("time", _t(ct)),
-            "ITEMID": Col("int", c["itemid"].astype(np.int64)), "AMOUNT": _fnum(c["amount"]), "AMOUNTUOM": _cat(c["amountuom"]),
-            "RATE": _fnum(c["rate"]), "RATEUOM": _cat(c["rateuom"]), "STORETIME": Col("time", _t(ct + 1200)),
-            "CGID": Col("int", 15000 + st % 5000), "ORDERID": Col("int", 1000000 + np.arange(m)),
-            "LINKORDERID": Col("int", 1000000 + np.arange(m)), "STOPPED": const(None, m), "NEWBOTTLE": const(None, m),
+            "NEWBOTTLE": const(None, m), "ISERROR": _fnum(o["iserror"], 0)}, m
+
+
+def _icv(world, c, rng, off):
+    sid, hid, iid = world.subject_id, world.hadm_id, world.icustay_id
+    m = len(c["stay"])
+    st = np.asarray(c["stay"], np.int64)
+    ct = np.asarray(c["charttime"], np.int64)
+    oid = 1000000 + off + np.arange(m)
+    return {"ROW_ID": Col("int", off + np.arange(1, m + 1)), "SUBJECT_ID": Col("int", sid[st]),
+            "HADM_ID": Col("int", hid[st]), "ICUSTAY_ID": Col("int", iid[st]), "CHARTTIME": Col("time", _t(ct)),
+            "ITEMID": Col("int", np.asarray(c["itemid"], np.int64)), "AMOUNT": _fnum(c["amount"]),
+            "AMOUNTUOM": _cat(c["amountuom"]), "RATE": _fnum(c["rate"]), "RATEUOM": _cat(c["rateuom"]),
+            "STORETIME": Col("time", _t(ct + 1200)), "CGID": Col("int", 15000 + st % 5000), "ORDERID": Col("int", oid),
+            "LINKORDERID": Col("int", oid), "STOPPED": const(None, m), "NEWBOTTLE": const(None, m),
             "ORIGINALAMOUNT": const(None, m), "ORIGINALAMOUNTUOM": _cat(c["amountuom"]),
-            "ORIGINALROUTE": const("Intravenous", m), "ORIGINALRATE": _fnum(c["rate"]), "ORIGINALRATEUOM": _cat(c["rateuom"]),
-            "ORIGINALSITE": const(None, m)}, m)
-        # ---------------------------------------------------------------- INPUTEVENTS_MV
-        c = ev["imv"]
-        m = len(c["stay"])
-        st = c["stay"].astype(np.int64)
-        s0 = c["starttime"].astype(np.int64)
-        e0 = c["endtime"].astype(np.int64)
-        is_vaso = np.isin(c["itemid"].astype(np.int64), [221906, 221289, 221749, 221662, 222315])
-        rows["INPUTEVENTS_MV"] = write_table(tmp / "INPUTEVENTS_MV.csv.gz", "INPUTEVENTS_MV", {
-            "ROW_ID": Col("int", np.arange(1, m + 1)), "SUBJECT_ID": Col("int", sid[st]), "HADM_ID": Col("int", hid[st]),
-            "ICUSTAY_ID": Col("int", iid[st]), "STARTTIME": Col("time", _t(s0)), "ENDTIME": Col("time", _t(e0)),
-            "ITEMID": Col("int", c["itemid"].astype(np.int64)), "AMOUNT": _fnum(c["amount"], 6),
-            "AMOUNTUOM": _cat(c["amountuom"]), "RATE": _fnum(c["rate"], 6), "RATEUOM": _cat(c["rateuom"]),
-            "STORETIME": Col("time", _t(e0 + 600)), "CGID": Col("int", 15000 + st % 5000),
-            "ORDERID": Col("int", 2000000 + np.arange(m)), "LINKORDERID": Col("int", 2000000 + np.arange(m)),
+            "ORIGINALROUTE": const("Intravenous", m), "ORIGINALRATE": _fnum(c["rate"]),
+            "ORIGINALRATEUOM": _cat(c["rateuom"]), "ORIGINALSITE": const(None, m)}, m
+
+
+def _imv(world, c, rng, off):
+    sid, hid, iid = world.subject_id, world.hadm_id, world.icustay_id
+    m = len(c["stay"])
+    st = np.asarray(c["stay"], np.int64)
+    s0 = np.asarray(c["starttime"], np.int64)
+    e0 = np.asarray(c["endtime"], np.int64)
+    is_vaso = np.isin(np.asarray(c["itemid"], np.int64), [221906, 221289, 221749, 221662, 222315])
+    oid = 2000000 + off + np.arange(m)
+    return {"ROW_ID": Col("int", off + np.arange(1, m + 1)), "SUBJECT_ID": Col("int", sid[st]),
+            "HADM_ID": Col("int", hid[st]), "ICUSTAY_ID": Col("int", iid[st]), "STARTTIME": Col("time", _t(s0)),
+            "ENDTIME": Col("time", _t(e0)), "ITEMID": Col("int", np.asarray(c["itemid"], np.int64)),
+            "AMOUNT": _fnum(c["amount"], 6), "AMOUNTUOM": _cat(c["amountuom"]), "RATE": _fnum(c["rate"], 6),
+            "RATEUOM": _cat(c["rateuom"]), "STORETIME": Col("time", _t(e0 + 600)), "CGID": Col("int", 15000 + st % 5000),
+            "ORDERID": Col("int", oid), "LINKORDERID": Col("int", oid),
             "ORDERCATEGORYNAME": _cat(np.where(is_vaso, "01-Drips", "02-Fluids (Crystalloids)")),
             "SECONDARYORDERCATEGORYNAME": const(None, m), "ORDERCOMPONENTTYPEDESCRIPTION": const("Main order parameter", m),
-            "ORDERCATEGORYDESCRIPTION": _cat(np.where(is_vaso | ~np.isnan(c["rate"].astype(float)), "Continuous Med", "Bolus")),
+            "ORDERCATEGORYDESCRIPTION": _cat(np.where(is_vaso | ~np.isnan(c["rate"].astype(float)), "Continuous Med",
+                                                      "Bolus")),
             "PATIENTWEIGHT": _fnum(c["patientweight"], 1), "TOTALAMOUNT": const(None, m), "TOTALAMOUNTUOM": const(None, m),
             "ISOPENBAG": Col("int", np.zeros(m, np.int64)), "CONTINUEINNEXTDEPT": Col("int", np.zeros(m, np.int64)),
             "CANCELREASON": Col("int", np.zeros(m, np.int64)), "STATUSDESCRIPTION": _cat(c["statusdescription"]),
             "COMMENTS_EDITEDBY": const(None, m), "COMMENTS_CANCELEDBY": const(None, m), "COMMENTS_DATE": const(None, m),
-            "ORIGINALAMOUNT": _fnum(c["amount"], 6), "ORIGINALRATE": _fnum(c["rate"], 6)}, m)
-        # ---------------------------------------------------------------- PROCEDUREEVENTS_MV (+ culture orders)
-        pe = ev["pe"]
-        cu = world.cult[world.cult.pe]
-        pitems = cat.choice("CulturePE", "mv")
-        kk = pitems.pick(rng, len(cu))
-        pst = np.concatenate([pe["stay"].astype(np.int64), cu.stay.to_numpy()])
-        ps = np.concatenate([pe["starttime"].astype(np.int64), cu.time.to_numpy() + world.shift[cu.stay.to_numpy()]])
-        pend = np.concatenate([pe["endtime"].astype(np.int64), cu.time.to_numpy() + world.shift[cu.stay.to_numpy()] + 60])
-        pit = np.concatenate([pe["itemid"].astype(np.int64), pitems.itemids[kk]])
-        m = len(pst)
-        rows["PROCEDUREEVENTS_MV"] = write_table(tmp / "PROCEDUREEVENTS_MV.csv.gz", "PROCEDUREEVENTS_MV", {
-            "ROW_ID": Col("int", np.arange(1, m + 1)), "SUBJECT_ID": Col("int", sid[pst]), "HADM_ID": Col("int", hid[pst]),
-            "ICUSTAY_ID": Col("int", iid[pst]), "STARTTIME": Col("time", _t(ps)), "ENDTIME": Col("time", _t(pend)),
-            "ITEMID": Col("int", pit), "VALUE": _fnum((pend - ps) / 60.0, 0), "VALUEUOM": const("min", m),
-            "LOCATION": const(None, m), "LOCATIONCATEGORY": const(None, m), "STORETIME": Col("time", _t(pend + 600)),
-            "CGID": Col("int", 15000 + pst % 5000), "ORDERID": Col("int", 3000000 + np.arange(m)),
-            "LINKORDERID": Col("int", 3000000 + np.arange(m)), "ORDERCATEGORYNAME": const("Procedures", m),
+            "ORIGINALAMOUNT": _fnum(c["amount"], 6), "ORIGINALRATE": _fnum(c["rate"], 6)}, m
+
+
+def _pe(world, pst, ps, pend, pit, off):
+    sid, hid, iid = world.subject_id, world.hadm_id, world.icustay_id
+    m = len(pst)
+    oid = 3000000 + off + np.arange(m)
+    return {"ROW_ID": Col("int", off + np.arange(1, m + 1)), "SUBJECT_ID": Col("int", sid[pst]),
+            "HADM_ID": Col("int", hid[pst]), "ICUSTAY_ID": Col("int", iid[pst]), "STARTTIME": Col("time", _t(ps)),
+            "ENDTIME": Col("time", _t(pend)), "ITEMID": Col("int", pit), "VALUE": _fnum((pend - ps) / 60.0, 0),
+            "VALUEUOM": const("min", m), "LOCATION": const(None, m), "LOCATIONCATEGORY": const(None, m),
+            "STORETIME": Col("time", _t(pend + 600)), "CGID": Col("int", 15000 + pst % 5000), "ORDERID": Col("int", oid),
+            "LINKORDERID": Col("int", oid), "ORDERCATEGORYNAME": const("Procedures", m),
             "SECONDARYORDERCATEGORYNAME": const(None, m), "ORDERCATEGORYDESCRIPTION": const("Task", m),
             "ISOPENBAG": Col("int", np.zeros(m, np.int64)), "CONTINUEINNEXTDEPT": Col("int", np.zeros(m, np.int64)),
             "CANCELREASON": Col("int", np.zeros(m, np.int64)), "STATUSDESCRIPTION": const("FinishedRunning", m),
-            "COMMENTS_EDITEDBY": const(None, m), "COMMENTS_CANCELEDBY": const(None, m), "COMMENTS_DATE": const(None, m)}, m)
-        # CE culture items (CareVue) are appended to CHARTEVENTS above? They are written here as extra rows:
-        # (kept in MICROBIOLOGYEVENTS and CHARTEVENTS through world.cult.ce; see chartevents_cultures)
+            "COMMENTS_EDITEDBY": const(None, m), "COMMENTS_CANCELEDBY": const(None, m), "COMMENTS_DATE": const(None, m)}, m
+
+
+EVENT_TABLES = {"ce": ("CHARTEVENTS", _ce), "le": ("LABEVENTS", _le), "out": ("OUTPUTEVENTS", _out),
+                "icv": ("INPUTEVENTS_CV", _icv), "imv": ("INPUTEVENTS_MV", _imv), "pe": ("PROCEDUREEVENTS_MV", None)}
+
+
+def write_world(world, out_dir: Path, progress: bool | None = None) -> dict:
+    """Write every table of the world into ``out_dir`` (atomically: a temp dir renamed into place).
+
+    The event tables are streamed chunk of stays by chunk (ROW_IDs continue across chunks), so memory does
+    not grow with the number of stays."""
+    t_start = time.time()
+    rows = {}
+    n = world.p.stays
+    rng = np.random.default_rng([world.p.seed, 41])
+    sid, hid, iid = world.subject_id, world.hadm_id, world.icustay_id
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        writers = {k: TableWriter(tmp / f"{t}.csv.gz", t) for k, (t, _) in EVENT_TABLES.items()}
+        offsets = {k: 0 for k in writers}
+        # writer threads render and compress chunk c (pyarrow.csv and ISA-L release the GIL; one job per table
+        # at a time, so each file is written in order) while the
+        # main thread simulates and charts chunk c + 1; at most one chunk waits, so memory stays bounded
+        pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="synth-writer")
+        pending: list = []
+        try:
+            for c, ev in world.iter_events(progress):
+                jobs = []
+                for j, (key, parts) in enumerate(ev.items()):
+                    if not parts:
+                        continue
+                    d = _frame(world, key, parts)
+                    r = np.random.default_rng([world.p.seed, 41, c, j])
+                    if key == "pe":
+                        cols, m = _pe(world, np.asarray(d["stay"], np.int64), np.asarray(d["starttime"], np.int64),
+                                      np.asarray(d["endtime"], np.int64), np.asarray(d["itemid"], np.int64), offsets[key])
+                    else:
+                        cols, m = EVENT_TABLES[key][1](world, d, r, offsets[key])
+                    offsets[key] += m
+                    jobs.append((writers[key], cols, m))
+                    del d
+                for f in pending:
+                    f.result()
+                pending = [pool.submit(w.write, cols, m) for w, cols, m in jobs]
+                del jobs, ev
+            for f in pending:
+                f.result()
+            # PROCEDUREEVENTS_MV: culture orders after the charted procedures
+            cu = world.cult[world.cult.pe]
+            pitems = cat.choice("CulturePE", "mv")
+            kk = pitems.pick(rng, len(cu))
+            cst = cu.stay.to_numpy()
+            ct = cu.time.to_numpy() + world.shift[cst]
+            o = np.lexsort((ct, cst))
+            w = writers["pe"]
+            w.write(*_pe(world, cst[o], ct[o], ct[o] + 60, pitems.itemids[kk][o], w.rows))
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            for w in writers.values():
+                w.close()
+        for key, w in writers.items():
+            rows[w.table] = w.rows
         # ---------------------------------------------------------------- MICROBIOLOGYEVENTS
         cu = world.cult
         cst = cu.stay.to_numpy()

@@ -1,27 +1,36 @@
-"""The synthetic MIMIC-III world: simulate a hospital's ICU stays and write MIMIC-III v1.4 tables."""
+"""The synthetic MIMIC-III world: simulate a hospital's ICU stays and write MIMIC-III v1.4 tables.
+
+Memory is flat in the number of stays: stays are simulated in chunks of at most CHUNK_HOURS padded stay-hours.
+Pass 1 (``World(...)``) simulates each chunk, keeps in memory only the per-stay outcomes (death, discharge,
+SOFA, doses) needed to build patients and admissions, and stores the chunk's recorded hours (float32) in a
+scratch directory; pass 2 (``World.write``) charts each chunk from there and streams its rows to the tables,
+ROW_IDs continuing across chunks. (All noise is keyed by seed, chunk and hour: ``_simulate`` is repeatable.)
+"""
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 import time
+import weakref
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from ..io import atomic_path
 from . import catalogue as cat
 from . import charting
 from . import population as pop
 from .engine import StayBatch
 from .params import SynthParams
-from .writer import Col, const, write_table
+from .physiology import post_icu_death_prob
 
 log = logging.getLogger("adrl.synth")
 H, DAY = 3600, 86400
-CHUNK = 1500
+CHUNK_HOURS = 100_000   # padded stay-hours simulated and charted at once (bounds memory)
+CHUNK_STAYS = 4000
 EPOCH_2100 = int(np.datetime64("2100-01-01T00:00:00", "s").astype(np.int64))
-CAREUNITS = np.array(["MICU", "SICU", "CCU", "TSICU", "CSRU"], object)
 
 
 class World:
@@ -36,87 +45,108 @@ class World:
         # absolute INTIME: a random shifted date in 2100-2200 and time of day; later stays of the same
         # admission or subject are moved by whole days only (so STARTDATE midnights keep their meaning)
         intime = EPOCH_2100 + rng.integers(0, 100 * 365, n) * DAY + rng.integers(0, DAY // 60, n) * 60
+        clk = pop.stay_clock(S, tl, intime)
+        onset, t0, k0, nh, abx_hour = clk["onset"], clk["t0"], clk["k0"], S["nh_plan"], clk["abx_hour"]
         abx, cult = tl["abx"], tl["cult"]
-        st_a, st_c = abx.stay.to_numpy(), cult.stay.to_numpy()
-        abx_abs = intime[st_a] + np.round(abx.t_h.to_numpy() * H).astype(np.int64)
-        abx["startdate"] = abx_abs // DAY * DAY
-        cult_abs = intime[st_c] + cult.t_s.to_numpy().astype(np.int64)
-        cult["time"] = cult_abs
-        cult["micro_time"] = np.where(cult.date_only, cult_abs // DAY * DAY, cult_abs)
-        sysab = abx[abx.systemic == 1]
-        onset = pop.onset_relative(pd.DataFrame({"stay": sysab.stay, "t": sysab.startdate}),
-                                   pd.concat([pd.DataFrame({"stay": cult.stay, "t": cult.micro_time}),
-                                              pd.DataFrame({"stay": cult.stay[cult.ce | cult.pe],
-                                                            "t": cult.time[cult.ce | cult.pe]})]), n)
         self.onset = onset  # absolute seconds, NaN = no suspected infection
-        anchor = np.where(np.isnan(onset), intime, np.nan_to_num(onset)).astype(np.int64)
-        k0 = np.floor((intime - anchor) / H).astype(np.int64)
-        t0 = anchor + k0 * H
-        nh = S["nh_plan"]
-        S["inf_hour"] = np.where(np.isfinite(tl["t_inf_h"]),
-                                 np.round((intime + np.nan_to_num(tl["t_inf_h"], posinf=0) * H - t0) / H), -10**6
-                                 ).astype(np.int64)
-        S["inf_hour"] = np.where(tl["t_inf_h"] <= 0, -1, S["inf_hour"])
-        abx_hour = np.where(np.isfinite(tl["t_abx_h"]), (intime + np.nan_to_num(tl["t_abx_h"], posinf=0) * H - t0) / H,
-                            np.inf)
         z0 = pop.initial_latent(rng, S, tl["t_inf_h"])
         self.S, self.tl, self.intime, self.t0, self.k0, self.nh = S, tl, intime, t0, k0, nh
         self.abx, self.cult = abx, cult
-        # ---------------------------------------------------------------- simulate in chunks of stays
+        self.z0, self.abx_hour = z0, abx_hour
+        # ---------------------------------------------------------------- pass 1: outcomes, chunk by chunk
+        # (only per-stay facts are kept; write() simulates each chunk again, identically, to chart it)
         t_sim = time.time()
-        order = np.argsort(nh, kind="stable")
-        self.tables: dict[str, list] = {k: [] for k in ("ce", "le", "out", "icv", "imv", "pe")}
         self.death_s = np.full(n, -1, np.int64)
         self.out_s = np.zeros(n, np.int64)
-        self.sev_end = np.zeros(n)
+        self.post_p = np.zeros(n)
         self.sofa_max = np.zeros(n, np.int64)
-        self.actions = np.zeros(25, np.int64)
         self.vent_any = np.zeros(n, bool)
-        chunks = [order[i:i + CHUNK] for i in range(0, n, CHUNK)]
-        for c, idx in enumerate(tqdm(chunks, desc="synth: simulate", disable=None if progress is None else not progress)):
-            Sc = {k: v[idx] for k, v in S.items()}
-            b = StayBatch(z0[idx], Sc, nh[idx], k0[idx], abx_hour[idx], [params.seed, 23, c],
-                          params.interaction, params.confounder)
-            Hc = int(nh[idx].max())
-            act = []
-            for _ in range(Hc):
-                act.append(b.advance())
-            active = np.stack(act)
+        dec_fl, dec_va = [], []
+        # the recorded hours of each chunk go to a scratch directory (float32 .npy), so that write() charts
+        # them without simulating again; removed with the World
+        self._cache = Path(tempfile.mkdtemp(prefix="adrl_synth_"))
+        weakref.finalize(self, shutil.rmtree, str(self._cache), True)
+        for c, idx in enumerate(tqdm(self.chunks(), desc="synth: simulate",
+                                     disable=None if progress is None else not progress)):
+            b, active, end = self._simulate(c, idx)
             obs, fl, va, vent, dec, sofa = b.stacked()
+            np.savez(self._cache / f"chunk{c}.npz", obs=obs, fl=fl, va=va, vent=vent, dec=dec, active=active, end=end,
+                     ext=b.extubated_at)
             dead = b.death_hour >= 0
-            dsec = t0[idx] + b.death_hour * H + np.round(b.death_frac * 59 * 60).astype(np.int64) + 60
-            end = np.where(dead, dsec, t0[idx] + (nh[idx] - 1) * H + (np.arange(len(idx)) * 7919 % 58 + 1) * 60)
-            end = np.maximum(end, intime[idx] + 2 * H)
             self.death_s[idx] = np.where(dead, end, -1)
             self.out_s[idx] = end
-            from .physiology import severity
-            self.sev_end[idx] = severity(b.z)
+            self.post_p[idx] = post_icu_death_prob(b.z)
             # SOFA of the sepsis window (truth: onset -48 h .. +24 h)
-            hrs = (t0[idx][None, :] + np.arange(Hc)[:, None] * H)
+            hrs = (t0[idx][None, :] + np.arange(active.shape[0])[:, None] * H)
             on = onset[idx]
             win = active & np.isfinite(on)[None, :] & (hrs >= on[None, :] - 48 * H) & (hrs < on[None, :] + 24 * H)
             self.sofa_max[idx] = np.where(win, sofa, 0).max(0)
             self.vent_any[idx] = vent.any(0)
-            # actions per decision (bins) for the summary
-            fb = np.digitize(np.where(dec, fl * 4, 0), [1e-9, 500.0001, 1000.0001, 2000.0001])
-            self.chart_rng = np.random.default_rng([params.seed, 31, c])
-            ch = charting.Charter(self.chart_rng, obs, fl, va, vent, dec, active, t0[idx], intime[idx], end,
-                                  S["system"][idx], Sc, k0[idx], b.extubated_at).run()
-            for key in self.tables:
-                part = getattr(ch, key)
-                for p in part.parts:
-                    p["stay"] = idx[p["stay"]]
-                self.tables[key].extend(part.parts)
-            self._dec_doses = getattr(self, "_dec_doses", []) + [(idx, np.where(dec, fl * 4, np.nan), np.where(dec, va, np.nan), active)]
-            del fb
-        cc = cult[cult.ce]
-        ch = cat.choice("CultureCE", "cv")
-        k = ch.pick(rng, len(cc))
-        self.tables["ce"].append({"stay": cc.stay.to_numpy(), "itemid": ch.itemids[k], "charttime": cc.time.to_numpy(),
-                                  "value": np.full(len(cc), "Sent", object), "valuenum": np.full(len(cc), np.nan),
-                                  "valueuom": np.full(len(cc), None, object)})
+            dec_fl.append((fl * 4)[dec])  # the bin's fluid volume and dose at each decision (summary)
+            dec_va.append(va[dec])
+            del b, obs, fl, va, vent, dec, sofa
+        self._dec_doses = (np.concatenate(dec_fl), np.concatenate(dec_va))
         self.sim_seconds = time.time() - t_sim
         self._structure(rng)
+
+    def chunks(self) -> list[np.ndarray]:
+        """Stays simulated together: similar lengths of stay (sorted), at most CHUNK_HOURS padded stay-hours and
+        CHUNK_STAYS stays per chunk, so the memory of a chunk does not grow with the size of the world."""
+        order = np.argsort(self.nh, kind="stable")
+        nh = self.nh[order]
+        out, i = [], 0
+        while i < len(order):
+            # sorted ascending, so the padded size of order[i:j] is (j - i) * nh[j - 1]
+            j = i + 1
+            while j < len(order) and j - i < CHUNK_STAYS and (j + 1 - i) * nh[j] <= CHUNK_HOURS:
+                j += 1
+            out.append(order[i:j])
+            i = j
+        return out
+
+    def _simulate(self, c: int, idx: np.ndarray):
+        """Simulate chunk c (stays idx) hour by hour; deterministic in (seed, c). Returns batch, active, end."""
+        p, S, t0, nh = self.p, self.S, self.t0, self.nh
+        Sc = {k: v[idx] for k, v in S.items()}
+        b = StayBatch(self.z0[idx], Sc, nh[idx], self.k0[idx], self.abx_hour[idx], [p.seed, 23, c],
+                      p.interaction, p.confounder)
+        active = np.stack([b.advance() for _ in range(int(nh[idx].max()))])
+        dead = b.death_hour >= 0
+        dsec = t0[idx] + b.death_hour * H + np.round(b.death_frac * 59 * 60).astype(np.int64) + 60
+        end = np.where(dead, dsec, t0[idx] + (nh[idx] - 1) * H + (np.arange(len(idx)) * 7919 % 58 + 1) * 60)
+        end = np.maximum(end, self.intime[idx] + 2 * H)
+        return b, active, end
+
+    def iter_events(self, progress: bool | None = None):
+        """Pass 2: per chunk (its recorded hours read back from the scratch directory), the charted events as {table key: column dict} (``stay`` = world stay index;
+        times in seconds before the admission shift). The CareVue culture rows of CHARTEVENTS come last."""
+        for c, idx in enumerate(tqdm(self.chunks(), desc="synth: chart + write",
+                                     disable=None if progress is None else not progress)):
+            with np.load(self._cache / f"chunk{c}.npz") as r:
+                obs, fl, va, vent, dec, active, end, ext = (r[k] for k in ("obs", "fl", "va", "vent", "dec", "active",
+                                                                          "end", "ext"))
+            Sc = {k: v[idx] for k, v in self.S.items()}
+            # chart on the simulation clock (before the admission shift of _structure; _frame adds the shift)
+            sh = self.shift[idx]
+            ch = charting.Charter(np.random.default_rng([self.p.seed, 31, c]), obs, fl, va, vent, dec, active,
+                                  self.t0[idx] - sh, self.intime[idx] - sh, end, self.S["system"][idx], Sc,
+                                  self.k0[idx], ext).run()
+            del obs, fl, va, vent, dec
+            out = {}
+            for key in ("ce", "le", "out", "icv", "imv", "pe"):
+                parts = getattr(ch, key).parts
+                for part in parts:
+                    part["stay"] = idx[part["stay"]]
+                out[key] = parts
+            yield c, out
+        cc = self.cult[self.cult.ce]
+        ch = cat.choice("CultureCE", "cv")
+        k = ch.pick(np.random.default_rng([self.p.seed, 37]), len(cc))
+        yield len(self.chunks()), {"ce": [{"stay": cc.stay.to_numpy(), "itemid": ch.itemids[k],
+                                           "charttime": cc.time.to_numpy(), "value": np.full(len(cc), np.nan),
+                                           "vcode": charting.TEXT.encode(np.full(len(cc), "Sent", object)),
+                                           "valuenum": np.full(len(cc), np.nan),
+                                           "valueuom": np.full(len(cc), None, object)}]}
 
     # ------------------------------------------------------------------------------------------------
     def _structure(self, rng):
@@ -124,8 +154,7 @@ class World:
         n = self.p.stays
         S = self.S
         died_icu = self.death_s >= 0
-        post_p = 1 / (1 + np.exp(-(-4.6 + 1.0 * self.sev_end)))
-        died_post = ~died_icu & (rng.random(n) < post_p)
+        died_post = ~died_icu & (rng.random(n) < self.post_p)
         post_los = rng.uniform(1, 8, n) * DAY
         self.disch = np.where(died_icu, self.death_s, self.out_s + post_los.astype(np.int64))
         post_death = self.out_s + (rng.uniform(0.1, 0.9, n) * post_los).astype(np.int64)
@@ -189,22 +218,18 @@ class World:
         self.subj_death = d
 
     # ------------------------------------------------------------------------------------------------
-    def write(self, out_dir) -> dict:
+    def write(self, out_dir, progress: bool | None = None) -> dict:
+        """Write every table to ``out_dir`` (atomically); returns rows per table."""
         from .tables import write_world
 
-        return write_world(self, Path(out_dir))
+        return write_world(self, Path(out_dir), progress)
 
     def summary(self) -> dict:
         n = self.p.stays
         septic = np.isfinite(self.onset) & (self.sofa_max >= 2)
         adult_first = (self.S["age"] >= 18) & ~((self.parent >= 0) & (self.adm_of != np.arange(n)))
         died = self.death_hosp >= 0
-        fl, va = [], []
-        for idx, f, v, act in self._dec_doses:
-            m = ~np.isnan(f)
-            fl.append(f[m])
-            va.append(v[m])
-        fl, va = np.concatenate(fl), np.concatenate(va)
+        fl, va = self._dec_doses
         nz = va[va > 0]
         q = np.quantile(nz, [0.25, 0.5, 0.75]) if len(nz) else np.array([0.1, 0.2, 0.3])
         fb = np.digitize(fl, [1e-9, 500.0001, 1000.0001, 2000.0001])

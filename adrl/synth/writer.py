@@ -2,8 +2,8 @@
 
 The dialect is the one of the credentialed database and of the demo: quoted upper-case header, quoted
 strings, unquoted numbers and ``YYYY-MM-DD HH:MM:SS`` times, empty field = NULL, decimals without a
-leading zero (``.95``). Rows are formatted column-wise with pyarrow compute kernels (no Python loop over
-rows) and compressed with ISA-L's igzip (gzip header without time stamp or file name, so the same data
+leading zero (``.95``). Rows are rendered by pyarrow.csv (quoting only string columns, which are
+dictionary arrays where values repeat; no Python loop over rows) and compressed with ISA-L's igzip (gzip header without time stamp or file name, so the same data
 give the same bytes).
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 from isal import igzip
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -50,12 +51,8 @@ def const(value, n: int) -> Col:
     return Col("float", np.full(n, value, np.float64))
 
 
-def _quote(arr: pa.Array) -> pa.Array:
-    arr = pc.replace_substring(arr, '"', '""')
-    return pc.binary_join_element_wise('"', arr, '"', "")
-
-
-def _format(col: Col, lo: int, hi: int) -> pa.Array:
+def _array(col: Col, lo: int, hi: int) -> pa.Array:
+    """The arrow array of rows [lo, hi) of a column; pyarrow.csv renders it in the MIMIC dialect."""
     n = hi - lo
     k = col.kind
     if k == "null":
@@ -63,47 +60,82 @@ def _format(col: Col, lo: int, hi: int) -> pa.Array:
     v = col.values[lo:hi]
     m = None if col.mask is None else np.asarray(col.mask[lo:hi], bool)
     if k == "int":
-        return pc.cast(pa.array(np.asarray(v, np.int64), mask=m), pa.string())
+        return pa.array(np.asarray(v, np.int64), mask=m)
     if k == "float":
         x = np.round(np.asarray(v, np.float64), col.decimals)
         nan = np.isnan(x) if m is None else (m | np.isnan(x))
         x = np.where(nan, 0.0, x) + 0.0  # + 0.0 turns -0.0 into 0.0
-        s = pc.cast(pa.array(x, mask=nan), pa.string())
-        return pc.replace_substring_regex(s, r"^(-?)0\.", r"\1.")
+        return pa.array(x, mask=nan)
     if k == "time":
         t = np.asarray(v).astype("datetime64[s]")
         nat = np.isnat(t) if m is None else (m | np.isnat(t))
-        return pc.strftime(pa.array(t, mask=nat), format="%Y-%m-%d %H:%M:%S")
+        return pa.array(t, mask=nat)
     if k == "cat":
         codes = np.asarray(v, np.int32)
         neg = codes < 0
         if m is not None:
             neg = neg | m
-        qd = _quote(pa.array(list(col.cats), pa.string()))
-        return pc.take(qd, pa.array(np.where(neg, 0, codes), mask=neg))
+        return pa.DictionaryArray.from_arrays(pa.array(codes, mask=neg), pa.array(list(col.cats), pa.string()))
     if k == "str":
         arr = v if isinstance(v, pa.Array) else pa.array(v, pa.string())
         if m is not None:
             arr = pc.if_else(pa.array(m), pa.nulls(n, pa.string()), arr)
-        return _quote(arr)
+        return arr
     raise ValueError(f"unknown column kind {k}")
+
+
+_CSV = pacsv.WriteOptions(include_header=False, quoting_style="needed", batch_size=CHUNK_ROWS)
+
+
+def _no_leading_zero(buf: bytes) -> bytes:
+    """MIMIC writes decimals without a leading zero (.95, -.5). Numbers are unquoted, so a field starting
+    with 0. follows a comma; quoted strings start with a quote and are untouched (our dictionaries hold no
+    ',0.' inside a string: checked in write_table)."""
+    buf = buf.replace(b",0.", b",.")
+    return buf.replace(b",-0.", b",-.") if b",-0." in buf else buf
+
+
+class TableWriter:
+    """Append chunks of rows of one table to ``path`` (gzip, no time stamp: same rows, same bytes)."""
+
+    def __init__(self, path: Path, table: str):
+        self.names = headers()[table]
+        self.table = table
+        self.rows = 0
+        self._raw = open(path, "wb")
+        self._gz = igzip.IGzipFile(filename="", mode="wb", fileobj=self._raw, compresslevel=1, mtime=0)
+        self._gz.write((",".join(f'"{c}"' for c in self.names) + "\n").encode())
+
+    def write(self, cols: Mapping[str, Col], n: int) -> int:
+        missing = [c for c in self.names if c not in cols]
+        if missing:
+            raise ValueError(f"{self.table}: no values for column(s) {missing}")
+        for c in self.names:
+            cats = cols[c].cats if cols[c].kind == "cat" else None
+            if cats is not None and any(",0." in str(x) or ",-0." in str(x) for x in cats):
+                raise ValueError(f"{self.table}.{c}: category value contains ',0.' (breaks the number format)")
+        for lo in range(0, n, CHUNK_ROWS):
+            hi = min(n, lo + CHUNK_ROWS)
+            t = pa.table({c: _array(cols[c], lo, hi) for c in self.names})
+            sink = pa.BufferOutputStream()
+            pacsv.write_csv(t, sink, _CSV)
+            self._gz.write(_no_leading_zero(sink.getvalue().to_pybytes()))
+        self.rows += n
+        return n
+
+    def close(self):
+        self._gz.close()
+        self._raw.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def write_table(path: Path, table: str, cols: Mapping[str, Col], n: int) -> int:
     """Write ``n`` rows of ``table`` (columns in the official order) to ``path``; returns n."""
-    names = headers()[table]
-    missing = [c for c in names if c not in cols]
-    if missing:
-        raise ValueError(f"{table}: no values for column(s) {missing}")
-    with open(path, "wb") as raw, igzip.IGzipFile(filename="", mode="wb", fileobj=raw, compresslevel=1,
-                                                  mtime=0) as gz:
-        gz.write((",".join(f'"{c}"' for c in names) + "\n").encode())
-        for lo in range(0, n, CHUNK_ROWS):
-            hi = min(n, lo + CHUNK_ROWS)
-            parts = [_format(cols[c], lo, hi) for c in names]
-            row = pc.binary_join_element_wise(*parts, ",", null_handling="replace", null_replacement="")
-            row = pc.binary_join_element_wise(row, "\n", "")
-            bufs = row.buffers()
-            offs = np.frombuffer(bufs[1], dtype=np.int32, count=len(row) + 1, offset=row.offset * 4)
-            gz.write(memoryview(bufs[2])[offs[0]:offs[-1]])
+    with TableWriter(path, table) as w:
+        w.write(cols, n)
     return n
