@@ -18,6 +18,8 @@ def _nonempty(v, name):
 
 
 class DynamicsParams(Section):
+    """The projected dynamics + reward ensemble of method.md 4.4 (fitted once per states table and seed)."""
+
     ensemble: int = Field(5, ge=1, le=50)
     hidden: int = Field(256, ge=1)
     layers: int = Field(3, ge=1, le=10)
@@ -29,11 +31,13 @@ class DynamicsParams(Section):
 
 
 class TrainParams(Section):
+    # the sweep: algorithms x (mixers x augment, adbcq only) x thresholds x seeds
     algorithms: list[Algorithm] = ["bcq", "factored_bcq", "adbcq"]
     mixers: list[Mixer] = ["linear"]
     augment: list[bool] = [True]
     thresholds: list[float] = [0.3]
     seeds: list[int] = [0]
+    # optimisation (method.md 3.1)
     steps: int = Field(2000, ge=1)
     checkpoint_every: int = Field(100, ge=1)
     batch_size: int = Field(100, ge=1)
@@ -42,7 +46,16 @@ class TrainParams(Section):
     gamma: float = Field(0.99, gt=0, le=1)
     polyak: float = Field(0.005, gt=0, le=1)
     hidden: int = Field(256, ge=1)
+    # AD-BCQ (method.md 4)
     lambda_proj: float = Field(1.0, ge=0)
+    r_max: float = Field(100.0, gt=0, description="reward scale R_max (terminal reward of a survivor)")
+    state_bias: Literal["auto", "on", "off"] = "auto"  # auto: b(z) on for linear/mlp2/relu, off for mean/sum
+    reuse_real: bool = True
+    mixer_grad_to_heads: bool = True
+    # execution
+    threads: int = Field(1, ge=1, le=64, description="torch threads per training process")
+    workers: int = Field(2, ge=1, le=64, description="training runs executed in parallel (processes)")
+    checkpoint_dtype: Literal["float32", "float16"] = "float32"
     dynamics: DynamicsParams = DynamicsParams()
 
     @field_validator("algorithms", "mixers", "augment", "thresholds", "seeds")
@@ -56,4 +69,12 @@ class TrainParams(Section):
         bad = [t for t in v if not (0 <= t < 1)]
         if bad:
             raise ValueError(f"BCQ thresholds must lie in [0, 1), got {bad}")
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v):
+        bad = [s for s in v if s < 0]
+        if bad:
+            raise ValueError(f"seeds must be >= 0, got {bad}")
         return v

@@ -1,0 +1,178 @@
+"""AD-BCQ as the project fixes it (method.md section 4): projected heads Q_F, Q_V on a shared trunk, a mixer
+F(q; z), the factored BCQ filter, and the batch modification B -> B_k from a frozen projected dynamics ensemble.
+The whole update is in :meth:`ADBCQ.update`, top to bottom.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..actions import N_VASO
+from .dynamics import DynamicsEnsemble
+from .nets import (Mixer, factored_logp, huber, joint_mask, joint_q_pairs, masked_argmax, mlp, polyak_,
+                   ratio_mask)
+
+BIASED_BY_DEFAULT = ("linear", "mlp2", "relu")
+
+
+@dataclass(frozen=True)
+class ADBCQConfig:
+    tau: float = 0.3
+    mixer: str = "linear"             # mean | sum | linear | mlp2 | relu
+    state_bias: bool | None = None    # b(z); None: on for linear/mlp2/relu, off for mean/sum
+    augment: bool = True              # off: lambda_proj = 0 and no model (method.md 4.8)
+    lambda_proj: float = 1.0
+    reuse_real: bool = True           # rows whose other sub-action is no-op are real samples of M_k
+    mixer_grad_to_heads: bool = True
+    r_max: float = 100.0
+    hidden: int = 256
+    lr: float = 3e-4
+    weight_decay: float = 1e-3
+    gamma: float = 0.99
+    polyak: float = 0.005
+    logit_penalty: float = 0.01
+
+    @property
+    def use_bias(self) -> bool:
+        return self.mixer in BIASED_BY_DEFAULT if self.state_bias is None else bool(self.state_bias)
+
+
+class ADBCQNet(nn.Module):
+    """Heads d -> h -> h -> 10 read as (Q_F, Q_V), the 2 x 5 imitation network and the mixer."""
+
+    def __init__(self, d: int, cfg: ADBCQConfig):
+        super().__init__()
+        self.tau = float(cfg.tau)
+        self.heads_net = mlp(d, cfg.hidden, 10)
+        self.imit = mlp(d, cfg.hidden, 10)
+        self.mixer = Mixer(cfg.mixer, d, r_max=cfg.r_max, state_bias=cfg.use_bias)
+
+    def heads(self, z: torch.Tensor) -> torch.Tensor:
+        return self.heads_net(z).view(-1, 2, N_VASO)
+
+    def sub_masks(self, z: torch.Tensor) -> torch.Tensor:
+        return ratio_mask(factored_logp(self.imit(z)), self.tau)
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(F(q(z, a); z) for the 25 joint actions, product mask (N, 25)), method.md 4.7."""
+        return self.mixer(joint_q_pairs(self.heads(z)), z), joint_mask(self.sub_masks(z))
+
+
+class ADBCQ:
+    algorithm = "adbcq"
+
+    def __init__(self, d: int, cfg: ADBCQConfig, seed: int, dynamics: DynamicsEnsemble | None = None):
+        if cfg.augment and cfg.lambda_proj > 0 and dynamics is None:
+            raise ValueError("AD-BCQ with augmentation needs a fitted dynamics ensemble")
+        torch.manual_seed(seed)
+        self.cfg = cfg
+        self.net = ADBCQNet(d, cfg)
+        self.target = copy.deepcopy(self.net)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+        self.augment = cfg.augment and cfg.lambda_proj > 0
+        self.dynamics = dynamics if self.augment else None
+        self.gen = torch.Generator().manual_seed(seed)  # model noise: member choice and xi
+        self.n_updates, self.diag_every = 0, 10
+
+    def update(self, z, a, r, z2, done) -> dict[str, torch.Tensor]:
+        cfg, net, tgt = self.cfg, self.net, self.target
+        B = z.shape[0]
+        a_f, a_v = a // N_VASO, a % N_VASO
+        a2d = torch.stack([a_f, a_v], 1)
+        stats: dict[str, torch.Tensor] = {}
+
+        with torch.no_grad():
+            # 1. batch modification B -> B_k (augmentation on): a row whose other sub-action is no-op is
+            #    already a sample of M_k and is reused; otherwise a uniformly drawn member, queried at
+            #    (a_k, no-op), gives the next state, a soft termination and the model reward
+            nxt = z2
+            if self.augment:
+                real = (torch.stack([a_v == 0, a_f == 0]) if cfg.reuse_real
+                        else torch.zeros(2, B, dtype=torch.bool))
+                syn_f, syn_v = ~real[0], ~real[1]
+                z_hat, d_hat, r_hat = self.dynamics.sample(
+                    torch.cat([z[syn_f], z[syn_v]]),
+                    torch.cat([a_f[syn_f], torch.zeros_like(a_f[syn_v])]),
+                    torch.cat([torch.zeros_like(a_v[syn_f]), a_v[syn_v]]), self.gen)
+                nxt = torch.cat([z2, z_hat])   # rows 0..B-1: real z'; then synthetic z' of B_F, then of B_V
+                # src[k, i]: the row of `nxt` holding the next state of row i of B_k
+                src = torch.arange(B).repeat(2, 1)
+                syn = torch.stack([syn_f, syn_v])
+                src[syn] = B + torch.arange(len(z_hat))
+                d_k, r_k = done.repeat(2, 1), r.repeat(2, 1)
+                d_k[syn], r_k[syn] = d_hat, r_hat
+            # one pass of the online heads, the imitation net and the target heads over every next state
+            q_n, m_n, tq_n = net.heads(nxt), net.sub_masks(nxt), tgt.heads(nxt)
+
+            # 2. mixed target on the real batch: a* = argmax_{a in M(z')} F(q(z', a); z'), by the target copies
+            q2, m2 = q_n[:B], m_n[:B]
+            f2 = net.mixer(joint_q_pairs(q2), z2, with_bias=False)  # b(z') cannot move the argmax
+            a_star = masked_argmax(f2, joint_mask(m2))
+            f2_target = tgt.mixer(joint_q_pairs(tq_n[:B]), z2).gather(1, a_star[:, None]).squeeze(1)
+            y = r + cfg.gamma * (1.0 - done) * f2_target
+
+            # 3. projected targets on B_k: a*_k = argmax over A_k(z'_k) of online Q_k, evaluated by target Q_k
+            if self.augment:
+                y_k = torch.empty(2, B)
+                for k in range(2):
+                    a_k = masked_argmax(q_n[src[k], k], m_n[src[k], k])
+                    t_k = tq_n[src[k], k].gather(1, a_k[:, None]).squeeze(1)
+                    y_k[k] = r_k[k] + cfg.gamma * (1.0 - d_k[k]) * t_k
+
+        # 4. mixed loss on the real batch (gradients flow into the heads unless switched off)
+        q_pair = net.heads(z).gather(2, a2d[:, :, None]).squeeze(2)  # (B, 2) = [Q_F(z, a_F), Q_V(z, a_V)]
+        b = net.mixer.state_bias_values(z)
+        f = net.mixer(q_pair if cfg.mixer_grad_to_heads else q_pair.detach(), z, b=b)
+        loss_mix = huber(f - y)
+
+        # 5. projected losses: head k on B_k (z and a_k as logged, consequences from B_k)
+        loss_proj = torch.zeros(2)
+        if self.augment:
+            loss_proj = torch.stack([huber(q_pair[:, 0] - y_k[0]), huber(q_pair[:, 1] - y_k[1])])
+
+        # 6. imitation loss on the real batch: NLL_F + NLL_V + logit penalty
+        logits = net.imit(z)
+        logp = factored_logp(logits)
+        loss_bc = (F.nll_loss(logp[:, 0], a2d[:, 0]) + F.nll_loss(logp[:, 1], a2d[:, 1])
+                   + cfg.logit_penalty * logits.pow(2).mean())
+
+        # 7. total loss, one Adam step, Polyak update of the target copies
+        loss = loss_mix + cfg.lambda_proj * loss_proj.sum() + loss_bc if self.augment else loss_mix + loss_bc
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        polyak_(tgt, net, cfg.polyak)
+
+        # diagnostics (method.md 4.10): losses every step, the rest every `diag_every` steps
+        stats.update({"loss/mix": loss_mix.detach(), "loss/proj_F": loss_proj[0].detach(),
+                      "loss/proj_V": loss_proj[1].detach(), "loss/bc": loss_bc.detach()})
+        self.n_updates += 1
+        if (self.n_updates - 1) % self.diag_every:
+            return stats
+        with torch.no_grad():
+            qp = q_pair.detach()
+            stats.update({
+                "q/F_mean": qp[:, 0].mean(), "q/F_std": qp[:, 0].std(), "q/V_mean": qp[:, 1].mean(),
+                "q/V_std": qp[:, 1].std(), "mix/mean": f.detach().mean(), "mix/std": f.detach().std(),
+                "target/mean": y.mean(), "mix/action_std": f2.std(-1).mean(),
+                "heads/action_std": q2.std(-1).mean(),
+                "allowed/F": m2[:, 0].sum(-1, dtype=torch.float32).mean(),
+                "allowed/V": m2[:, 1].sum(-1, dtype=torch.float32).mean(),
+                "allowed/joint": joint_mask(m2).sum(-1, dtype=torch.float32).mean(),
+                "agree/proj": (a_star == masked_argmax(q2[:, 0], m2[:, 0]) * N_VASO
+                               + masked_argmax(q2[:, 1], m2[:, 1])).float().mean(),
+            })
+            if self.augment:
+                stats["real_frac/F"] = 1.0 - syn_f.float().mean()
+                stats["real_frac/V"] = 1.0 - syn_v.float().mean()
+                stats["target/proj_F_mean"], stats["target/proj_V_mean"] = y_k[0].mean(), y_k[1].mean()
+            w = net.mixer.weights()
+            if w is not None:
+                stats["mixer/w_F"], stats["mixer/w_V"] = w[0], w[1]
+            if b is not None:
+                stats["mixer/b_mean"], stats["mixer/b_std"] = b.detach().mean(), b.detach().std()
+        return stats

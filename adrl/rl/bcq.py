@@ -1,0 +1,73 @@
+"""Discrete BCQ (Fujimoto et al. 2019, discrete variant as implemented by Tang et al.; method.md 3.1).
+
+The whole update is in :meth:`BCQ.update`, top to bottom.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..actions import N_ACTIONS
+from .nets import huber, masked_argmax, mlp, polyak_, ratio_mask
+
+
+@dataclass(frozen=True)
+class BCQConfig:
+    tau: float = 0.3            # BCQ threshold: a is allowed if pi(a|z) / max_b pi(b|z) > tau
+    hidden: int = 256
+    lr: float = 3e-4
+    weight_decay: float = 1e-3
+    gamma: float = 0.99
+    polyak: float = 0.005
+    logit_penalty: float = 0.01
+
+
+class BCQNet(nn.Module):
+    """The policy-relevant networks: joint Q (d -> h -> h -> 25) and the imitation MLP (same shape)."""
+
+    def __init__(self, d: int, cfg: BCQConfig):
+        super().__init__()
+        self.tau = float(cfg.tau)
+        self.q = mlp(d, cfg.hidden, N_ACTIONS)
+        self.imit = mlp(d, cfg.hidden, N_ACTIONS)
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Q(z, .) (N, 25), allowed mask (N, 25))."""
+        return self.q(z), ratio_mask(F.log_softmax(self.imit(z), -1), self.tau)
+
+
+class BCQ:
+    algorithm = "bcq"
+
+    def __init__(self, d: int, cfg: BCQConfig, seed: int):
+        torch.manual_seed(seed)
+        self.cfg = cfg
+        self.net = BCQNet(d, cfg)
+        self.target = copy.deepcopy(self.net)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+
+    def update(self, z, a, r, z2, done) -> dict[str, torch.Tensor]:
+        cfg, net = self.cfg, self.net
+        # target: the online net picks a' among the allowed actions at z', the target net evaluates it
+        with torch.no_grad():
+            q2, allowed2 = net(z2)
+            a2 = masked_argmax(q2, allowed2)
+            q2_target = self.target.q(z2).gather(1, a2[:, None]).squeeze(1)
+            y = r + cfg.gamma * (1.0 - done) * q2_target
+        # losses: Huber TD + imitation NLL + logit penalty
+        q = net.q(z)
+        q_sa = q.gather(1, a[:, None]).squeeze(1)
+        loss_q = huber(q_sa - y)
+        logits = net.imit(z)
+        loss_bc = F.nll_loss(F.log_softmax(logits, -1), a) + cfg.logit_penalty * logits.pow(2).mean()
+        loss = loss_q + loss_bc
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        polyak_(self.target, net, cfg.polyak)
+        return {"loss/q": loss_q.detach(), "loss/bc": loss_bc.detach(), "q/mean": q_sa.detach().mean(),
+                "target/mean": y.mean(), "allowed/joint": allowed2.sum(1, dtype=torch.float32).mean()}

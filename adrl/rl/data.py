@@ -1,0 +1,128 @@
+"""Transitions from a states table (the encode -> train contract of adrl/schemas.py).
+
+Row t of a stay holds z_t and the decision taken there (the action of row t+1), with the reward and
+done flag of row t+1; the last row of a stay holds no decision. Every non-last row gives one transition
+(z_t, decision_t, reward_t, z_{t+1}, done_t). Terminal next states are stored as zeros and never
+bootstrapped (method.md 2.2).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..actions import N_ACTIONS, N_VASO
+from ..errors import EmptyResultError, InputError
+from ..schemas import STATES_DECISION_COLUMNS, STATES_ID_COLUMNS, infer_latent_dim, require_columns, z_columns
+
+log = logging.getLogger("adrl.rl")
+
+
+@dataclass(frozen=True)
+class Transitions:
+    """Arrays of one split: z (n, d) float32, a (n,) int64 flat action, r (n,) float32, z2, done (n,) float32."""
+
+    z: np.ndarray
+    a: np.ndarray
+    r: np.ndarray
+    z2: np.ndarray
+    done: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.a)
+
+    @property
+    def dim(self) -> int:
+        return self.z.shape[1]
+
+    @property
+    def a_fluid(self) -> np.ndarray:
+        return self.a // N_VASO
+
+    @property
+    def a_vaso(self) -> np.ndarray:
+        return self.a % N_VASO
+
+    def subset(self, idx) -> "Transitions":
+        return Transitions(self.z[idx], self.a[idx], self.r[idx], self.z2[idx], self.done[idx])
+
+
+def read_states(path: str | Path) -> pd.DataFrame:
+    """Read a states table and check the contract's columns (InputError names the file and columns)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: states table not found (run the encode stage first)")
+    df = pd.read_parquet(path)
+    validate_states(df, where=str(path))
+    return df
+
+
+def validate_states(df: pd.DataFrame, where: str = "states table") -> int:
+    """Check columns and values; return the latent dimension d."""
+    require_columns(df.columns, [*STATES_ID_COLUMNS, *STATES_DECISION_COLUMNS], where)
+    try:
+        d = infer_latent_dim(df.columns)
+    except InputError as e:
+        raise InputError(f"{where}: {e}") from None
+    last = df["last"].to_numpy(bool)
+    dec = df["decision"].to_numpy(np.int64)
+    fl = df["decision_fluid"].to_numpy(np.int64)
+    va = df["decision_vaso"].to_numpy(np.int64)
+    live = ~last
+    bad = live & ((dec < 0) | (dec >= N_ACTIONS))
+    if bad.any():
+        raise InputError(f"{where}: column 'decision' out of range [0, {N_ACTIONS - 1}] on {int(bad.sum())} "
+                         f"non-last row(s), e.g. {sorted(set(dec[bad][:5].tolist()))}")
+    bad = live & ((fl < 0) | (fl > 4) | (va < 0) | (va > 4) | (dec != fl * N_VASO + va))
+    if bad.any():
+        raise InputError(f"{where}: 'decision' != 5 * decision_fluid + decision_vaso (or a bin outside 0..4) "
+                         f"on {int(bad.sum())} non-last row(s)")
+    r = df["reward"].to_numpy(np.float64)
+    if not np.isfinite(r[live]).all():
+        raise InputError(f"{where}: column 'reward' has non-finite values")
+    zc = z_columns(d)
+    z = df[zc].to_numpy(np.float32)
+    if not np.isfinite(z).all():
+        raise InputError(f"{where}: state columns z_0..z_{d - 1} hold non-finite values on "
+                         f"{int((~np.isfinite(z)).any(axis=1).sum())} row(s)")
+    return d
+
+
+def transitions(df: pd.DataFrame, split: str, where: str = "states table") -> Transitions:
+    """The transitions of one split (vectorised; rows are ordered by stay and step)."""
+    d = validate_states(df, where)
+    part = df[df["split"] == split]
+    part = part.sort_values(["traj", "step"], kind="stable")
+    traj = part["traj"].to_numpy(np.int64)
+    step = part["step"].to_numpy(np.int64)
+    last = part["last"].to_numpy(bool)
+    idx = np.flatnonzero(~last)
+    if len(idx) == 0:
+        raise EmptyResultError(f"{where}: split '{split}' has no transitions "
+                               f"({len(part)} row(s), all of them last rows of their stays)")
+    nxt = idx + 1
+    ok = nxt < len(part)
+    ok[ok] &= (traj[nxt[ok]] == traj[idx[ok]]) & (step[nxt[ok]] == step[idx[ok]] + 1)
+    if not ok.all():
+        raise InputError(f"{where}: split '{split}': {int((~ok).sum())} non-last row(s) have no next row "
+                         "(step t+1 of the same traj); every stay must be contiguous and end with last=True")
+    z_all = part[z_columns(d)].to_numpy(np.float32)
+    done = part["done"].to_numpy(bool)[idx]
+    z2 = z_all[nxt].copy()
+    z2[done] = 0.0
+    return Transitions(
+        z=np.ascontiguousarray(z_all[idx]),
+        a=part["decision"].to_numpy(np.int64)[idx],
+        r=part["reward"].to_numpy(np.float32)[idx],
+        z2=z2,
+        done=done.astype(np.float32),
+    )
+
+
+def states_of(df: pd.DataFrame, split: str) -> np.ndarray:
+    """All states z_t of a split (N, d), for evaluation."""
+    d = infer_latent_dim(df.columns)
+    return df.loc[df["split"] == split, z_columns(d)].to_numpy(np.float32)

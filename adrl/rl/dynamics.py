@@ -1,0 +1,310 @@
+"""The projected dynamics + reward ensemble of method.md 4.4.
+
+E members (MLP, ``layers`` x ``hidden``, SiLU) take [standardised z, onehot5(a_F), onehot5(a_V)] and predict
+the Gaussian of delta z = z' - z (in standardised delta units, log-variance soft-bounded), a termination
+logit and a survival logit. Every member is fitted on its own bootstrap resample of the training
+transitions; all members train at once as batched matrix products. Queried at (a_k, no-op) it estimates
+the projected MDP M_k (method.md 1.3, 1.5).
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from ..actions import N_FLUID, N_VASO
+from ..errors import EmptyResultError, InputError
+from .data import Transitions
+
+log = logging.getLogger("adrl.rl")
+
+
+@dataclass(frozen=True)
+class DynamicsConfig:
+    ensemble: int = 5
+    hidden: int = 256
+    layers: int = 3
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    batch_size: int = 256
+    max_epochs: int = 200
+    patience: int = 20
+    r_max: float = 100.0
+
+
+class EnsembleLinear(nn.Module):
+    """E independent linear layers applied to (E, N, in) at once."""
+
+    def __init__(self, E: int, inp: int, out: int):
+        super().__init__()
+        bound = 1.0 / math.sqrt(inp)
+        self.weight = nn.Parameter(torch.empty(E, inp, out).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(E, 1, out).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class DynamicsEnsemble(nn.Module):
+    def __init__(self, d: int, cfg: DynamicsConfig):
+        super().__init__()
+        self.d, self.E, self.r_max = d, cfg.ensemble, float(cfg.r_max)
+        inp = d + N_FLUID + N_VASO
+        layers, w = [], inp
+        for _ in range(cfg.layers):
+            layers.append(EnsembleLinear(cfg.ensemble, w, cfg.hidden))
+            w = cfg.hidden
+        self.hidden = nn.ModuleList(layers)
+        self.out = EnsembleLinear(cfg.ensemble, w, 2 * d + 2)
+        self.max_logvar = nn.Parameter(torch.full((d,), 0.5))
+        self.min_logvar = nn.Parameter(torch.full((d,), -10.0))
+        for name in ("z_mean", "z_std", "dz_mean", "dz_std"):
+            self.register_buffer(name, torch.zeros(d) if "mean" in name else torch.ones(d))
+
+    # ---- forward --------------------------------------------------------------------------------
+    def inputs(self, z: torch.Tensor, a_f: torch.Tensor, a_v: torch.Tensor) -> torch.Tensor:
+        return torch.cat([(z - self.z_mean) / self.z_std, F.one_hot(a_f, N_FLUID).to(z.dtype),
+                          F.one_hot(a_v, N_VASO).to(z.dtype)], -1)
+
+    def raw(self, x: torch.Tensor):
+        """x (E, N, in) -> mu, logvar (E, N, d) in standardised delta units; term, surv logits (E, N)."""
+        h = x
+        for layer in self.hidden:
+            h = F.silu(layer(h))
+        o = self.out(h)
+        d = self.d
+        mu, lv = o[..., :d], o[..., d:2 * d]
+        lv = self.max_logvar - F.softplus(self.max_logvar - lv)
+        lv = self.min_logvar + F.softplus(lv - self.min_logvar)
+        return mu, lv, o[..., 2 * d], o[..., 2 * d + 1]
+
+    def predict_all(self, z, a_f, a_v):
+        """Every member on every row: mu, logvar (E, N, d), term, surv logits (E, N)."""
+        x = self.inputs(z, a_f, a_v)
+        return self.raw(x.unsqueeze(0).expand(self.E, *x.shape))
+
+    def mean_delta(self, z, a_f, a_v) -> torch.Tensor:
+        """Ensemble-mean predicted delta z in raw units (N, d)."""
+        mu = self.predict_all(z, a_f, a_v)[0].mean(0)
+        return self.dz_mean + self.dz_std * mu
+
+    @torch.no_grad()
+    def sample(self, z, a_f, a_v, gen: torch.Generator | None = None):
+        """One draw per row from a uniformly drawn member: (z_hat, d_hat soft termination, r_hat).
+
+        Rows are grouped by member and padded, so each layer is one batched product over E members.
+        """
+        n = z.shape[0]
+        member = torch.randint(self.E, (n,), generator=gen)
+        xi = torch.randn(n, self.d, generator=gen)
+        order = torch.argsort(member, stable=True)
+        m_sorted = member[order]
+        counts = torch.bincount(member, minlength=self.E)
+        starts = torch.cumsum(counts, 0) - counts
+        pos = torch.arange(n) - starts[m_sorted]
+        x = self.inputs(z, a_f, a_v)[order]
+        xp = x.new_zeros(self.E, int(counts.max()), x.shape[1])
+        xp[m_sorted, pos] = x
+        mu, lv, ld, ls = self.raw(xp)
+        mu, lv, ld, ls = mu[m_sorted, pos], lv[m_sorted, pos], ld[m_sorted, pos], ls[m_sorted, pos]
+        delta = mu + (0.5 * lv).exp() * xi[order]
+        z_hat = torch.empty_like(z)
+        d_hat = torch.empty(n, dtype=z.dtype)
+        z_hat[order] = z[order] + self.dz_mean + self.dz_std * delta
+        d_hat[order] = torch.sigmoid(ld)
+        r_hat = torch.empty(n, dtype=z.dtype)
+        r_hat[order] = self.r_max * torch.sigmoid(ld) * torch.sigmoid(ls)
+        return z_hat, d_hat, r_hat
+
+
+# ---- fitting ----------------------------------------------------------------------------------------
+def _targets(t: Transitions, r_max: float, where: str):
+    nonterm = t.done < 0.5
+    if np.any(t.r[nonterm] != 0):
+        raise InputError(f"{where}: the dynamics reward model needs a terminal-only reward (method.md 1.2), "
+                         f"but {int((t.r[nonterm] != 0).sum())} non-terminal transition(s) have reward != 0")
+    surv = t.r / r_max
+    bad = (~nonterm) & ((surv < 0) | (surv > 1))
+    if bad.any():
+        raise InputError(f"{where}: terminal rewards must lie in [0, train.r_max={r_max}]; "
+                         f"{int(bad.sum())} do not (e.g. {t.r[bad][:3].tolist()})")
+    return surv.astype(np.float32)
+
+
+def _member_loss(model: DynamicsEnsemble, z, af, av, dz_std_units, done, surv):
+    """Per-member loss (E,) on batches stacked as (E, N, ...)."""
+    mu, lv, ld, ls = model.raw(torch.cat([(z - model.z_mean) / model.z_std, F.one_hot(af, N_FLUID).float(),
+                                          F.one_hot(av, N_VASO).float()], -1))
+    nonterm = 1.0 - done
+    nll = 0.5 * (((dz_std_units - mu) ** 2) * torch.exp(-lv) + lv).mean(-1)  # (E, N)
+    nll = (nll * nonterm).sum(-1) / nonterm.sum(-1).clamp_min(1.0)
+    bce_d = F.binary_cross_entropy_with_logits(ld, done, reduction="none").mean(-1)
+    bce_s = (F.binary_cross_entropy_with_logits(ls, surv, reduction="none") * done).sum(-1) / done.sum(-1).clamp_min(1.0)
+    return nll + bce_d + bce_s
+
+
+def fit_dynamics(train: Transitions, val: Transitions, cfg: DynamicsConfig, seed: int,
+                 where: str = "states table", progress: bool | None = None):
+    """Fit the ensemble (bootstrap per member, early stopping per member on validation loss).
+
+    Returns (model in eval mode, report dict of validation metrics, history dict of per-epoch losses).
+    """
+    if len(train) == 0 or len(val) == 0:
+        raise EmptyResultError(f"{where}: the dynamics model needs train and val transitions")
+    s_tr = _targets(train, cfg.r_max, where)
+    s_va = _targets(val, cfg.r_max, where)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    d, E = train.dim, cfg.ensemble
+    model = DynamicsEnsemble(d, cfg)
+    nonterm = train.done < 0.5
+    dz = (train.z2 - train.z)[nonterm]
+    with torch.no_grad():
+        model.z_mean.copy_(torch.from_numpy(train.z.mean(0)))
+        model.z_std.copy_(torch.from_numpy(train.z.std(0) + 1e-6))
+        if len(dz):
+            model.dz_mean.copy_(torch.from_numpy(dz.mean(0)))
+            model.dz_std.copy_(torch.from_numpy(dz.std(0) + 1e-6))
+
+    def tensors(t: Transitions, surv):
+        dzs = (torch.from_numpy(t.z2 - t.z) - model.dz_mean) / model.dz_std
+        return (torch.from_numpy(t.z), torch.from_numpy(t.a_fluid), torch.from_numpy(t.a_vaso), dzs,
+                torch.from_numpy(t.done), torch.from_numpy(surv))
+
+    tr = tensors(train, s_tr)
+    va = tensors(val, s_va)
+    n = len(train)
+    boot = torch.from_numpy(rng.integers(0, n, size=(E, n)))
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    best = torch.full((E,), float("inf"))
+    best_state = copy.deepcopy(model.state_dict())
+    since, hist_tr, hist_va = 0, [], []
+    bs = cfg.batch_size
+    bar = tqdm(range(cfg.max_epochs), desc="dynamics", disable=None if progress is None else not progress,
+               leave=False)
+    for epoch in bar:
+        model.train()
+        perm = torch.from_numpy(rng.permuted(np.broadcast_to(np.arange(n), (E, n)), axis=1))
+        order = torch.gather(boot, 1, perm)
+        tot = 0.0
+        for i in range(0, n, bs):
+            idx = order[:, i:i + bs]
+            batch = [x[idx] for x in tr]
+            loss_e = _member_loss(model, *batch)
+            loss = loss_e.sum() + 0.01 * (model.max_logvar.sum() - model.min_logvar.sum())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            tot += float(loss_e.detach().mean()) * idx.shape[1]
+        model.eval()
+        with torch.no_grad():
+            v = _member_loss(model, *[x.unsqueeze(0).expand(E, *x.shape) for x in va])
+        hist_tr.append(tot / n)
+        hist_va.append(float(v.mean()))
+        improved = ~torch.isfinite(best) | (v < best - 1e-4 * best.abs())
+        if improved.any():
+            state = model.state_dict()
+            for key, value in state.items():
+                if value.dim() >= 1 and value.shape[0] == E and key.startswith(("hidden", "out")):
+                    best_state[key][improved] = value[improved].clone()
+                elif improved.all() or key in ("max_logvar", "min_logvar"):
+                    best_state[key] = value.clone()
+            best = torch.where(improved, v, best)
+            since = 0
+        else:
+            since += 1
+        bar.set_postfix(val=f"{hist_va[-1]:.3f}")
+        if since >= cfg.patience:
+            break
+    model.load_state_dict(best_state)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    report = validation_report(model, val, s_va)
+    report["epochs"] = len(hist_va)
+    log.info("dynamics fitted: %d epochs, val dz NLL %.3f, R2 %.3f, I %.4f", len(hist_va),
+             report["ensemble/dz_nll"], report["ensemble/dz_r2"], report["interaction_index"])
+    return model, report, {"train_loss": hist_tr, "val_loss": hist_va}
+
+
+# ---- validation report ------------------------------------------------------------------------------
+def _auroc(y: np.ndarray, p: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(y) > 0.5  # survival targets are r / r_max; AUROC of the binary outcome
+    if len(y) == 0 or y.min() == y.max():
+        return float("nan")
+    return float(roc_auc_score(y, p))
+
+
+def _r2(y: np.ndarray, yhat: np.ndarray) -> float:
+    if len(y) == 0:
+        return float("nan")
+    ss_tot = ((y - y.mean(0)) ** 2).sum()
+    return float(1.0 - ((y - yhat) ** 2).sum() / ss_tot) if ss_tot > 0 else float("nan")
+
+
+@torch.no_grad()
+def validation_report(model: DynamicsEnsemble, val: Transitions, surv: np.ndarray | None = None) -> dict:
+    """Validation error per member and for the ensemble (method.md 4.4)."""
+    if surv is None:
+        surv = _targets(val, model.r_max, "validation")
+    z = torch.from_numpy(val.z)
+    af, av = torch.from_numpy(val.a_fluid), torch.from_numpy(val.a_vaso)
+    mu, lv, ld, ls = model.predict_all(z, af, av)
+    nonterm = val.done < 0.5
+    term = ~nonterm
+    y = ((torch.from_numpy(val.z2 - val.z) - model.dz_mean) / model.dz_std).numpy()
+    mu_n, lv_n = mu.numpy(), lv.numpy()
+    pd_, ps_ = torch.sigmoid(ld).numpy(), torch.sigmoid(ls).numpy()
+    dstd, dmean = model.dz_std.numpy(), model.dz_mean.numpy()
+    raw_y = val.z2 - val.z
+
+    def block(mu_e, var_e, p_d, p_s, rows) -> dict:
+        nt = rows & nonterm
+        tr = rows & term
+        out = {}
+        if nt.any():
+            nll = 0.5 * (((y[nt] - mu_e[nt]) ** 2) / var_e[nt] + np.log(var_e[nt]) + np.log(2 * np.pi))
+            out["dz_nll"] = float(nll.mean())
+            out["dz_r2"] = _r2(raw_y[nt], dmean + dstd * mu_e[nt])
+            out["dz_rmse"] = float(np.sqrt(((raw_y[nt] - dmean - dstd * mu_e[nt]) ** 2).mean()))
+        out["term_auroc"] = _auroc(val.done[rows], p_d[rows])
+        out["term_brier"] = float(((p_d[rows] - val.done[rows]) ** 2).mean()) if rows.any() else float("nan")
+        out["surv_auroc"] = _auroc(surv[tr], p_s[tr])
+        out["surv_brier"] = float(((p_s[tr] - surv[tr]) ** 2).mean()) if tr.any() else float("nan")
+        return out
+
+    every = np.ones(len(val), bool)
+    rep: dict = {"n_val": len(val), "n_val_nonterminal": int(nonterm.sum())}
+    for e in range(model.E):
+        for k, v in block(mu_n[e], np.exp(lv_n[e]), pd_[e], ps_[e], every).items():
+            rep[f"member{e}/{k}"] = v
+    # ensemble: moment-matched Gaussian, mean probabilities
+    mu_m = mu_n.mean(0)
+    var_m = np.exp(lv_n).mean(0) + mu_n.var(0)
+    ens = lambda rows: block(mu_m, var_m, pd_.mean(0), ps_.mean(0), rows)  # noqa: E731
+    for k, v in ens(every).items():
+        rep[f"ensemble/{k}"] = v
+    # rows whose other sub-action is no-op: real draws from the projected MDP M_k
+    for name, rows in (("F", val.a_vaso == 0), ("V", val.a_fluid == 0)):
+        rep[f"noop_other_{name}/n"] = int(rows.sum())
+        for k, v in ens(rows).items():
+            rep[f"noop_other_{name}/{k}"] = v
+    # interaction index I = E || mu(aF,aV) - mu(aF,0) - mu(0,aV) + mu(0,0) || over logged rows (raw units)
+    zero = torch.zeros_like(af)
+    m_fv = model.mean_delta(z, af, av)
+    m_f0 = model.mean_delta(z, af, zero)
+    m_0v = model.mean_delta(z, zero, av)
+    m_00 = model.mean_delta(z, zero, zero)
+    inter = (m_fv - m_f0 - m_0v + m_00).norm(dim=1)
+    rep["interaction_index"] = float(inter.mean())
+    rep["interaction_index_rel"] = float(inter.mean() / (m_fv - m_00).norm(dim=1).mean().clamp_min(1e-12))
+    return rep

@@ -1,0 +1,80 @@
+"""Factored BCQ (Tang et al. 2022; method.md 3.2): additive per-sub-action Q, per-sub-action imitation
+softmaxes and the product mask M = A_F x A_V. The whole update is in :meth:`FactoredBCQ.update`.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..actions import N_VASO
+from .nets import factored_logp, huber, joint_mask, joint_q_pairs, masked_argmax, mlp, polyak_, ratio_mask
+
+
+@dataclass(frozen=True)
+class FactoredBCQConfig:
+    tau: float = 0.3
+    hidden: int = 256
+    lr: float = 3e-4
+    weight_decay: float = 1e-3
+    gamma: float = 0.99
+    polyak: float = 0.005
+    logit_penalty: float = 0.01
+
+
+class FactoredBCQNet(nn.Module):
+    """Q network d -> h -> h -> 10 read as 2 x 5 (Q = q_F + q_V) and a 2 x 5 imitation network."""
+
+    def __init__(self, d: int, cfg: FactoredBCQConfig):
+        super().__init__()
+        self.tau = float(cfg.tau)
+        self.q = mlp(d, cfg.hidden, 10)
+        self.imit = mlp(d, cfg.hidden, 10)
+
+    def heads(self, z: torch.Tensor) -> torch.Tensor:
+        return self.q(z).view(-1, 2, N_VASO)
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(additive Q over the 25 joint actions, product mask (N, 25))."""
+        q25 = joint_q_pairs(self.heads(z)).sum(-1)
+        return q25, joint_mask(ratio_mask(factored_logp(self.imit(z)), self.tau))
+
+
+class FactoredBCQ:
+    algorithm = "factored_bcq"
+
+    def __init__(self, d: int, cfg: FactoredBCQConfig, seed: int):
+        torch.manual_seed(seed)
+        self.cfg = cfg
+        self.net = FactoredBCQNet(d, cfg)
+        self.target = copy.deepcopy(self.net)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+
+    def update(self, z, a, r, z2, done) -> dict[str, torch.Tensor]:
+        cfg, net = self.cfg, self.net
+        a2d = torch.stack([a // N_VASO, a % N_VASO], 1)  # (B, 2) = (a_F, a_V)
+        # target: argmax of the additive Q over the product mask at z' (online), evaluated by the target net
+        with torch.no_grad():
+            q2, allowed2 = net(z2)
+            a2 = masked_argmax(q2, allowed2)
+            q2_target = joint_q_pairs(self.target.heads(z2)).sum(-1).gather(1, a2[:, None]).squeeze(1)
+            y = r + cfg.gamma * (1.0 - done) * q2_target
+        # Q(z, a) = q_F(z, a_F) + q_V(z, a_V)
+        q_pair = net.heads(z).gather(2, a2d[:, :, None]).squeeze(2)  # (B, 2)
+        q_sa = q_pair.sum(-1)
+        loss_q = huber(q_sa - y)
+        # imitation: NLL_F + NLL_V + logit penalty on the 10 logits
+        logits = net.imit(z)
+        logp = factored_logp(logits)
+        loss_bc = (F.nll_loss(logp[:, 0], a2d[:, 0]) + F.nll_loss(logp[:, 1], a2d[:, 1])
+                   + cfg.logit_penalty * logits.pow(2).mean())
+        loss = loss_q + loss_bc
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        polyak_(self.target, net, cfg.polyak)
+        return {"loss/q": loss_q.detach(), "loss/bc": loss_bc.detach(), "q/mean": q_sa.detach().mean(),
+                "target/mean": y.mean(), "allowed/joint": allowed2.sum(1, dtype=torch.float32).mean()}

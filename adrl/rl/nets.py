@@ -1,0 +1,118 @@
+"""Networks shared by the learners: MLPs, BCQ filters, joint enumeration and the AD-BCQ mixers (method.md 4.2)."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..actions import N_ACTIONS, N_FLUID, N_VASO
+
+NEG = -1e8  # masked-out value (Fujimoto's discrete BCQ uses -1e8)
+
+
+def mlp(inp: int, hidden: int, out: int, layers: int = 2) -> nn.Sequential:
+    """inp -> hidden (ReLU) x layers -> out."""
+    mods: list[nn.Module] = []
+    w = inp
+    for _ in range(layers):
+        mods += [nn.Linear(w, hidden), nn.ReLU()]
+        w = hidden
+    mods.append(nn.Linear(w, out))
+    return nn.Sequential(*mods)
+
+
+def ratio_mask(logp: torch.Tensor, tau: float) -> torch.Tensor:
+    """BCQ filter on log-probabilities over the last axis: pi(a)/max_b pi(b) > tau."""
+    return (logp - logp.max(-1, keepdim=True).values).exp() > tau
+
+
+def factored_logp(logits10: torch.Tensor) -> torch.Tensor:
+    """(N, 10) imitation logits -> (N, 2, 5) per-sub-action log-probabilities."""
+    return F.log_softmax(logits10.view(-1, 2, N_FLUID), dim=-1)
+
+
+def joint_mask(mask2: torch.Tensor) -> torch.Tensor:
+    """(N, 2, 5) per-sub-action masks -> (N, 25) product mask M = A_F x A_V (flat a = 5 a_F + a_V)."""
+    return (mask2[:, 0, :, None] & mask2[:, 1, None, :]).reshape(-1, N_ACTIONS)
+
+
+def joint_q_pairs(q2: torch.Tensor) -> torch.Tensor:
+    """(N, 2, 5) head values -> (N, 25, 2) = [Q_F(a_F), Q_V(a_V)] for every flat action a."""
+    n = q2.shape[0]
+    qf = q2[:, 0, :, None].expand(n, N_FLUID, N_VASO)
+    qv = q2[:, 1, None, :].expand(n, N_FLUID, N_VASO)
+    return torch.stack([qf, qv], dim=-1).reshape(n, N_ACTIONS, 2)
+
+
+def masked_argmax(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Argmax over allowed entries; ties go to the lowest index (torch.argmax returns the first maximum)."""
+    return torch.where(mask, values, torch.full_like(values, NEG)).argmax(-1)
+
+
+def huber(x: torch.Tensor) -> torch.Tensor:
+    return F.smooth_l1_loss(x, torch.zeros_like(x))
+
+
+class Mixer(nn.Module):
+    """F(q; z) of method.md 4.2; q: (..., K) head values, z: (N, d) with N the leading dim of q.
+
+    The action enters only through q, the state only through the bias b(z).
+    """
+
+    def __init__(self, kind: str, d: int, r_max: float = 100.0, state_bias: bool = False, K: int = 2):
+        super().__init__()
+        self.kind, self.r_max, self.K = kind, float(r_max), K
+        if kind == "linear":
+            # w_k = softplus(omega_k) initialised at 1/K, c = 0
+            self.omega = nn.Parameter(torch.full((K,), math.log(math.expm1(1.0 / K))))
+            self.c = nn.Parameter(torch.zeros(()))
+        elif kind in ("mlp2", "relu"):
+            width = 16 if kind == "mlp2" else 32
+            self.W = nn.Linear(K, width)
+            self.v = nn.Linear(width, 1)
+        elif kind not in ("mean", "sum"):
+            raise ValueError(f"unknown mixer {kind!r}")
+        self.bias = None
+        if state_bias:
+            self.bias = nn.Sequential(nn.Linear(d, 64), nn.ReLU(), nn.Linear(64, 1))
+            nn.init.zeros_(self.bias[2].weight)
+            nn.init.zeros_(self.bias[2].bias)
+
+    def weights(self) -> torch.Tensor | None:
+        """Effective per-head weights dF/dq_k where they are global (linear, mlp2), else None."""
+        if self.kind == "linear":
+            return F.softplus(self.omega)
+        if self.kind == "mlp2":
+            return (self.v.weight @ self.W.weight).reshape(-1)
+        return None
+
+    def forward(self, q: torch.Tensor, z: torch.Tensor, b: torch.Tensor | None = None,
+                with_bias: bool = True) -> torch.Tensor:
+        """F(q; z); ``b``: the state bias b(z) if already computed; ``with_bias=False`` leaves b(z) out
+        (it is a state-only offset, so it never moves an argmax over actions)."""
+        if self.kind == "mean":
+            out = q.mean(-1)
+        elif self.kind == "sum":
+            out = q.sum(-1)
+        elif self.kind == "linear":
+            out = (F.softplus(self.omega) * q).sum(-1) + self.c
+        else:
+            h = self.W(q / self.r_max)
+            if self.kind == "relu":
+                h = F.relu(h)
+            out = self.r_max * self.v(h).squeeze(-1)
+        if self.bias is not None and with_bias:
+            b = self.bias(z).squeeze(-1) if b is None else b
+            out = out + b.reshape(b.shape + (1,) * (out.dim() - 1))
+        return out
+
+    def state_bias_values(self, z: torch.Tensor) -> torch.Tensor | None:
+        return None if self.bias is None else self.bias(z).squeeze(-1)
+
+
+def polyak_(target: nn.Module, online: nn.Module, rate: float) -> None:
+    """target <- (1 - rate) target + rate online, for every parameter (one fused call)."""
+    with torch.no_grad():
+        torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), rate)
