@@ -36,8 +36,7 @@ def make_project(dst: Path, overrides: dict | None = None) -> Path:
         shutil.copytree(ROOT / d, dst / d, ignore=ignore)
     shutil.copy(ROOT / "dvc.yaml", dst / "dvc.yaml")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    allowed = {k: v for k, v in (overrides or TINY).items()}
-    deep_update(params, allowed)
+    deep_update(params, TINY if overrides is None else overrides)
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["dvc", "init", "--no-scm", "-q"], dst)
     return dst
