@@ -12,6 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..actions import N_VASO
+from .bcq import BCQConfig
 from .dynamics import DynamicsEnsemble
 from .nets import (Mixer, factored_logp, huber, joint_mask, joint_q_pairs, masked_argmax, mlp, polyak_,
                    ratio_mask)
@@ -20,8 +21,8 @@ BIASED_BY_DEFAULT = ("linear", "mlp2", "relu")
 
 
 @dataclass(frozen=True)
-class ADBCQConfig:
-    tau: float = 0.3
+class ADBCQConfig(BCQConfig):
+    """Discrete BCQ's knobs plus the mixer, state bias and the projected-model augmentation."""
     mixer: str = "linear"             # mean | sum | linear | mlp2 | relu
     state_bias: bool | None = None    # b(z); None: on for linear/mlp2/relu, off for mean/sum
     augment: bool = True              # off: lambda_proj = 0 and no model (method.md 4.8)
@@ -29,12 +30,6 @@ class ADBCQConfig:
     reuse_real: bool = True           # rows whose other sub-action is no-op are real samples of M_k
     mixer_grad_to_heads: bool = True
     r_max: float = 100.0
-    hidden: int = 256
-    lr: float = 3e-4
-    weight_decay: float = 1e-3
-    gamma: float = 0.99
-    polyak: float = 0.005
-    logit_penalty: float = 0.01
 
     @property
     def use_bias(self) -> bool:

@@ -17,6 +17,7 @@ from .nets import huber, masked_argmax, mlp, polyak_, ratio_mask
 
 @dataclass(frozen=True)
 class BCQConfig:
+    """Shared by every BCQ variant (factored BCQ and AD-BCQ extend it): threshold and optimisation."""
     tau: float = 0.3            # BCQ threshold: a is allowed if pi(a|z) / max_b pi(b|z) > tau
     hidden: int = 256
     lr: float = 3e-4

@@ -11,18 +11,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..actions import N_VASO
+from .bcq import BCQConfig
 from .nets import factored_logp, huber, joint_mask, joint_q_pairs, masked_argmax, mlp, polyak_, ratio_mask
 
 
 @dataclass(frozen=True)
-class FactoredBCQConfig:
-    tau: float = 0.3
-    hidden: int = 256
-    lr: float = 3e-4
-    weight_decay: float = 1e-3
-    gamma: float = 0.99
-    polyak: float = 0.005
-    logit_penalty: float = 0.01
+class FactoredBCQConfig(BCQConfig):
+    """Same knobs as discrete BCQ; the threshold applies per sub-action."""
 
 
 class FactoredBCQNet(nn.Module):
