@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TINY = {
     "synth": {"profile": "tiny"},
     "ais": {"max_epochs": 3, "patience": 2},
-    "train": {"steps": 60, "checkpoint_every": 20},
+    "train": {"steps": 60, "checkpoint_every": 20, "thresholds": [0.3], "seeds": [0]},
     "evaluate": {"bootstrap": 50, "knn_k": 20, "truth": {"n_patients": 60}},
 }
 
