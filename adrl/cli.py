@@ -38,7 +38,11 @@ def cmd_repro(args: argparse.Namespace) -> int:
     name = f"pipeline {time.strftime('%Y-%m-%d %H:%M:%S')}"
     with tracking.pipeline_run(name, tags=env_tags) as run:
         run.log_params(cfg.model_dump(mode="json"))
-        rc = subprocess.call([_dvc(), "repro", *args.dvc_args])
+        # the stages run `python -m pipeline.<stage>`: make it this environment's python, even when the
+        # environment is not activated (e.g. `.venv/bin/adrl repro`)
+        env = dict(os.environ)
+        env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+        rc = subprocess.call([_dvc(), "repro", *args.dvc_args], env=env)
         run.set_tags({"adrl.dvc_repro_exit": rc})
         if rc == 0:
             for p in sorted(Path("reports/metrics").glob("*.json")) if Path("reports/metrics").exists() else []:
