@@ -30,12 +30,20 @@ def items() -> pd.DataFrame:
     return pd.read_csv(DATA / "items.csv", dtype={"sim_scale": str, "sim_uom": str}, keep_default_na=False)
 
 
-@lru_cache(maxsize=None)
 def choice(var: str, system: str) -> ItemChoice:
+    c = _choice(var, system)
+    if c is None:
+        raise KeyError(f"items.csv: no item charts {var!r} for system {system!r}")
+    return c
+
+
+@lru_cache(maxsize=None)
+def _choice(var: str, system: str) -> ItemChoice | None:
+    """The cached choice (None = no such item: charting asks for many of those, so misses are cached too)."""
     df = items()
     sel = df[(df.sim_var == var) & (df.sim_system == system)]
     if sel.empty:
-        raise KeyError(f"items.csv: no item charts {var!r} for system {system!r}")
+        return None
     w = sel.sim_weight.astype(float).to_numpy()
     return ItemChoice(sel.itemid.to_numpy(np.int64), tuple(sel.sim_uom), tuple(sel.sim_scale), w / w.sum())
 

@@ -3,19 +3,22 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..io import atomic_path
 from . import catalogue as cat
-from .charting import value_strings
-from .writer import Col, TableWriter, const, write_table
+from .charting import TEXT, format_numbers
+from .writer import SPANNED, Col, TableWriter, const, raw, write_table
 
 log = logging.getLogger("adrl.synth")
 DAY = 86400
+BUILD_THREAD = True  # build chunk c's columns in a thread while the main thread charts chunk c + 1
 ORDER = {"ce": ["stay", "itemid", "charttime", "value", "vcode", "valuenum", "valueuom"],
          "le": ["stay", "itemid", "charttime", "value", "vcode", "valuenum", "valueuom", "flag"],
          "out": ["stay", "charttime", "itemid", "value", "valueuom", "iserror"],
@@ -44,8 +47,15 @@ def _cat(values):
 
 
 def _value(value, vcode):
-    codes, cats = value_strings(value, vcode)
-    return Col("cat", codes, cats=cats)
+    """VALUE: text codes first, then each distinct number formatted once (as charting.value_strings, but
+    numbers are numbered by first appearance, a hash pass instead of a sort: only the text matters here)."""
+    value = np.asarray(value, np.float64)
+    codes = np.asarray(vcode, np.int32).copy()
+    num = (codes < 0) & ~np.isnan(value)
+    inv, uq = pd.factorize(value[num])
+    base = len(TEXT.strings)
+    codes[num] = base + inv.astype(np.int32)
+    return Col("cat", codes, cats=TEXT.strings[:base] + format_numbers(uq))
 
 
 def _fnum(x, dec=4):
@@ -61,7 +71,12 @@ def _frame(world, key, parts):
         if tc in d and len(d[tc]):
             d[tc] = np.asarray(d[tc], np.int64) + world.shift[st]
     tcol = "charttime" if "charttime" in d else "starttime"
-    o = np.lexsort((np.asarray(d[tcol], np.int64), st))
+    t = np.asarray(d[tcol], np.int64)
+    if len(t) and t.max() - t.min() < (1 << 40) and 0 <= st.min() and st.max() < (1 << 22):
+        # the same permutation as np.lexsort((t, st)) (both stable), from one int64 key: faster
+        o = np.argsort(st * (1 << 40) + (t - t.min()), kind="stable")
+    else:
+        o = np.lexsort((t, st))
     return {c: v[o] for c, v in d.items()}
 
 
@@ -78,14 +93,28 @@ def _ce(world, ce, rng, off):
     e = err & ~np.isnan(vn)  # a wrong value, marked ERROR = 1: VALUE shows it too
     value = np.where(e, np.round(vn_err, 2), ce["value"].astype(float))
     vcode = np.where(e, -1, ce["vcode"]).astype(np.int32)
-    return {"ROW_ID": Col("int", off + np.arange(1, m + 1)), "SUBJECT_ID": Col("int", sid[st]),
-            "HADM_ID": Col("int", hid[st]), "ICUSTAY_ID": Col("int", iid[st], mask=no_icu),
+    # SUBJECT_ID,HADM_ID,ICUSTAY_ID rendered once per stay (ICUSTAY_ID NULL for no_icu rows), and
+    # WARNING,ERROR,RESULTSTATUS,STOPPED from their three combinations (MetaVision: 0,0|1; CareVue: NotStopd)
+    return {"ROW_ID": Col("int", off + np.arange(1, m + 1)), "SUBJECT_ID": _stay_ids(world, st, no_icu),
+            "HADM_ID": SPANNED, "ICUSTAY_ID": SPANNED,
             "ITEMID": Col("int", np.asarray(ce["itemid"], np.int64)), "CHARTTIME": Col("time", _t(charttime)),
             "STORETIME": Col("time", _t(charttime + (rng.integers(1, 90, m) * 60))),
             "CGID": Col("int", 14000 + (st * 37 + charttime // 43200) % 7000),
             "VALUE": _value(value, vcode), "VALUENUM": _fnum(vn_err, 4), "VALUEUOM": _cat(ce["valueuom"]),
-            "WARNING": Col("int", np.zeros(m, np.int64), mask=~mv), "ERROR": Col("int", err.astype(np.int64), mask=~mv),
-            "RESULTSTATUS": const(None, m), "STOPPED": Col("cat", np.where(mv, -1, 0).astype(np.int32), cats=["NotStopd"])}, m
+            "WARNING": raw(np.where(mv, err, 2).astype(np.int32), ["0,0,,", "0,1,,", ',,,"NotStopd"'], 4),
+            "ERROR": SPANNED, "RESULTSTATUS": SPANNED, "STOPPED": SPANNED}, m
+
+
+def _stay_ids(world, st, no_icu):
+    """The raw column SUBJECT_ID,HADM_ID,ICUSTAY_ID of rows of stays ``st`` (ICUSTAY_ID empty where no_icu)."""
+    if len(st) and np.all(st[1:] >= st[:-1]):  # sorted by stay (as _frame leaves them): no sort needed
+        new = np.concatenate([[True], st[1:] != st[:-1]])
+        u, inv = st[new], np.cumsum(new) - 1
+    else:
+        u, inv = np.unique(st, return_inverse=True)
+    txt = [pc.cast(pa.array(x[u]), pa.string()) for x in (world.subject_id, world.hadm_id, world.icustay_id)]
+    text = pa.concat_arrays([pc.binary_join_element_wise(*txt, ","), pc.binary_join_element_wise(*txt[:2], "", ",")])
+    return raw((inv.reshape(-1) + np.where(no_icu, len(u), 0)).astype(np.int32), text, 3)
 
 
 def _le(world, le, rng, off):
@@ -188,32 +217,45 @@ def write_world(world, out_dir: Path, progress: bool | None = None) -> dict:
         tmp.mkdir()
         writers = {k: TableWriter(tmp / f"{t}.csv.gz", t) for k, (t, _) in EVENT_TABLES.items()}
         offsets = {k: 0 for k in writers}
-        # writer threads render and compress chunk c (pyarrow.csv and ISA-L release the GIL; one job per table
-        # at a time, so each file is written in order) while the
-        # main thread simulates and charts chunk c + 1; at most one chunk waits, so memory stays bounded
         pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="synth-writer")
-        pending: list = []
+        builder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="synth-build")
+
+        def build(c, ev, wait_for):
+            """Rows of chunk c sorted and turned into table columns (one builder thread, chunks in order, so
+            ROW_IDs continue), then handed to the writers once chunk c - 1 is compressed."""
+            jobs = []
+            for j, (key, parts) in enumerate(ev.items()):
+                if not parts:
+                    continue
+                d = _frame(world, key, parts)
+                r = np.random.default_rng([world.p.seed, 41, c, j])
+                if key == "pe":
+                    cols, m = _pe(world, np.asarray(d["stay"], np.int64), np.asarray(d["starttime"], np.int64),
+                                  np.asarray(d["endtime"], np.int64), np.asarray(d["itemid"], np.int64), offsets[key])
+                else:
+                    cols, m = EVENT_TABLES[key][1](world, d, r, offsets[key])
+                offsets[key] += m
+                jobs.append((writers[key], cols, m))
+                del d
+            del ev
+            for f in wait_for:
+                f.result()
+            return [f for w, cols, m in jobs for f in w.write_async(cols, m, pool)]
+
+        # pipeline: the main thread charts chunk c + 1 while the builder turns chunk c into columns and the
+        # writer threads render (pyarrow, GIL released) and compress (ISA-L, one thread per table, in order)
+        # chunk c - 1; at most these three chunks are in memory
+        built = None
         try:
             for c, ev in world.iter_events(progress):
-                jobs = []
-                for j, (key, parts) in enumerate(ev.items()):
-                    if not parts:
-                        continue
-                    d = _frame(world, key, parts)
-                    r = np.random.default_rng([world.p.seed, 41, c, j])
-                    if key == "pe":
-                        cols, m = _pe(world, np.asarray(d["stay"], np.int64), np.asarray(d["starttime"], np.int64),
-                                      np.asarray(d["endtime"], np.int64), np.asarray(d["itemid"], np.int64), offsets[key])
-                    else:
-                        cols, m = EVENT_TABLES[key][1](world, d, r, offsets[key])
-                    offsets[key] += m
-                    jobs.append((writers[key], cols, m))
-                    del d
-                for f in pending:
-                    f.result()
-                pending = [pool.submit(w.write, cols, m) for w, cols, m in jobs]
-                del jobs, ev
-            for f in pending:
+                prev = built.result() if built is not None else []
+                if BUILD_THREAD:
+                    built = builder.submit(build, c, ev, prev)
+                else:
+                    built = Future()
+                    built.set_result(build(c, ev, prev))
+                del ev
+            for f in (built.result() if built is not None else []):
                 f.result()
             # PROCEDUREEVENTS_MV: culture orders after the charted procedures
             cu = world.cult[world.cult.pe]
@@ -225,6 +267,7 @@ def write_world(world, out_dir: Path, progress: bool | None = None) -> dict:
             w = writers["pe"]
             w.write(*_pe(world, cst[o], ct[o], ct[o] + 60, pitems.itemids[kk][o], w.rows))
         finally:
+            builder.shutdown(wait=True, cancel_futures=True)
             pool.shutdown(wait=True, cancel_futures=True)
             for w in writers.values():
                 w.close()
