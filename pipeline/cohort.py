@@ -1,6 +1,6 @@
 """Stage `cohort`: interim event tables -> Sepsis-3 trajectories (../shared/docs/cohort.md).
 
-deps: data/interim/events, adrl/cohort, adrl/mimic/data      params: cohort
+deps: data/interim/events, adrl/cohort, adrl/mimic/facts      params: cohort
 outs: data/processed/{trajectories,trajectories_raw,stays}.parquet, data/processed/cohort/, data/processed/export/,
       reports/cohort_flow.json                              metrics: reports/metrics/cohort.json
 """

@@ -1,8 +1,8 @@
 """Resolve the clinical data files for one set of cohort params into a :class:`CohortSpec`.
 
-Item facts come from ``adrl/mimic/data`` via :mod:`adrl.mimic.concepts` (the ingest room's files); the
+Item facts come from ``adrl/mimic/facts`` via :mod:`adrl.mimic.concepts` (the ingest room's files); the
 cohort room's own definitions (text-value codes, the FiO2-from-flow table, named constants) come from
-``adrl/cohort/data``. Nothing here is a clinical fact: only selection by recipe / fix.
+``adrl/cohort/facts``. Nothing here is a clinical fact: only selection by recipe / fix.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from ..errors import InputError
 from ..mimic import concepts as mc
 from .spec import CohortSpec
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parent / "facts"
 DEVICE_CODES = {"cannula": 1.0, "mask": 2.0, "non_rebreather": 3.0}
 # concepts whose value is read from VALUE text (kind text in concepts.csv) and how: "any" = any non-null
 # value is evidence unless text_values maps it to 0; "num_text" = text code when mapped, else VALUENUM.

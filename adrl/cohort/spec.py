@@ -1,6 +1,6 @@
 """The cohort's resolved view of the clinical concept data (one recipe, fixes applied).
 
-The clinical facts themselves live in ``adrl/mimic/data`` (loaded by ``adrl.mimic.concepts``); this module
+The clinical facts themselves live in ``adrl/mimic/facts`` (loaded by ``adrl.mimic.concepts``); this module
 holds no ITEMID, unit, range or factor. :func:`spec_from_mimic` resolves those files for one set of cohort
 params; tests build a :class:`CohortSpec` directly from hand-made frames.
 

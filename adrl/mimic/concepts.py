@@ -1,7 +1,7 @@
-"""The concept map and the other clinical data files of adrl/mimic/data (cohort.md sections 4, 5, A, B).
+"""The concept map and the other clinical data files of adrl/mimic/facts (cohort.md sections 4, 5, A, B).
 
 Every clinical fact (ITEMID, label, unit, conversion, plausible range, hold hours, dose factor, GSN code,
-route, O2 device class) lives in a CSV under ``adrl/mimic/data/`` with one provenance note per row;
+route, O2 device class) lives in a CSV under ``adrl/mimic/facts/`` with one provenance note per row;
 this module only loads, validates and indexes them.
 
 Files (all read once and cached; the loaders return copies):
@@ -28,7 +28,7 @@ import pandas as pd
 
 from ..errors import InputError
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parent / "facts"
 
 EVENT_TABLES = ("chartevents", "labevents", "inputevents_cv", "inputevents_mv", "outputevents", "procedureevents_mv")
 RECIPES = ("both", "faithful", "corrected")

@@ -14,7 +14,7 @@ O2 flow with device text, 12-hourly labs, weight and height, ventilator settings
 "Extubated"), charted culture items. Deliberate faults: item 160 "Ectopy Frequency 2", a Fahrenheit value in a
 Celsius item, ERROR = 1 rows, out-of-range values, and rows without ICUSTAY_ID.
 
-Itemids are only those of adrl/mimic/data/concepts.csv (plus a few irrelevant ones, so ingest has something to
+Itemids are only those of adrl/mimic/facts/concepts.csv (plus a few irrelevant ones, so ingest has something to
 filter out); none is hard-coded as a clinical fact elsewhere.
 """
 from __future__ import annotations

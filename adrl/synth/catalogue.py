@@ -1,4 +1,4 @@
-"""The synthetic hospital's item catalogue (data/items.csv), antibiotics (data/antibiotics.csv) and microbiology."""
+"""The synthetic hospital's item catalogue (facts/items.csv), antibiotics (facts/antibiotics.csv) and microbiology."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parent / "facts"
 
 
 @dataclass(frozen=True)

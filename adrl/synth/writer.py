@@ -23,13 +23,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from isal import igzip
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parent / "facts"
 CHUNK_ROWS = 200_000
 
 
 @lru_cache(maxsize=1)
 def headers() -> dict[str, list[str]]:
-    """Column order of every table the world writes (data/headers.json)."""
+    """Column order of every table the world writes (facts/headers.json)."""
     h = json.loads((DATA / "headers.json").read_text())
     h.pop("_provenance", None)
     return h

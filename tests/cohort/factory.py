@@ -1,6 +1,6 @@
 """Hand-made interim rows for the cohort tests (project data, not MIMIC data).
 
-Items are real MetaVision/CareVue ITEMIDs of adrl/mimic/data/concepts.csv so the tests run through the same
+Items are real MetaVision/CareVue ITEMIDs of adrl/mimic/facts/concepts.csv so the tests run through the same
 concept resolution as the stage.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The clinical data files of adrl/mimic/data against the MIMIC-III demo's complete dictionaries."""
+"""The clinical data files of adrl/mimic/facts against the MIMIC-III demo's complete dictionaries."""
 import numpy as np
 import pandas as pd
 import pytest

@@ -3,7 +3,7 @@
 Item numbers come from ../shared/docs/cohort.md (sections 4.2-4.4, 5.1-5.2, Appendix A) plus a handful of real
 non-concept items; labels, DBSOURCE, LINKSTO, CATEGORY, UNITNAME, FLUID and LOINC are copied from the MIMIC-III
 demo's D_ITEMS / D_LABITEMS (ODbL v1.0, doi:10.13026/C2HM2Q). The `sim_*` columns say how the simulator charts
-an item. Run: python adrl/synth/data/_build_catalogue.py <demo_dir> <cohort.md>
+an item. Run: python adrl/synth/facts/_build_catalogue.py <demo_dir> <cohort.md>
 """
 import re
 import sys

@@ -1,7 +1,7 @@
 """Developer tool (not used at run time): add to items.csv, as dictionary-only rows (no sim_var: never charted),
-every ITEMID that ../shared/docs/cohort.md or adrl/mimic/data/*.csv name and the MIMIC-III demo dictionaries hold
+every ITEMID that ../shared/docs/cohort.md or adrl/mimic/facts/*.csv name and the MIMIC-III demo dictionaries hold
 but items.csv lacks, so the synthetic D_ITEMS / D_LABITEMS pass the ingest's dictionary check (cohort.md 3.1) as
-the real ones do. Run: python adrl/synth/data/_add_dictionary_items.py <demo_dir> <cohort.md> [concept csv ...]
+the real ones do. Run: python adrl/synth/facts/_add_dictionary_items.py <demo_dir> <cohort.md> [concept csv ...]
 """
 import re
 import sys
@@ -25,7 +25,7 @@ def main(demo: Path, cohort_md: Path, concept_csvs: list[Path]):
         if "itemid" in df:
             for x in df.itemid:
                 if x.isdigit():
-                    wanted.setdefault(int(x), f"adrl/mimic/data/{f.name}")
+                    wanted.setdefault(int(x), f"adrl/mimic/facts/{f.name}")
     di = pd.read_csv(demo / "D_ITEMS.csv.gz", dtype=str, keep_default_na=False)
     dl = pd.read_csv(demo / "D_LABITEMS.csv.gz", dtype=str, keep_default_na=False)
     rows = []
