@@ -6,7 +6,6 @@ reports/figures/report/
 from __future__ import annotations
 
 import logging
-import shutil
 
 from adrl import paths
 from adrl.io import atomic_path

@@ -81,7 +81,6 @@ def _frame(world, key, parts):
 
 
 def _ce(world, ce, rng, off):
-    sid, hid, iid = world.subject_id, world.hadm_id, world.icustay_id
     m = len(ce["stay"])
     st = np.asarray(ce["stay"], np.int64)
     mv = world.S["system"][st] != 0

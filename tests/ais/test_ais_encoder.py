@@ -2,7 +2,6 @@
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
-import pytest
 
 from adrl.ais.data import INPUT_COLUMNS
 from adrl.ais.encoder import AisEncoder, states_table

@@ -107,7 +107,7 @@ def test_interrupted_ingest_leaves_nothing(demo_source, tmp_path, monkeypatch):
 
 def test_lower_case_headers_and_plain_csv_read_the_same(make_source, tmp_path):
     up = ing.ingest(make_source(), tmp_path / "a", progress=False)
-    low = ing.ingest(make_source(lower=True, gz=False), tmp_path / "b", progress=False)
+    ing.ingest(make_source(lower=True, gz=False), tmp_path / "b", progress=False)
     for t in TABLES:
         a, b = read(tmp_path / "a", t), read(tmp_path / "b", t)
         assert a.equals(b), t

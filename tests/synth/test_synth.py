@@ -144,7 +144,7 @@ def test_rollout_admission_timing_like_the_world():
     rel = (w.intime - w.onset) / 3600.0
     assert (rel < -24).mean() > 0.03 and (rel > -20).mean() > 0.5   # admitted before bin 0, and during the window
     assert (rel < 48).all()
-    ev = w.reset()
+    w.reset()
     assert w.step_i == 1 and not w.done.all()
     w.step(np.zeros(400), np.zeros(400))
     assert (w.batch.death_hour[w.batch.h_start > w.batch.h] < 0).all()  # nobody dies before admission
