@@ -153,7 +153,7 @@ def training_figure(runs_dir: Path, selected: dict, dpi: int) -> bytes | None:
 # ------------------------------------------------------------------ tables
 def cohort_table(stays: pd.DataFrame, raw: pd.DataFrame) -> Table:
     first = raw.sort_values(["traj", "step"]).groupby("traj").first()
-    st = stays[stays.get("kept", True) == True] if "kept" in stays else stays  # noqa: E712
+    st = stays[stays["kept"].astype(bool)] if "kept" in stays.columns else stays
     st = st.merge(first[["m:age", "m:gender", "m:Weight_kg"]], left_on="traj", right_index=True, how="left")
     rows = []
     for split in ("train", "val", "test", "all"):

@@ -88,3 +88,32 @@ def test_spanned_column_without_raw_is_an_error(tmp_path, monkeypatch):
     with W.TableWriter(tmp_path / "T.csv.gz", "T") as w:
         with pytest.raises(ValueError, match="T.B: spanned"):
             w.write({"A": W.const(1, 3), "B": W.SPANNED}, 3)
+
+
+@pytest.mark.parametrize("m", [0, 1, 7, 5000])
+def test_stay_time_order_equals_stable_lexsort(m):
+    """tables._stay_time_order (one packed int64 key, plain sort) must give exactly the stable (stay, time)
+    order, ties in original order, including times before INTIME and stays far apart in calendar time."""
+    from adrl.synth.tables import _stay_time_order
+
+    rng = np.random.default_rng(m)
+    intime = rng.integers(0, 1 << 33, 40)
+    st = rng.integers(0, 40, m)
+    t = intime[st] + rng.integers(-3, 30, m) * 3600  # many ties (whole hours), some before INTIME
+    assert np.array_equal(_stay_time_order(st, t, intime), np.lexsort((t, st)))
+    far = intime * 0  # times relative to a wrong INTIME spread over 2^62 s: the fallback path, same order
+    t2 = rng.integers(0, 1 << 62, m)
+    assert np.array_equal(_stay_time_order(st, t2, far), np.lexsort((t2, st)))
+
+
+def test_coded_text_columns_print_the_same_text():
+    """Text columns coded part by part before the sort (tables._concat) stand for the same strings and NULLs."""
+    from adrl.synth.tables import Coded, _cat, _concat
+
+    parts = [{"valueuom": np.array(["mL", None, "mg"], object), "value": np.array([1.0, 2.0, 3.0])},
+             {"valueuom": np.array([None, "mg", "%", "mL"], object), "value": np.array([4.0, 5.0, 6.0, 7.0])}]
+    d = _concat(parts, ["valueuom", "value"])
+    assert isinstance(d["valueuom"], Coded) and d["value"].tolist() == [1, 2, 3, 4, 5, 6, 7]
+    col = _cat(d["valueuom"])
+    back = [col.cats[c] if c >= 0 else None for c in col.values]
+    assert back == ["mL", None, "mg", None, "mg", "%", "mL"]
