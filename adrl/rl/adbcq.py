@@ -11,18 +11,26 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..actions import N_VASO
+from ..actions import N_ACTIONS, N_VASO
+from ..errors import ConfigError
 from .bcq import BCQConfig
 from .dynamics import DynamicsEnsemble
-from .nets import (Mixer, factored_logp, huber, joint_mask, joint_q_pairs, masked_argmax, mlp, polyak_,
-                   ratio_mask)
+from .factored_bcq import check_tau_per_head, head_taus
+from .nets import (HYPER_MIXERS, Mixer, factored_logp, huber, joint_mask, joint_q_pairs, masked_argmax, mlp,
+                   polyak_, ratio_mask, slice_masks)
 
 BIASED_BY_DEFAULT = ("linear", "mlp2", "relu")
+MIXERS = ("mean", "sum", "linear", "mlp2", "relu")
+OPTIONS = {"heads": ("shared", "separate"), "state_cond": ("auto", "none", "bias", "hyper"),
+           "mlp2_activation": ("none", "tanh"), "bc_filter": ("factored", "joint")}
 
 
 @dataclass(frozen=True)
 class ADBCQConfig(BCQConfig):
-    """Discrete BCQ's knobs plus the mixer, state bias and the projected-model augmentation."""
+    """Discrete BCQ's knobs plus the mixer, state conditioning and the projected-model augmentation.
+
+    The defaults are the fixed method of method.md 4.1-4.3; the other values are its configurable options.
+    """
     mixer: str = "linear"             # mean | sum | linear | mlp2 | relu
     state_bias: bool | None = None    # b(z); None: on for linear/mlp2/relu, off for mean/sum
     augment: bool = True              # off: lambda_proj = 0 and no model (method.md 4.8)
@@ -30,31 +38,100 @@ class ADBCQConfig(BCQConfig):
     reuse_real: bool = True           # rows whose other sub-action is no-op are real samples of M_k
     mixer_grad_to_heads: bool = True
     r_max: float = 100.0
+    heads: str = "shared"             # shared trunk -> 10 outputs | separate: one d -> h -> h -> 5 MLP per head
+    state_cond: str = "auto"          # auto (from state_bias) | none | bias: b(z) | hyper: w(z) and b(z), linear only
+    relu_monotone: bool = False       # relu mixer with |W|, |v| (QMIX): F non-decreasing in every q_k
+    mlp2_activation: str = "none"     # mlp2 mixer: none (deep linear) | tanh
+    bc_filter: str = "factored"       # factored: A_F x A_V | joint: 25-way imitation head, M = {pi/max pi > tau}
+    tau_per_head: tuple[float, float] | None = None   # (tau_F, tau_V) for the factored filter, else tau
+
+    def __post_init__(self):
+        if self.mixer not in MIXERS:
+            raise ConfigError(f"train.mixers: unknown mixer {self.mixer!r}; expected one of {', '.join(MIXERS)}")
+        for key, allowed in OPTIONS.items():
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"train.{key}: expected one of {', '.join(allowed)}, got {getattr(self, key)!r}")
+        object.__setattr__(self, "tau_per_head", check_tau_per_head(self.tau_per_head))
+        if self.state_cond == "hyper" and self.mixer not in HYPER_MIXERS:
+            raise ConfigError(f"train.state_cond: hyper supports only the {', '.join(HYPER_MIXERS)} mixer, "
+                              f"got mixer {self.mixer!r} (use state_cond bias or none for it)")
+        if self.state_bias is not None and self.state_cond != "auto" and self.state_bias != (self.state_cond != "none"):
+            raise ConfigError(f"train.state_cond: {self.state_cond} contradicts train.state_bias: "
+                              f"{'on' if self.state_bias else 'off'}; set state_bias: auto")
+        if self.bc_filter == "joint" and self.tau_per_head is not None:
+            raise ConfigError("train.tau_per_head applies to the factored filter; with train.bc_filter: joint "
+                              "AD-BCQ uses the sweep threshold (set tau_per_head: null)")
 
     @property
     def use_bias(self) -> bool:
+        """Whether the mixer has the state bias b(z)."""
+        if self.state_cond != "auto":
+            return self.state_cond != "none"
         return self.mixer in BIASED_BY_DEFAULT if self.state_bias is None else bool(self.state_bias)
+
+    @property
+    def cond(self) -> str:
+        """The resolved state conditioning: none | bias | hyper."""
+        return self.state_cond if self.state_cond != "auto" else ("bias" if self.use_bias else "none")
+
+
+class SeparateHeads(nn.Module):
+    """``heads: separate``: one MLP d -> h -> h -> 5 per sub-action, outputs concatenated to (N, 10)."""
+
+    def __init__(self, d: int, hidden: int, K: int = 2):
+        super().__init__()
+        self.nets = nn.ModuleList(mlp(d, hidden, N_VASO) for _ in range(K))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.cat([net(z) for net in self.nets], -1)
 
 
 class ADBCQNet(nn.Module):
-    """Heads d -> h -> h -> 10 read as (Q_F, Q_V), the 2 x 5 imitation network and the mixer."""
+    """Heads (shared trunk d -> h -> h -> 10, or one MLP per head) read as (Q_F, Q_V), the imitation
+    network (2 x 5, or 25-way with ``bc_filter: joint``) and the mixer."""
 
     def __init__(self, d: int, cfg: ADBCQConfig):
         super().__init__()
         self.tau = float(cfg.tau)
-        self.heads_net = mlp(d, cfg.hidden, 10)
-        self.imit = mlp(d, cfg.hidden, 10)
-        self.mixer = Mixer(cfg.mixer, d, r_max=cfg.r_max, state_bias=cfg.use_bias)
+        self.tau_k = head_taus(cfg.tau, cfg.tau_per_head)
+        self.joint_filter = cfg.bc_filter == "joint"
+        self.heads_net = mlp(d, cfg.hidden, 10) if cfg.heads == "shared" else SeparateHeads(d, cfg.hidden)
+        self.imit = mlp(d, cfg.hidden, N_ACTIONS if self.joint_filter else 10)
+        self.mixer = Mixer(cfg.mixer, d, r_max=cfg.r_max, state_bias=cfg.use_bias, hyper=cfg.cond == "hyper",
+                           monotone=cfg.relu_monotone and cfg.mixer == "relu",
+                           activation=cfg.mlp2_activation if cfg.mixer == "mlp2" else "none")
 
     def heads(self, z: torch.Tensor) -> torch.Tensor:
         return self.heads_net(z).view(-1, 2, N_VASO)
 
+    def masks(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(per-head allowed sets A_k (N, 2, 5), joint allowed set M (N, 25)), method.md 4.3.
+
+        factored: A_k = {pi_k/max pi_k > tau_k}, M = A_F x A_V; joint: M = {pi/max pi > tau} and A_k its
+        interventional slices (marginal where empty)."""
+        logits = self.imit(z)
+        if self.joint_filter:
+            m25 = ratio_mask(F.log_softmax(logits, -1), self.tau)
+            return slice_masks(m25), m25
+        m2 = ratio_mask(factored_logp(logits), self.tau_k)
+        return m2, joint_mask(m2)
+
     def sub_masks(self, z: torch.Tensor) -> torch.Tensor:
-        return ratio_mask(factored_logp(self.imit(z)), self.tau)
+        return self.masks(z)[0]
+
+    def imitation_loss(self, z: torch.Tensor, a: torch.Tensor, logit_penalty: float) -> torch.Tensor:
+        """NLL_F + NLL_V (factored) or the 25-way NLL (joint), plus the logit penalty."""
+        logits = self.imit(z)
+        if self.joint_filter:
+            nll = F.nll_loss(F.log_softmax(logits, -1), a)
+        else:
+            logp = factored_logp(logits)
+            nll = F.nll_loss(logp[:, 0], a // N_VASO) + F.nll_loss(logp[:, 1], a % N_VASO)
+        return nll + logit_penalty * logits.pow(2).mean()
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(F(q(z, a); z) for the 25 joint actions, product mask (N, 25)), method.md 4.7."""
-        return self.mixer(joint_q_pairs(self.heads(z)), z), joint_mask(self.sub_masks(z))
+        """(F(q(z, a); z) for the 25 joint actions, allowed mask M (N, 25)), method.md 4.7."""
+        return self.mixer(joint_q_pairs(self.heads(z)), z), self.masks(z)[1]
 
 
 class ADBCQ:
@@ -101,12 +178,12 @@ class ADBCQ:
                 d_k, r_k = done.repeat(2, 1), r.repeat(2, 1)
                 d_k[syn], r_k[syn] = d_hat, r_hat
             # one pass of the online heads, the imitation net and the target heads over every next state
-            q_n, m_n, tq_n = net.heads(nxt), net.sub_masks(nxt), tgt.heads(nxt)
+            q_n, (m_n, mm_n), tq_n = net.heads(nxt), net.masks(nxt), tgt.heads(nxt)
 
             # 2. mixed target on the real batch: a* = argmax_{a in M(z')} F(q(z', a); z'), by the target copies
-            q2, m2 = q_n[:B], m_n[:B]
-            f2 = net.mixer(joint_q_pairs(q2), z2, with_bias=False)  # b(z') cannot move the argmax
-            a_star = masked_argmax(f2, joint_mask(m2))
+            q2, m2, mm2 = q_n[:B], m_n[:B], mm_n[:B]
+            f2 = net.mixer(joint_q_pairs(q2), z2, with_bias=False)  # b(z') cannot move the argmax (w(z') can)
+            a_star = masked_argmax(f2, mm2)
             f2_target = tgt.mixer(joint_q_pairs(tq_n[:B]), z2).gather(1, a_star[:, None]).squeeze(1)
             y = r + cfg.gamma * (1.0 - done) * f2_target
 
@@ -129,11 +206,8 @@ class ADBCQ:
         if self.augment:
             loss_proj = torch.stack([huber(q_pair[:, 0] - y_k[0]), huber(q_pair[:, 1] - y_k[1])])
 
-        # 6. imitation loss on the real batch: NLL_F + NLL_V + logit penalty
-        logits = net.imit(z)
-        logp = factored_logp(logits)
-        loss_bc = (F.nll_loss(logp[:, 0], a2d[:, 0]) + F.nll_loss(logp[:, 1], a2d[:, 1])
-                   + cfg.logit_penalty * logits.pow(2).mean())
+        # 6. imitation loss on the real batch: NLL_F + NLL_V (joint filter: 25-way NLL) + logit penalty
+        loss_bc = net.imitation_loss(z, a, cfg.logit_penalty)
 
         # 7. total loss, one Adam step, Polyak update of the target copies
         loss = loss_mix + cfg.lambda_proj * loss_proj.sum() + loss_bc if self.augment else loss_mix + loss_bc
@@ -157,7 +231,7 @@ class ADBCQ:
                 "heads/action_std": q2.std(-1).mean(),
                 "allowed/F": m2[:, 0].sum(-1, dtype=torch.float32).mean(),
                 "allowed/V": m2[:, 1].sum(-1, dtype=torch.float32).mean(),
-                "allowed/joint": joint_mask(m2).sum(-1, dtype=torch.float32).mean(),
+                "allowed/joint": mm2.sum(-1, dtype=torch.float32).mean(),
                 "agree/proj": (a_star == masked_argmax(q2[:, 0], m2[:, 0]) * N_VASO
                                + masked_argmax(q2[:, 1], m2[:, 1])).float().mean(),
             })
@@ -166,6 +240,10 @@ class ADBCQ:
                 stats["real_frac/V"] = 1.0 - syn_v.float().mean()
                 stats["target/proj_F_mean"], stats["target/proj_V_mean"] = y_k[0].mean(), y_k[1].mean()
             w = net.mixer.weights()
+            if w is None and net.mixer.hyper is not None:  # per-state weights: their batch mean and spread
+                wz = net.mixer.state_weights(z)
+                w = wz.mean(0)
+                stats["mixer/w_F_std"], stats["mixer/w_V_std"] = wz[:, 0].std(), wz[:, 1].std()
             if w is not None:
                 stats["mixer/w_F"], stats["mixer/w_V"] = w[0], w[1]
             if b is not None:

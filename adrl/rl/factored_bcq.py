@@ -11,13 +11,37 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..actions import N_VASO
+from ..errors import ConfigError
 from .bcq import BCQConfig
 from .nets import factored_logp, huber, joint_mask, joint_q_pairs, masked_argmax, mlp, polyak_, ratio_mask
 
 
+def check_tau_per_head(v) -> tuple[float, float] | None:
+    """None, or (tau_F, tau_V) with both in [0, 1); a ConfigError naming train.tau_per_head otherwise."""
+    if v is None:
+        return None
+    try:
+        t = tuple(float(x) for x in v)
+    except (TypeError, ValueError):
+        raise ConfigError(f"train.tau_per_head must be null or [tau_F, tau_V], got {v!r}") from None
+    if len(t) != 2 or not all(0.0 <= x < 1.0 for x in t):
+        raise ConfigError(f"train.tau_per_head must be null or [tau_F, tau_V] with both in [0, 1), got {v!r}")
+    return t
+
+
+def head_taus(tau: float, tau_per_head: tuple[float, float] | None) -> float | torch.Tensor:
+    """The factored filter's threshold: the shared tau, or a (2, 1) tensor (tau_F, tau_V) that
+    broadcasts against (N, 2, 5) log-probabilities."""
+    return float(tau) if tau_per_head is None else torch.tensor(tau_per_head, dtype=torch.float32)[:, None]
+
+
 @dataclass(frozen=True)
 class FactoredBCQConfig(BCQConfig):
-    """Same knobs as discrete BCQ; the threshold applies per sub-action."""
+    """Same knobs as discrete BCQ; the threshold applies per sub-action (shared tau, or tau_per_head)."""
+    tau_per_head: tuple[float, float] | None = None   # (tau_F, tau_V) overriding tau in the filter
+
+    def __post_init__(self):
+        object.__setattr__(self, "tau_per_head", check_tau_per_head(self.tau_per_head))
 
 
 class FactoredBCQNet(nn.Module):
@@ -26,6 +50,7 @@ class FactoredBCQNet(nn.Module):
     def __init__(self, d: int, cfg: FactoredBCQConfig):
         super().__init__()
         self.tau = float(cfg.tau)
+        self.tau_k = head_taus(cfg.tau, cfg.tau_per_head)
         self.q = mlp(d, cfg.hidden, 10)
         self.imit = mlp(d, cfg.hidden, 10)
 
@@ -35,7 +60,7 @@ class FactoredBCQNet(nn.Module):
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(additive Q over the 25 joint actions, product mask (N, 25))."""
         q25 = joint_q_pairs(self.heads(z)).sum(-1)
-        return q25, joint_mask(ratio_mask(factored_logp(self.imit(z)), self.tau))
+        return q25, joint_mask(ratio_mask(factored_logp(self.imit(z)), self.tau_k))
 
 
 class FactoredBCQ:

@@ -8,6 +8,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..actions import N_ACTIONS, N_FLUID, N_VASO
+from ..errors import ConfigError
 
 NEG = -1e8  # masked-out value (Fujimoto's discrete BCQ uses -1e8)
 
@@ -23,8 +24,11 @@ def mlp(inp: int, hidden: int, out: int, layers: int = 2) -> nn.Sequential:
     return nn.Sequential(*mods)
 
 
-def ratio_mask(logp: torch.Tensor, tau: float) -> torch.Tensor:
-    """BCQ filter on log-probabilities over the last axis: pi(a)/max_b pi(b) > tau."""
+def ratio_mask(logp: torch.Tensor, tau: float | torch.Tensor) -> torch.Tensor:
+    """BCQ filter on log-probabilities over the last axis: pi(a)/max_b pi(b) > tau.
+
+    ``tau`` may be a tensor broadcasting against ``logp`` (per-head thresholds: shape (2, 1) for (N, 2, 5)).
+    """
     return (logp - logp.max(-1, keepdim=True).values).exp() > tau
 
 
@@ -36,6 +40,18 @@ def factored_logp(logits10: torch.Tensor) -> torch.Tensor:
 def joint_mask(mask2: torch.Tensor) -> torch.Tensor:
     """(N, 2, 5) per-sub-action masks -> (N, 25) product mask M = A_F x A_V (flat a = 5 a_F + a_V)."""
     return (mask2[:, 0, :, None] & mask2[:, 1, None, :]).reshape(-1, N_ACTIONS)
+
+
+def slice_masks(mask25: torch.Tensor) -> torch.Tensor:
+    """(N, 25) joint allowed set M -> (N, 2, 5) per-head sets (method.md 4.3, ``bc_filter: joint``).
+
+    Head k gets the interventional slice A_k = {a_k : (a_k, no-op) in M}; where that slice is empty it
+    falls back to the marginal slice {a_k : (a_k, a_-k) in M for some a_-k}, never empty while M is not.
+    """
+    m = mask25.reshape(-1, N_FLUID, N_VASO)
+    inter = torch.stack([m[:, :, 0], m[:, 0, :]], 1)
+    marg = torch.stack([m.any(2), m.any(1)], 1)
+    return torch.where(inter.any(-1, keepdim=True), inter, marg)
 
 
 def joint_q_pairs(q2: torch.Tensor) -> torch.Tensor:
@@ -55,18 +71,39 @@ def huber(x: torch.Tensor) -> torch.Tensor:
     return F.smooth_l1_loss(x, torch.zeros_like(x))
 
 
+HYPER_MIXERS = ("linear",)  # mixers whose weights a hypernetwork w(z) can replace (state_cond: hyper)
+
+
+def _inv_softplus(x: float) -> float:
+    return math.log(math.expm1(x))
+
+
 class Mixer(nn.Module):
     """F(q; z) of method.md 4.2; q: (..., K) head values, z: (N, d) with N the leading dim of q.
 
-    The action enters only through q, the state only through the bias b(z).
+    The action enters only through q, the state only through the bias b(z) and, with ``hyper``, the
+    positive per-head weights w(z) = softplus(MLP(z)) of the linear mixer (d -> 64 -> K, initialised at
+    w = 1/K). Options: ``monotone`` (relu only) uses |W| and |v| (QMIX), so F is non-decreasing in every
+    q_k; ``activation`` (mlp2 only): "none" (deep linear) or "tanh".
     """
 
-    def __init__(self, kind: str, d: int, r_max: float = 100.0, state_bias: bool = False, K: int = 2):
+    def __init__(self, kind: str, d: int, r_max: float = 100.0, state_bias: bool = False, K: int = 2,
+                 hyper: bool = False, monotone: bool = False, activation: str = "none"):
         super().__init__()
+        if hyper and kind not in HYPER_MIXERS:
+            raise ConfigError(f"train.state_cond: hyper supports only the {', '.join(HYPER_MIXERS)} mixer, "
+                              f"got mixer {kind!r}")
+        if monotone and kind != "relu":
+            raise ValueError(f"monotone applies to the relu mixer only, got {kind!r}")
+        if activation not in ("none", "tanh") or (activation != "none" and kind != "mlp2"):
+            raise ValueError(f"activation {activation!r}: 'none' or 'tanh', for the mlp2 mixer only")
         self.kind, self.r_max, self.K = kind, float(r_max), K
+        self.monotone, self.activation = bool(monotone), activation
+        self.hyper = None
         if kind == "linear":
             # w_k = softplus(omega_k) initialised at 1/K, c = 0
-            self.omega = nn.Parameter(torch.full((K,), math.log(math.expm1(1.0 / K))))
+            if not hyper:
+                self.omega = nn.Parameter(torch.full((K,), _inv_softplus(1.0 / K)))
             self.c = nn.Parameter(torch.zeros(()))
         elif kind in ("mlp2", "relu"):
             width = 16 if kind == "mlp2" else 32
@@ -79,14 +116,23 @@ class Mixer(nn.Module):
             self.bias = nn.Sequential(nn.Linear(d, 64), nn.ReLU(), nn.Linear(64, 1))
             nn.init.zeros_(self.bias[2].weight)
             nn.init.zeros_(self.bias[2].bias)
+        if hyper:
+            # w(z) = softplus(MLP(z)); zero last-layer weights and bias softplus^-1(1/K): w = 1/K at start
+            self.hyper = nn.Sequential(nn.Linear(d, 64), nn.ReLU(), nn.Linear(64, K))
+            nn.init.zeros_(self.hyper[2].weight)
+            nn.init.constant_(self.hyper[2].bias, _inv_softplus(1.0 / K))
 
     def weights(self) -> torch.Tensor | None:
-        """Effective per-head weights dF/dq_k where they are global (linear, mlp2), else None."""
-        if self.kind == "linear":
+        """Effective per-head weights dF/dq_k where they are global (linear, deep-linear mlp2), else None."""
+        if self.kind == "linear" and self.hyper is None:
             return F.softplus(self.omega)
-        if self.kind == "mlp2":
+        if self.kind == "mlp2" and self.activation == "none":
             return (self.v.weight @ self.W.weight).reshape(-1)
         return None
+
+    def state_weights(self, z: torch.Tensor) -> torch.Tensor | None:
+        """(N, K) per-state weights w(z) of the hyper linear mixer, else None."""
+        return None if self.hyper is None else F.softplus(self.hyper(z))
 
     def forward(self, q: torch.Tensor, z: torch.Tensor, b: torch.Tensor | None = None,
                 with_bias: bool = True) -> torch.Tensor:
@@ -97,11 +143,21 @@ class Mixer(nn.Module):
         elif self.kind == "sum":
             out = q.sum(-1)
         elif self.kind == "linear":
-            out = (F.softplus(self.omega) * q).sum(-1) + self.c
+            if self.hyper is None:
+                w = F.softplus(self.omega)
+            else:  # (N, K) -> (N, 1, ..., K): one weight vector per state, shared by that state's actions
+                w = self.state_weights(z)
+                w = w.reshape(w.shape[:1] + (1,) * (q.dim() - 2) + w.shape[1:])
+            out = (w * q).sum(-1) + self.c
+        elif self.monotone:  # relu with QMIX-style absolute weights: non-decreasing in every q_k
+            h = F.relu(F.linear(q / self.r_max, self.W.weight.abs(), self.W.bias))
+            out = self.r_max * F.linear(h, self.v.weight.abs(), self.v.bias).squeeze(-1)
         else:
             h = self.W(q / self.r_max)
             if self.kind == "relu":
                 h = F.relu(h)
+            elif self.activation == "tanh":
+                h = torch.tanh(h)
             out = self.r_max * self.v(h).squeeze(-1)
         if self.bias is not None and with_bias:
             b = self.bias(z).squeeze(-1) if b is None else b

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..params_base import Section
 
@@ -52,6 +52,13 @@ class TrainParams(Section):
     state_bias: Literal["auto", "on", "off"] = "auto"  # auto: b(z) on for linear/mlp2/relu, off for mean/sum
     reuse_real: bool = True
     mixer_grad_to_heads: bool = True
+    # AD-BCQ configurable options (method.md 4.1-4.3); the defaults are the fixed method
+    heads: Literal["shared", "separate"] = "shared"
+    state_cond: Literal["auto", "none", "bias", "hyper"] = "auto"  # auto: as state_bias; hyper: w(z), linear only
+    relu_monotone: bool = False
+    mlp2_activation: Literal["none", "tanh"] = "none"
+    bc_filter: Literal["factored", "joint"] = "factored"
+    tau_per_head: tuple[float, float] | None = None  # (tau_F, tau_V): overrides thresholds in the factored filter
     # execution
     threads: int = Field(1, ge=1, le=64, description="torch threads per training process")
     workers: int = Field(2, ge=1, le=64, description="training runs executed in parallel (processes)")
@@ -70,6 +77,30 @@ class TrainParams(Section):
         if bad:
             raise ValueError(f"BCQ thresholds must lie in [0, 1), got {bad}")
         return v
+
+    @field_validator("tau_per_head")
+    @classmethod
+    def _tau_k(cls, v):
+        if v is not None and not all(0 <= t < 1 for t in v):
+            raise ValueError(f"train.tau_per_head: both thresholds must lie in [0, 1), got {list(v)}")
+        return v
+
+    @model_validator(mode="after")
+    def _adbcq_options(self):
+        if "adbcq" not in self.algorithms:
+            return self
+        bad = [m for m in self.mixers if m != "linear"]
+        if self.state_cond == "hyper" and bad:
+            raise ValueError(f"train.state_cond: hyper supports only the linear mixer, but train.mixers has "
+                             f"{bad}; use state_cond bias or none for mean, sum, mlp2 and relu")
+        if self.state_bias != "auto" and self.state_cond != "auto" and \
+                (self.state_bias == "on") != (self.state_cond != "none"):
+            raise ValueError(f"train.state_cond: {self.state_cond} contradicts train.state_bias: "
+                             f"{self.state_bias}; set state_bias: auto")
+        if self.bc_filter == "joint" and self.tau_per_head is not None:
+            raise ValueError("train.tau_per_head applies to the factored filter, but train.bc_filter is joint "
+                             "(AD-BCQ's 25-way filter uses train.thresholds); set tau_per_head: null")
+        return self
 
     @field_validator("seeds")
     @classmethod

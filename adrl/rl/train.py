@@ -82,11 +82,13 @@ def algo_config(spec: RunSpec, p: TrainParams):
     if spec.algorithm == "bcq":
         return BCQConfig(**common)
     if spec.algorithm == "factored_bcq":
-        return FactoredBCQConfig(**common)
+        return FactoredBCQConfig(**common, tau_per_head=p.tau_per_head)
     bias = None if p.state_bias == "auto" else p.state_bias == "on"
     return ADBCQConfig(**common, mixer=spec.mixer, state_bias=bias, augment=bool(spec.augment),
                        lambda_proj=p.lambda_proj, reuse_real=p.reuse_real,
-                       mixer_grad_to_heads=p.mixer_grad_to_heads, r_max=p.r_max)
+                       mixer_grad_to_heads=p.mixer_grad_to_heads, r_max=p.r_max,
+                       heads=p.heads, state_cond=p.state_cond, relu_monotone=p.relu_monotone,
+                       mlp2_activation=p.mlp2_activation, bc_filter=p.bc_filter, tau_per_head=p.tau_per_head)
 
 
 def make_learner(spec: RunSpec, d: int, p: TrainParams, dynamics: DynamicsEnsemble | None = None):
