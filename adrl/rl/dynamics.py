@@ -36,6 +36,7 @@ class DynamicsConfig:
     batch_size: int = 256
     max_epochs: int = 200
     patience: int = 20
+    linear_skip: bool = True   # a linear path from the inputs to the outputs beside the MLP
     r_max: float = 100.0
 
 
@@ -63,6 +64,7 @@ class DynamicsEnsemble(nn.Module):
             w = cfg.hidden
         self.hidden = nn.ModuleList(layers)
         self.out = EnsembleLinear(cfg.ensemble, w, 2 * d + 2)
+        self.skip = EnsembleLinear(cfg.ensemble, inp, 2 * d + 2) if cfg.linear_skip else None
         self.max_logvar = nn.Parameter(torch.full((d,), 0.5))
         self.min_logvar = nn.Parameter(torch.full((d,), -10.0))
         for name in ("z_mean", "z_std", "dz_mean", "dz_std"):
@@ -78,7 +80,7 @@ class DynamicsEnsemble(nn.Module):
         h = x
         for layer in self.hidden:
             h = F.silu(layer(h))
-        o = self.out(h)
+        o = self.out(h) if self.skip is None else self.out(h) + self.skip(x)
         d = self.d
         mu, lv = o[..., :d], o[..., d:2 * d]
         lv = self.max_logvar - F.softplus(self.max_logvar - lv)
@@ -212,7 +214,7 @@ def fit_dynamics(train: Transitions, val: Transitions, cfg: DynamicsConfig, seed
         if improved.any():
             state = model.state_dict()
             for key, value in state.items():
-                if value.dim() >= 1 and value.shape[0] == E and key.startswith(("hidden", "out")):
+                if value.dim() >= 1 and value.shape[0] == E and key.startswith(("hidden", "out", "skip")):
                     best_state[key][improved] = value[improved].clone()
                 elif improved.all() or key in ("max_logvar", "min_logvar"):
                     best_state[key] = value.clone()
@@ -229,8 +231,11 @@ def fit_dynamics(train: Transitions, val: Transitions, cfg: DynamicsConfig, seed
         p.requires_grad_(False)
     report = validation_report(model, val, s_va)
     report["epochs"] = len(hist_va)
-    log.info("dynamics fitted: %d epochs, val dz NLL %.3f, R2 %.3f, I %.4f", len(hist_va),
-             report["ensemble/dz_nll"], report["ensemble/dz_r2"], report["interaction_index"])
+    report["best_epoch"] = int(np.argmin(hist_va)) + 1
+    report["linear_baseline/dz_r2"] = linear_baseline_r2(train, val)
+    log.info("dynamics fitted: %d epochs, val dz NLL %.3f, R2 %.3f (ridge baseline %.3f), I %.4f", len(hist_va),
+             report["ensemble/dz_nll"], report["ensemble/dz_r2"], report["linear_baseline/dz_r2"],
+             report["interaction_index"])
     return model, report, {"train_loss": hist_tr, "val_loss": hist_va}
 
 
@@ -242,6 +247,22 @@ def _auroc(y: np.ndarray, p: np.ndarray) -> float:
     if len(y) == 0 or y.min() == y.max():
         return float("nan")
     return float(roc_auc_score(y, p))
+
+
+def linear_baseline_r2(train: Transitions, val: Transitions, alpha: float = 1.0) -> float:
+    """Validation R^2 of delta z for a ridge regression on [z, onehot(a_F), onehot(a_V)]: the reference the
+    ensemble should beat (a model below it is underfitted or overfitted)."""
+    from sklearn.linear_model import Ridge
+
+    def xy(t: Transitions):
+        nt = t.done < 0.5
+        x = np.hstack([t.z, np.eye(N_FLUID, dtype=np.float32)[t.a_fluid], np.eye(N_VASO, dtype=np.float32)[t.a_vaso]])
+        return x[nt], (t.z2 - t.z)[nt]
+
+    (xt, yt), (xv, yv) = xy(train), xy(val)
+    if len(xt) == 0 or len(xv) == 0:
+        return float("nan")
+    return _r2(yv, Ridge(alpha=alpha).fit(xt, yt).predict(xv))
 
 
 def _r2(y: np.ndarray, yhat: np.ndarray) -> float:
