@@ -14,7 +14,7 @@ export MLFLOW_SERVER_ENABLE_JOB_EXECUTION := false
 # stages run `python -m pipeline.<stage>`: the environment's python comes first
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install repro test ui bench clean-env
+.PHONY: install repro test ui bench experiments clean-env
 
 $(BIN)/adrl: pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "error: $(PY) not found; adrl needs Python 3.11 (set PY=/path/to/python3.11)"; exit 1; }
@@ -37,6 +37,10 @@ ui: install
 
 bench: install
 	$(BIN)/python -m benchmarks.run_all
+
+# sample efficiency and mixer ablation against the simulator's truth (benchmarks/results/sample_efficiency.md)
+experiments: install
+	$(BIN)/python -m benchmarks.exp_sample_efficiency
 
 clean-env:
 	rm -rf $(VENV)

@@ -19,7 +19,8 @@ from pipeline._common import run_stage
 
 OUT = MODELS / "train"
 METRICS_FILE = METRICS / "train.json"
-DYN_KEYS = ("ensemble/", "noop_other_F/", "noop_other_V/", "interaction_index", "epochs", "fit_seconds")
+DYN_KEYS = ("ensemble/", "noop_other_F/", "noop_other_V/", "interaction_index", "epochs", "best_epoch", "fit_seconds",
+            "linear_baseline/")
 
 
 def _sha256(path) -> str:

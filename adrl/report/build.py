@@ -181,6 +181,17 @@ def test_table(rows: list[dict]) -> Table:
 
 
 # ------------------------------------------------------------------ assembly
+def dynamics_table(dyn: dict) -> Table:
+    """Validation metrics of the projected dynamics ensembles (one row per seed)."""
+    cols = [("ensemble/dz_r2", "dz R^2"), ("linear_baseline/dz_r2", "ridge dz R^2"), ("ensemble/dz_nll", "dz NLL"),
+            ("noop_other_F/dz_r2", "dz R^2, vaso no-op rows"), ("noop_other_V/dz_r2", "dz R^2, fluid no-op rows"),
+            ("ensemble/term_auroc", "end AUROC"), ("ensemble/surv_auroc", "survival AUROC"),
+            ("interaction_index_rel", "I (relative)"), ("best_epoch", "best epoch")]
+    rows = [[name] + [_num(rep.get(k), "{:.3f}" if k != "best_epoch" else "{:.0f}") for k, _ in cols]
+            for name, rep in sorted(dyn.items())]
+    return Table(["ensemble"] + [c for _, c in cols], rows, "Projected dynamics and reward model, validation")
+
+
 def action_tables(states: pd.DataFrame, selected: dict, runs_dir: Path) -> dict[str, np.ndarray]:
     from ..rl.policy import Policy  # torch only here
 
@@ -281,6 +292,14 @@ def build_sections(cfg, root: Path = Path(".")) -> tuple[list[Section], dict]:
     if train:
         learn.blocks.append(Table(["metric", "value"], [[k, v] for k, v in train.items()
                                                         if isinstance(v, (int, float))][:20], "Training summary"))
+    dyn = train.get("dynamics") or {}
+    if dyn:
+        learn.blocks.append(dynamics_table(dyn))
+        learn.blocks.append("AD-BCQ's augmentation is only as good as this model: delta z R^2 is the share of "
+                            "the variance of the one-step change of the AIS state it explains on validation "
+                            "(beside a ridge regression on the same inputs); the rows whose other sub-action was "
+                            "no-op are real draws from the projected MDP; I is the learned interaction index "
+                            "(method.md 4.4), near 0 when effects look separable.")
     secs.append(learn)
 
     # --- selection

@@ -47,11 +47,13 @@ class RunSpec:
     seed: int
     mixer: str | None = None      # AD-BCQ only
     augment: bool | None = None   # AD-BCQ only
+    tau_k: tuple[float, float] | None = None  # per-head thresholds (train.tau_per_head) of the factored filter
 
     @property
     def run_id(self) -> str:
         mid = f"-{self.mixer}-{'aug' if self.augment else 'noaug'}" if self.algorithm == "adbcq" else ""
-        return f"{self.algorithm}{mid}-tau{self.tau:g}-s{self.seed}"
+        tau = f"tau{self.tau:g}" if self.tau_k is None else f"tauF{self.tau_k[0]:g}V{self.tau_k[1]:g}"
+        return f"{self.algorithm}{mid}-{tau}-s{self.seed}"
 
     @property
     def needs_dynamics(self) -> bool:
@@ -69,10 +71,14 @@ def expand_sweep(p: TrainParams) -> list[RunSpec]:
     specs = []
     for algo in p.algorithms:
         variants = [(m, a) for m in p.mixers for a in p.augment] if algo == "adbcq" else [(None, None)]
+        # train.tau_per_head replaces the threshold sweep of the factored filters: one run per variant and seed
+        per_head = p.tau_per_head is not None and algo in ("factored_bcq", "adbcq")
+        taus = [min(p.tau_per_head)] if per_head else p.thresholds
+        tau_k = tuple(float(t) for t in p.tau_per_head) if per_head else None
         for mixer, aug in variants:
-            for tau in p.thresholds:
+            for tau in taus:
                 for seed in p.seeds:
-                    specs.append(RunSpec(algo, float(tau), int(seed), mixer, aug))
+                    specs.append(RunSpec(algo, float(tau), int(seed), mixer, aug, tau_k))
     return specs
 
 
@@ -82,13 +88,13 @@ def algo_config(spec: RunSpec, p: TrainParams):
     if spec.algorithm == "bcq":
         return BCQConfig(**common)
     if spec.algorithm == "factored_bcq":
-        return FactoredBCQConfig(**common, tau_per_head=p.tau_per_head)
+        return FactoredBCQConfig(**common, tau_per_head=spec.tau_k)
     bias = None if p.state_bias == "auto" else p.state_bias == "on"
     return ADBCQConfig(**common, mixer=spec.mixer, state_bias=bias, augment=bool(spec.augment),
                        lambda_proj=p.lambda_proj, reuse_real=p.reuse_real,
                        mixer_grad_to_heads=p.mixer_grad_to_heads, r_max=p.r_max,
                        heads=p.heads, state_cond=p.state_cond, relu_monotone=p.relu_monotone,
-                       mlp2_activation=p.mlp2_activation, bc_filter=p.bc_filter, tau_per_head=p.tau_per_head)
+                       mlp2_activation=p.mlp2_activation, bc_filter=p.bc_filter, tau_per_head=spec.tau_k)
 
 
 def make_learner(spec: RunSpec, d: int, p: TrainParams, dynamics: DynamicsEnsemble | None = None):

@@ -13,6 +13,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -47,6 +48,11 @@ def test_repro_runs_every_stage_and_writes_the_contracts(project):
     # the chain simulator -> MIMIC-format events -> cohort code recovers the actions the policies chose
     for name in ("bcq", "factored_bcq", "adbcq"):
         assert ev["truth"][name]["dose_recovery"] > 0.9, (name, ev["truth"][name])
+    # the dynamics model's validation error, beside its ridge baseline, reaches the metrics and the report
+    dyn = json.loads((p / "reports/metrics/train.json").read_text())["dynamics"]["seed0"]
+    assert 0 < dyn["ensemble/term_auroc"] <= 1 and np.isfinite(dyn["linear_baseline/dz_r2"])
+    md = (p / "reports/report.md").read_text()
+    assert "Projected dynamics and reward model, validation" in md and "ridge dz R^2" in md
 
 
 def test_second_repro_does_nothing(project):

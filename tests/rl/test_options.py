@@ -16,7 +16,8 @@ from adrl.rl.factored_bcq import FactoredBCQConfig, FactoredBCQNet
 from adrl.rl.nets import Mixer, joint_mask, joint_q_pairs, masked_argmax
 from adrl.rl.params import TrainParams
 from adrl.rl.policy import Policy, greedy_matrix
-from adrl.rl.train import RunSpec, algo_config, dynamics_config, fit_loop, make_learner, train_run
+from adrl.rl.train import (RunSpec, algo_config, dynamics_config, expand_sweep, fit_loop, make_learner,
+                            train_run)
 from tests.rl.factored_mdp import D, make_states
 
 SMALL = dict(hidden=32, steps=40, checkpoint_every=20, batch_size=50, workers=1,
@@ -49,7 +50,8 @@ OPTIONS = [  # (algorithm, mixer, augment, TrainParams options, a state_dict key
 def test_option_trains_saves_and_reloads(algorithm, mixer, augment, opts, key, data, tmp_path):
     tr, dyn = data
     p = TrainParams(**SMALL, **opts, algorithms=[algorithm], mixers=[mixer or "linear"])
-    spec = RunSpec(algorithm, 0.3, 0, mixer, augment)
+    spec = RunSpec(algorithm, 0.3, 0, mixer, augment,
+                   tuple(opts["tau_per_head"]) if "tau_per_head" in opts else None)
     rec = train_run(spec, tr, p, tmp_path, dyn if spec.needs_dynamics else None, "seed0", progress=False)
     assert rec["run_id"] == spec.run_id and all(np.isfinite(v) for v in rec["final"].values())
     # run.json records every option; Policy.load rebuilds the same config and network
@@ -252,11 +254,16 @@ def test_bad_option_values_name_the_key(raw, needle):
 
 
 def test_tau_per_head_is_recorded_and_validated_in_the_configs():
-    p = TrainParams(tau_per_head=[0.1, 0.4])
-    for spec in (RunSpec("factored_bcq", 0.3, 0), RunSpec("adbcq", 0.3, 0, "linear", False)):
+    p = TrainParams(tau_per_head=[0.1, 0.4], thresholds=[0.3, 0.5], seeds=[0, 1])
+    specs = expand_sweep(p)
+    # bcq keeps the thresholds sweep; the factored filters run once per variant and seed with (tau_F, tau_V)
+    assert [s.run_id for s in specs] == ["bcq-tau0.3-s0", "bcq-tau0.3-s1", "bcq-tau0.5-s0", "bcq-tau0.5-s1",
+                                         "factored_bcq-tauF0.1V0.4-s0", "factored_bcq-tauF0.1V0.4-s1",
+                                         "adbcq-linear-aug-tauF0.1V0.4-s0", "adbcq-linear-aug-tauF0.1V0.4-s1"]
+    for spec in specs[4:]:
         cfg = algo_config(spec, p)
-        assert cfg.tau_per_head == (0.1, 0.4) and cfg.tau == 0.3
+        assert cfg.tau_per_head == (0.1, 0.4)
         assert json.loads(json.dumps(asdict(cfg)))["tau_per_head"] == [0.1, 0.4]
-    assert not hasattr(algo_config(RunSpec("bcq", 0.3, 0), p), "tau_per_head")   # bcq keeps the sweep tau
+    assert not hasattr(algo_config(specs[0], p), "tau_per_head")
     with pytest.raises(ConfigError, match="train.tau_per_head"):
         FactoredBCQConfig(tau_per_head=(0.1, 1.2))

@@ -1,0 +1,402 @@
+"""Sample efficiency (method.md 7, E1) and the mixer ablation (E2) on the synthetic world, scored by the
+simulator's truth.
+
+    python -m benchmarks.exp_sample_efficiency                         # the recorded run (make experiments)
+    python -m benchmarks.exp_sample_efficiency --sizes 100 200 --seeds 0 --interactions 0 --patients 300
+
+Protocol:
+
+1. For every value of the world's ``interaction`` knob, one synthetic MIMIC-III world (``--stays`` ICU
+   stays, synthetic seed 0) goes through the real ``synthesize``, ``ingest`` and ``cohort`` stages in a
+   scratch project (``dvc repro cohort``). The cohort's train split is the pool the training sets are drawn
+   from; its validation split (fixed across cells) is used for early stopping only.
+2. For every (interaction, seed, N) cell: draw N training stays from the pool (each seed redraws the data;
+   within a seed the sets are nested), refit the AIS encoder on them (seed = the cell seed), encode, fit the
+   projected dynamics ensemble, and train BCQ, factored BCQ and AD-BCQ with every mixer, with and without
+   augmentation: the same threshold, steps, batch and seed for every learner (equal candidate budgets: one
+   run each). The policy scored is each run's final checkpoint (no OPE selection: at these sizes WIS is
+   uninformative, see benchmarks/results/pipeline.md, and selection noise would mask learning).
+3. Every policy acts on the same ``--patients`` new simulated septic patients with the same exogenous noise
+   (common random numbers), through the cohort featuriser and the cell's AIS encoder, step by step
+   (adrl/groundtruth.py). True value = 100 x survival. The clinician's value is the same roll-out with the
+   simulator's clinician.
+
+Writes benchmarks/results/sample_efficiency.{json,md} and the figures sample_efficiency.png and
+mixer_ablation.png. Aggregates only: no patient rows leave the scratch directory. Cells are cached in the
+work directory (``--work``), so an interrupted run resumes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import multiprocessing as mp
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+OUT = ROOT / "benchmarks" / "results"
+MIXERS = ("mean", "sum", "linear", "mlp2", "relu")
+
+
+# ---- phase 1: one world and cohort per interaction value ------------------------------------------
+def build_world(work: Path, interaction: float, stays: int) -> Path:
+    from tests.e2e.harness import make_project, run
+
+    project = work / f"world-i{interaction:g}"
+    done = project / "data" / "processed" / "trajectories.parquet"
+    if done.exists():
+        return project
+    make_project(project, {"synth": {"n_stays": stays, "seed": 0, "interaction": float(interaction)},
+                           "cohort": {"split": {"fractions": [0.8, 0.1, 0.1]}}})
+    t0 = time.time()
+    env_tracking = os.environ.get("ADRL_TRACKING")
+    os.environ["ADRL_TRACKING"] = "off"
+    try:
+        run(["dvc", "repro", "cohort"], project, timeout=7200)
+    finally:
+        if env_tracking is None:
+            os.environ.pop("ADRL_TRACKING", None)
+        else:
+            os.environ["ADRL_TRACKING"] = env_tracking
+    print(f"world interaction={interaction:g}: {stays} stays -> cohort in {time.time() - t0:.0f} s", flush=True)
+    return project
+
+
+# ---- phase 2: one cell ----------------------------------------------------------------------------
+def run_cell(project: str, interaction: float, seed: int, n_train: int, a: dict, cell_dir: str) -> dict:
+    """Fit AIS + dynamics + every learner on N stays, and roll every policy out in the simulator."""
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from adrl.ais.data import REQUIRED_COLUMNS
+    from adrl.ais.train import fit_encoder, torch_settings
+    from adrl.cohort.featurize import Featurizer
+    from adrl.config import load_config
+    from adrl.groundtruth import true_value
+    from adrl.rl.data import transitions
+    from adrl.rl.dynamics import fit_dynamics
+    from adrl.rl.policy import Policy
+    from adrl.rl.train import RunSpec, dynamics_config, train_run
+
+    torch.set_num_threads(1)
+    logging.basicConfig(level=logging.WARNING)
+    project, cell_dir = Path(project), Path(cell_dir)
+    out_file = cell_dir / "cell.json"
+    if out_file.exists():
+        return json.loads(out_file.read_text())
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    cfg = load_config(project / "params.yaml")
+    proc = project / "data" / "processed"
+    df = pd.read_parquet(proc / "trajectories.parquet", columns=list(REQUIRED_COLUMNS))
+    pool = np.sort(df.loc[df["split"] == "train", "traj"].unique())
+    if n_train > len(pool):
+        raise SystemExit(f"--sizes: {n_train} training stays asked, the pool has {len(pool)} (raise --stays)")
+    chosen = np.random.default_rng(10_000 + seed).permutation(pool)[:n_train]  # nested across N within a seed
+    sub = df[(df["split"] == "val") | df["traj"].isin(chosen)].reset_index(drop=True)
+
+    ais_p = cfg.ais.model_copy(update={"seed": seed, "threads": 1})
+    fit = fit_encoder(sub, ais_p, where=f"cell N={n_train}", require_splits=("train", "val"))
+    with torch_settings(1):
+        states = fit.encoder.encode_trajectories(sub)
+    tr, va = transitions(states, "train"), transitions(states, "val")
+    t_ais = time.time() - t0
+
+    p = cfg.train.model_copy(update={"steps": a["steps"], "checkpoint_every": a["steps"], "threads": 1})
+    t1 = time.time()
+    dyn, dyn_report, _ = fit_dynamics(tr, va, dynamics_config(p), seed, progress=False)
+    t_dyn = time.time() - t1
+
+    specs = [RunSpec("bcq", a["tau"], seed), RunSpec("factored_bcq", a["tau"], seed)]
+    specs += [RunSpec("adbcq", a["tau"], seed, m, aug) for m in a["mixers"] for aug in (True, False)]
+    fz = Featurizer.load(cfg.cohort, proc / "cohort")
+    edges = json.loads((proc / "cohort" / "action_edges.json").read_text())
+    runs = {}
+    for spec in specs:
+        t2 = time.time()
+        rec = train_run(spec, tr, p, cell_dir, dyn if spec.needs_dynamics else None, "cell", progress=False)
+        pol = Policy.load(cell_dir / "runs" / spec.run_id)
+        t3 = time.time()
+        tv = true_value(pol.greedy, a["patients"], a["rollout_seed"], cfg.synth, fz, fit.encoder, edges,
+                        progress=False)
+        name = spec.algorithm if spec.algorithm != "adbcq" else f"adbcq-{spec.mixer}-{'aug' if spec.augment else 'noaug'}"
+        runs[name] = {"value": tv["value"], "se": tv["se"], "dose_recovery": tv["dose_recovery"],
+                      "train_s": t3 - t2, "rollout_s": time.time() - t3,
+                      "steps_per_s": rec["steps_per_s"], "final_loss": {k: v for k, v in rec["final"].items()
+                                                                      if k.startswith("loss/")}}
+    res = {"interaction": interaction, "seed": seed, "n_train": n_train,
+           "n_train_transitions": len(tr), "n_val_stays": int(sub.loc[sub["split"] == "val", "traj"].nunique()),
+           "ais": {k: fit.metrics[k] for k in ("best_epoch", "val_nll", "naive_val_nll", "seconds")},
+           "dynamics": {k: dyn_report[k] for k in ("ensemble/dz_r2", "ensemble/dz_nll", "ensemble/term_auroc",
+                                                   "ensemble/surv_auroc", "interaction_index", "epochs")},
+           "seconds": {"ais": t_ais, "dynamics": t_dyn, "total": time.time() - t0}, "runs": runs}
+    tmp = out_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(res, indent=1))
+    tmp.replace(out_file)
+    return res
+
+
+def clinician_value(project: Path, a: dict, work: Path) -> dict:
+    from adrl.config import load_config
+    from adrl.groundtruth import true_value
+
+    f = work / f"{project.name}-clinician.json"
+    if f.exists():
+        return json.loads(f.read_text())
+    cfg = load_config(project / "params.yaml")
+    out = {name: true_value(name, a["patients"], a["rollout_seed"], cfg.synth, progress=False)
+           for name in ("clinician", "no_treatment")}
+    f.write_text(json.dumps(out))
+    return out
+
+
+# ---- summaries --------------------------------------------------------------------------------------
+def summarise(cells: list[dict], clin: dict, a: dict) -> dict:
+    """Mean over seeds and paired differences (policy - reference, per seed) with a t-interval over seeds."""
+    import numpy as np
+
+    out: dict = {}
+    for inter in a["interactions"]:
+        rows = [c for c in cells if c["interaction"] == inter]
+        names = sorted({k for c in rows for k in c["runs"]})
+        table = {}
+        for n in a["sizes"]:
+            at = sorted([c for c in rows if c["n_train"] == n], key=lambda c: c["seed"])
+            vals = {k: np.array([c["runs"][k]["value"] for c in at]) for k in names}
+            ent = {k: {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else None,
+                       "values": v.tolist()} for k, v in vals.items()}
+            table[n] = {"policies": ent, "seeds": [c["seed"] for c in at]}
+        out[str(inter)] = {"clinician": clin[str(inter)]["clinician"], "no_treatment": clin[str(inter)]["no_treatment"],
+                           "by_size": table}
+    return out
+
+
+def paired(vals_a, vals_b):
+    import numpy as np
+    from scipy import stats
+
+    d = np.asarray(vals_a) - np.asarray(vals_b)
+    if len(d) < 2:
+        return float(d.mean()), None
+    half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+    return float(d.mean()), (float(d.mean() - half), float(d.mean() + half))
+
+
+def best_mixer(summary: dict, inter: str, a: dict, aug: bool) -> str:
+    """The AD-BCQ mixer with the highest true value averaged over sizes and seeds (an oracle choice over five
+    variants: reported beside the pre-specified headline `linear`)."""
+    import numpy as np
+
+    tag = "aug" if aug else "noaug"
+    means = {m: np.mean([summary[inter]["by_size"][n]["policies"][f"adbcq-{m}-{tag}"]["mean"] for n in a["sizes"]])
+             for m in a["mixers"]}
+    return max(means, key=means.get)
+
+
+def figure_curves(summary: dict, a: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    inters = [str(i) for i in a["interactions"]]
+    fig, axes = plt.subplots(1, len(inters), figsize=(6.2 * len(inters), 4.6), sharey=True, squeeze=False)
+    for ax, inter in zip(axes[0], inters):
+        s = summary[inter]
+        mb_on, mb_off = best_mixer(summary, inter, a, True), best_mixer(summary, inter, a, False)
+        lines = [("bcq", "BCQ", "tab:blue", "-"), ("factored_bcq", "factored BCQ", "tab:orange", "-"),
+                 ("adbcq-linear-aug", "AD-BCQ linear, aug (headline)", "tab:green", "-"),
+                 (f"adbcq-{mb_on}-aug", f"AD-BCQ {mb_on}, aug (best mixer)", "tab:red", "--"),
+                 (f"adbcq-{mb_off}-noaug", f"AD-BCQ {mb_off}, no aug (best mixer)", "tab:purple", ":")]
+        seen = set()
+        for key, label, color, ls in lines:
+            if key in seen:
+                continue
+            seen.add(key)
+            m = np.array([s["by_size"][n]["policies"][key]["mean"] for n in a["sizes"]])
+            sd = np.array([s["by_size"][n]["policies"][key]["sd"] or 0.0 for n in a["sizes"]])
+            k = len(a["seeds"])
+            ax.plot(a["sizes"], m, ls, color=color, marker="o", label=label)
+            ax.fill_between(a["sizes"], m - sd / np.sqrt(k), m + sd / np.sqrt(k), color=color, alpha=0.12)
+        c = s["clinician"]
+        ax.axhline(c["value"], color="black", lw=1, label=f"clinician ({c['value']:.1f})")
+        ax.axhspan(c["value"] - c["se"], c["value"] + c["se"], color="black", alpha=0.08)
+        ax.set_xscale("log")
+        ax.set_xticks(a["sizes"], [str(n) for n in a["sizes"]])
+        ax.set_xlabel("training stays N")
+        ax.set_title(f"interaction = {inter}")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("true value (100 x survival)")
+    axes[0][0].legend(fontsize=8, loc="lower right")
+    fig.suptitle(f"True value against training size (mean over {len(a['seeds'])} seeds, band: +-1 SE over seeds; "
+                 f"{a['patients']} simulated patients per roll-out, common random numbers)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def figure_mixers(summary: dict, a: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    inters = [str(i) for i in a["interactions"]]
+    sizes = [a["sizes"][0], a["sizes"][-1]]
+    fig, axes = plt.subplots(1, len(inters), figsize=(6.2 * len(inters), 4.2), sharey=True, squeeze=False)
+    width = 0.2
+    x = np.arange(len(a["mixers"]))
+    for ax, inter in zip(axes[0], inters):
+        s = summary[inter]
+        for j, (n, tag) in enumerate([(n, t) for n in sizes for t in ("aug", "noaug")]):
+            m = [s["by_size"][n]["policies"][f"adbcq-{mx}-{tag}"]["mean"] for mx in a["mixers"]]
+            sd = [s["by_size"][n]["policies"][f"adbcq-{mx}-{tag}"]["sd"] or 0.0 for mx in a["mixers"]]
+            ax.bar(x + (j - 1.5) * width, m, width, yerr=np.array(sd) / np.sqrt(len(a["seeds"])),
+                   label=f"N={n}, {'aug' if tag == 'aug' else 'no aug'}", alpha=0.85)
+        ax.axhline(s["clinician"]["value"], color="black", lw=1, label="clinician")
+        ax.set_xticks(x, a["mixers"])
+        ax.set_title(f"interaction = {inter}")
+        ax.grid(alpha=0.3, axis="y")
+        lo = min(s["clinician"]["value"], *(s["by_size"][n]["policies"][k]["mean"] for n in sizes
+                                             for k in s["by_size"][n]["policies"]))
+        ax.set_ylim(lo - 8, None)
+    axes[0][0].set_ylabel("true value (100 x survival)")
+    axes[0][0].legend(fontsize=8, loc="lower right")
+    fig.suptitle("Mixer ablation: AD-BCQ true value by mixer (mean over seeds, bar: +-1 SE)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_md(summary: dict, cells: list[dict], a: dict, meta: dict) -> str:
+    import numpy as np
+
+    f1 = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
+    L = ["# Sample efficiency (E1) and mixer ablation (E2) against the simulator's truth", "",
+         f"`{meta['command']}` on {meta['host']} ({meta['cores']} cores), {meta['date']}, {meta['wall_min']:.0f} min.",
+         "",
+         f"World: {a['stays']} simulated ICU stays per interaction value (synthetic seed 0), through the real "
+         "synthesize, ingest and cohort stages; cohort split 80/10/10. Per cell (interaction x seed x N): N "
+         "training stays drawn from the train split (each seed redraws; nested within a seed), AIS refitted on "
+         "them, dynamics ensemble fitted, then one run per learner with the same settings "
+         f"(tau = {a['tau']}, {a['steps']} steps, batch {meta['batch_size']}, seed = cell seed); the final "
+         f"checkpoint is scored. True value: 100 x survival over {a['patients']} new simulated septic patients, "
+         "the same patients and noise for every policy (common random numbers), acting through the cohort "
+         "featuriser and the cell's AIS encoder. Paired differences are over seeds (t-interval, 95%).", ""]
+    for inter in [str(i) for i in a["interactions"]]:
+        s = summary[inter]
+        mb_on, mb_off = best_mixer(summary, inter, a, True), best_mixer(summary, inter, a, False)
+        keys = ["bcq", "factored_bcq", "adbcq-linear-aug", f"adbcq-{mb_on}-aug", f"adbcq-{mb_off}-noaug"]
+        keys = list(dict.fromkeys(keys))
+        c, nt = s["clinician"], s["no_treatment"]
+        L += [f"## interaction = {inter}", "",
+              f"Clinician {c['value']:.1f} (SE {c['se']:.1f}); no treatment {nt['value']:.1f}. Best mixer by mean "
+              f"true value: with augmentation `{mb_on}`, without `{mb_off}` (an oracle pick among five; `linear` "
+              "with augmentation is the pre-specified headline).", "",
+              "| N | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+        for n in a["sizes"]:
+            P = s["by_size"][n]["policies"]
+            L.append(f"| {n} | " + " | ".join(f"{P[k]['mean']:.1f} ({f1(P[k]['sd'])})" for k in keys) + " |")
+        L += ["", "Mean (SD over seeds). Paired differences, mean [95% CI over seeds]:", "",
+              "| N | headline - BCQ | headline - factored BCQ | best aug - BCQ | best aug - factored | "
+              "aug - no aug (linear) | headline - clinician |", "|---|---|---|---|---|---|---|"]
+        for n in a["sizes"]:
+            P = s["by_size"][n]["policies"]
+            v = lambda k: P[k]["values"]  # noqa: E731
+            cv = [c["value"]] * len(v("bcq"))
+            parts = [paired(v("adbcq-linear-aug"), v("bcq")), paired(v("adbcq-linear-aug"), v("factored_bcq")),
+                     paired(v(f"adbcq-{mb_on}-aug"), v("bcq")), paired(v(f"adbcq-{mb_on}-aug"), v("factored_bcq")),
+                     paired(v("adbcq-linear-aug"), v("adbcq-linear-noaug")), paired(v("adbcq-linear-aug"), cv)]
+            L.append(f"| {n} | " + " | ".join(
+                f"{m:+.1f}" + ("" if ci is None else f" [{ci[0]:+.1f}, {ci[1]:+.1f}]") for m, ci in parts) + " |")
+        L += ["", "Mixer ablation (mean over seeds; aug / no aug):", "",
+              "| N | " + " | ".join(a["mixers"]) + " |", "|---|" + "---|" * len(a["mixers"])]
+        for n in a["sizes"]:
+            P = s["by_size"][n]["policies"]
+            L.append(f"| {n} | " + " | ".join(f"{P[f'adbcq-{m}-aug']['mean']:.1f} / {P[f'adbcq-{m}-noaug']['mean']:.1f}"
+                                             for m in a["mixers"]) + " |")
+        at = [x for x in cells if x["interaction"] == float(inter)]
+        L += ["", "Cell diagnostics (mean over seeds): AIS val NLL vs carry-forward, dynamics val dz R^2, termination "
+              "AUROC, learned interaction index I:", "", "| N | transitions | AIS val NLL | carry-forward | dz R^2 | "
+              "term AUROC | I | cell minutes |", "|---|---|---|---|---|---|---|---|"]
+        for n in a["sizes"]:
+            cc = [x for x in at if x["n_train"] == n]
+            mean = lambda f: float(np.mean([f(x) for x in cc]))  # noqa: E731
+            L.append(f"| {n} | {mean(lambda x: x['n_train_transitions']):.0f} | {mean(lambda x: x['ais']['val_nll']):.3f} | "
+                     f"{mean(lambda x: x['ais']['naive_val_nll']):.3f} | {mean(lambda x: x['dynamics']['ensemble/dz_r2']):.3f} | "
+                     f"{mean(lambda x: x['dynamics']['ensemble/term_auroc']):.3f} | "
+                     f"{mean(lambda x: x['dynamics']['interaction_index']):.3f} | {mean(lambda x: x['seconds']['total']) / 60:.1f} |")
+        L.append("")
+    L += ["![true value against N](sample_efficiency.png)", "", "![mixer ablation](mixer_ablation.png)", ""]
+    return "\n".join(L)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--interactions", type=float, nargs="+", default=[0.0, 1.0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[125, 250, 500, 1000])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--stays", type=int, default=6000, help="simulated ICU stays per world")
+    ap.add_argument("--patients", type=int, default=1000, help="simulated patients per roll-out")
+    ap.add_argument("--rollout-seed", type=int, default=777)
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--tau", type=float, default=0.3)
+    ap.add_argument("--mixers", nargs="+", default=list(MIXERS))
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "adrl-exp-sample-efficiency")
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args()
+    a = {"interactions": args.interactions, "sizes": sorted(args.sizes), "seeds": args.seeds, "stays": args.stays,
+         "patients": args.patients, "rollout_seed": args.rollout_seed, "steps": args.steps, "tau": args.tau,
+         "mixers": args.mixers}
+    t0 = time.time()
+    args.work.mkdir(parents=True, exist_ok=True)
+    worlds = {inter: build_world(args.work, inter, args.stays) for inter in args.interactions}
+    jobs = [(inter, seed, n) for inter in args.interactions for seed in args.seeds for n in a["sizes"]]
+    jobs.sort(key=lambda j: -j[2])  # largest cells first: better packing on the workers
+    cells, clin = [], {}
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=args.workers, mp_context=ctx) as ex:
+        futs = {ex.submit(run_cell, str(worlds[i]), i, s, n, a,
+                          str(args.work / f"cells/i{i:g}-s{s}-n{n}")): (i, s, n) for i, s, n in jobs}
+        fut_c = {ex.submit(clinician_value, worlds[i], a, args.work): i for i in args.interactions}
+        for f in as_completed(fut_c):
+            clin[str(fut_c[f])] = f.result()
+        for k, f in enumerate(as_completed(futs), 1):
+            c = f.result()
+            cells.append(c)
+            best = max(c["runs"], key=lambda r: c["runs"][r]["value"])
+            print(f"[{k}/{len(jobs)}] interaction {c['interaction']:g} seed {c['seed']} N {c['n_train']}: "
+                  f"{c['seconds']['total']:.0f} s; bcq {c['runs']['bcq']['value']:.1f}, factored "
+                  f"{c['runs']['factored_bcq']['value']:.1f}, adbcq-linear-aug "
+                  f"{c['runs'].get('adbcq-linear-aug', {}).get('value', float('nan')):.1f}; best {best}", flush=True)
+    summary = summarise(cells, clin, a)
+    from adrl.config import load_config
+    meta = {"command": "python -m benchmarks.exp_sample_efficiency " + " ".join(sys.argv[1:]),
+            "host": platform.node(), "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M"),
+            "wall_min": (time.time() - t0) / 60,
+            "batch_size": load_config(worlds[args.interactions[0]] / "params.yaml").train.batch_size}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "sample_efficiency.json").write_text(json.dumps(
+        {"meta": meta, "args": a, "summary": summary, "cells": sorted(cells, key=lambda c: (c["interaction"], c["seed"],
+                                                                                             c["n_train"]))},
+        indent=1, default=float) + "\n")
+    figure_curves(summary, a, args.out / "sample_efficiency.png")
+    figure_mixers(summary, a, args.out / "mixer_ablation.png")
+    md = write_md(summary, cells, a, meta)
+    (args.out / "sample_efficiency.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
