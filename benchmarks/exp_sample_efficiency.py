@@ -92,8 +92,9 @@ def run_cell(project: str, interaction: float, seed: int, n_train: int, a: dict,
     logging.basicConfig(level=logging.WARNING)
     project, cell_dir = Path(project), Path(cell_dir)
     out_file = cell_dir / "cell.json"
-    if out_file.exists():
-        return json.loads(out_file.read_text())
+    cached = json.loads(out_file.read_text()) if out_file.exists() else None
+    if cached is not None and all("actions" in r for r in cached["runs"].values()):
+        return cached
     cell_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     cfg = load_config(project / "params.yaml")
@@ -111,6 +112,11 @@ def run_cell(project: str, interaction: float, seed: int, n_train: int, a: dict,
         states = fit.encoder.encode_trajectories(sub)
     tr, va = transitions(states, "train"), transitions(states, "val")
     t_ais = time.time() - t0
+    if cached is not None:  # a cell of an earlier version: the AIS refit is deterministic, add the diagnostics
+        for name, run in cached["runs"].items():
+            run["actions"] = action_profile(Policy.load(cell_dir / "runs" / run_dir_name(name, a, seed)), va)
+        write_atomic(out_file, cached)
+        return cached
 
     p = cfg.train.model_copy(update={"steps": a["steps"], "checkpoint_every": a["steps"], "threads": 1})
     t1 = time.time()
@@ -131,6 +137,7 @@ def run_cell(project: str, interaction: float, seed: int, n_train: int, a: dict,
                         progress=False)
         name = spec.algorithm if spec.algorithm != "adbcq" else f"adbcq-{spec.mixer}-{'aug' if spec.augment else 'noaug'}"
         runs[name] = {"value": tv["value"], "se": tv["se"], "dose_recovery": tv["dose_recovery"],
+                      "actions": action_profile(pol, va),
                       "train_s": t3 - t2, "rollout_s": time.time() - t3,
                       "steps_per_s": rec["steps_per_s"], "final_loss": {k: v for k, v in rec["final"].items()
                                                                       if k.startswith("loss/")}}
@@ -140,10 +147,31 @@ def run_cell(project: str, interaction: float, seed: int, n_train: int, a: dict,
            "dynamics": {k: dyn_report[k] for k in ("ensemble/dz_r2", "ensemble/dz_nll", "ensemble/term_auroc",
                                                    "ensemble/surv_auroc", "interaction_index", "epochs")},
            "seconds": {"ais": t_ais, "dynamics": t_dyn, "total": time.time() - t0}, "runs": runs}
-    tmp = out_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(res, indent=1))
-    tmp.replace(out_file)
+    write_atomic(out_file, res)
     return res
+
+
+def write_atomic(path: Path, obj) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    tmp.replace(path)
+
+
+def run_dir_name(name: str, a: dict, seed: int) -> str:
+    """The training run id of a policy name of this script (bcq, factored_bcq, adbcq-<mixer>-<aug|noaug>)."""
+    return f"{name}-tau{a['tau']:g}-s{seed}"
+
+
+def action_profile(pol, va) -> dict:
+    """What the greedy policy does on the validation decisions: agreement with the clinicians, and the
+    shares of each fluid and vasopressor bin."""
+    import numpy as np
+
+    g = pol.greedy(va.z)
+    return {"agree": float(np.mean(g == va.a)), "fluid": (np.bincount(g // 5, minlength=5) / len(g)).tolist(),
+            "vaso": (np.bincount(g % 5, minlength=5) / len(g)).tolist(),
+            "clinician_fluid": (np.bincount(va.a // 5, minlength=5) / len(g)).tolist(),
+            "clinician_vaso": (np.bincount(va.a % 5, minlength=5) / len(g)).tolist()}
 
 
 def clinician_value(project: Path, a: dict, work: Path) -> dict:
@@ -326,6 +354,17 @@ def write_md(summary: dict, cells: list[dict], a: dict, meta: dict) -> str:
             L.append(f"| {n} | " + " | ".join(f"{P[f'adbcq-{m}-aug']['mean']:.1f} / {P[f'adbcq-{m}-noaug']['mean']:.1f}"
                                              for m in a["mixers"]) + " |")
         at = [x for x in cells if x["interaction"] == float(inter)]
+        L += ["", "What the greedy policies do on the validation decisions (mean over seeds): agreement with the "
+              "clinicians, share of decisions with no fluid, share with a vasopressor:", "",
+              "| N | policy | agreement | no fluid | vasopressor |", "|---|---|---|---|---|"]
+        for n in (a["sizes"][0], a["sizes"][-1]):
+            cc = [x for x in at if x["n_train"] == n]
+            prof = lambda k, f: float(np.mean([f(x["runs"][k]["actions"]) for x in cc]))  # noqa: E731
+            L.append(f"| {n} | clinician | 1 | {prof('bcq', lambda p: p['clinician_fluid'][0]):.2f} | "
+                     f"{prof('bcq', lambda p: 1 - p['clinician_vaso'][0]):.2f} |")
+            for k in dict.fromkeys(keys + ["adbcq-linear-noaug"]):
+                L.append(f"| {n} | {k} | {prof(k, lambda p: p['agree']):.2f} | {prof(k, lambda p: p['fluid'][0]):.2f} | "
+                         f"{prof(k, lambda p: 1 - p['vaso'][0]):.2f} |")
         L += ["", "Cell diagnostics (mean over seeds): AIS val NLL vs carry-forward, dynamics val dz R^2, termination "
               "AUROC, learned interaction index I:", "", "| N | transitions | AIS val NLL | carry-forward | dz R^2 | "
               "term AUROC | I | cell minutes |", "|---|---|---|---|---|---|---|---|"]
@@ -367,9 +406,9 @@ def main() -> None:
     cells, clin = [], {}
     ctx = mp.get_context("spawn")
     with ProcessPoolExecutor(max_workers=args.workers, mp_context=ctx) as ex:
+        fut_c = {ex.submit(clinician_value, worlds[i], a, args.work): i for i in args.interactions}
         futs = {ex.submit(run_cell, str(worlds[i]), i, s, n, a,
                           str(args.work / f"cells/i{i:g}-s{s}-n{n}")): (i, s, n) for i, s, n in jobs}
-        fut_c = {ex.submit(clinician_value, worlds[i], a, args.work): i for i in args.interactions}
         for f in as_completed(fut_c):
             clin[str(fut_c[f])] = f.result()
         for k, f in enumerate(as_completed(futs), 1):
