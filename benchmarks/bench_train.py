@@ -181,7 +181,8 @@ def main():
     df = synthetic_states(args.stays)
     train, val = transitions(df, "train"), transitions(df, "val")
     torch.set_num_threads(2)
-    dyn, rep, _ = fit_dynamics(train, val, DynamicsConfig(max_epochs=3), seed=0, progress=False)
+    dyn_cfg = DynamicsConfig(max_epochs=3)
+    dyn, rep, _ = fit_dynamics(train, val, dyn_cfg, seed=0, progress=False)
     p = TrainParams()
     learners = {
         "ours BCQ": make_learner(RunSpec("bcq", 0.3, 0), train.dim, p),
@@ -219,7 +220,9 @@ def main():
         f"Wall time {time.time() - t_start:.0f} s. Rounds interleave all learners; medians over "
         f"{args.rounds} rounds of {args.steps} steps each.",
         "",
-        "AD-BCQ (aug on) uses a 5-member 3 x 256 dynamics ensemble (method.md 4.4) to build B_F and B_V at every step.",
+        f"AD-BCQ (aug on) uses the default {dyn_cfg.ensemble}-member dynamics ensemble ({dyn_cfg.layers} x "
+        f"{dyn_cfg.hidden}{', linear skip' if dyn_cfg.linear_skip else ''}; method.md 4.4) to build B_F and B_V at "
+        "every step.",
         "d3rlpy: DiscreteBCQ, share_encoder=False, VectorEncoder [256, 256], beta=0.01, its hard target update.",
         "",
         "Wall-clock rates on a loaded machine swing by 2-3x between rounds; the CPU-time rates (steps per",

@@ -245,7 +245,8 @@ def figure_curves(summary: dict, a: dict, path: Path) -> None:
         lines = [("bcq", "BCQ", "tab:blue", "-"), ("factored_bcq", "factored BCQ", "tab:orange", "-"),
                  ("adbcq-linear-aug", "AD-BCQ linear, aug (headline)", "tab:green", "-"),
                  (f"adbcq-{mb_on}-aug", f"AD-BCQ {mb_on}, aug (best mixer)", "tab:red", "--"),
-                 (f"adbcq-{mb_off}-noaug", f"AD-BCQ {mb_off}, no aug (best mixer)", "tab:purple", ":")]
+                 (f"adbcq-{mb_off}-noaug", f"AD-BCQ {mb_off}, no aug (best mixer)"
+                  + (" = factored BCQ" if mb_off == "sum" else ""), "tab:purple", ":")]
         seen = set()
         for key, label, color, ls in lines:
             if key in seen:
@@ -260,6 +261,7 @@ def figure_curves(summary: dict, a: dict, path: Path) -> None:
         ax.axhline(c["value"], color="black", lw=1, label=f"clinician ({c['value']:.1f})")
         ax.axhspan(c["value"] - c["se"], c["value"] + c["se"], color="black", alpha=0.08)
         ax.set_xscale("log")
+        ax.minorticks_off()
         ax.set_xticks(a["sizes"], [str(n) for n in a["sizes"]])
         ax.set_xlabel("training stays N")
         ax.set_title(f"interaction = {inter}")
@@ -311,7 +313,9 @@ def write_md(summary: dict, cells: list[dict], a: dict, meta: dict) -> str:
 
     f1 = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
     L = ["# Sample efficiency (E1) and mixer ablation (E2) against the simulator's truth", "",
-         f"`{meta['command']}` on {meta['host']} ({meta['cores']} cores), {meta['date']}, {meta['wall_min']:.0f} min.",
+         f"`{meta['command']}` on {meta['host']} ({meta['cores']} cores), {meta['date']}; the cells took "
+         f"{sum(c['seconds']['total'] for c in cells) / 60:.0f} worker-minutes in all (this invocation "
+         f"{meta['wall_min']:.0f} min wall; cells cached in the work directory are reused).",
          "",
          f"World: {a['stays']} simulated ICU stays per interaction value (synthetic seed 0), through the real "
          "synthesize, ingest and cohort stages; cohort split 80/10/10. Per cell (interaction x seed x N): N "

@@ -30,7 +30,7 @@ log = logging.getLogger("adrl.rl")
 class DynamicsConfig:
     ensemble: int = 5
     hidden: int = 256
-    layers: int = 3
+    layers: int = 1            # method.md: 3; see params.yaml train.dynamics for the measurement
     lr: float = 1e-3
     weight_decay: float = 1e-5
     batch_size: int = 256
