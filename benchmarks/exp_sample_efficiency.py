@@ -106,7 +106,11 @@ def run_cell(project: str, interaction: float, seed: int, n_train: int, a: dict,
     chosen = np.random.default_rng(10_000 + seed).permutation(pool)[:n_train]  # nested across N within a seed
     sub = df[(df["split"] == "val") | df["traj"].isin(chosen)].reset_index(drop=True)
 
-    ais_p = cfg.ais.model_copy(update={"seed": seed, "threads": 1})
+    # the same update budget at every N: params.yaml's epochs and patience are for >= 8 batches per epoch
+    # (1,000 stays in batches of 128); fewer stays get proportionally more epochs
+    scale = max(1, 8 // -(-n_train // cfg.ais.batch_size))
+    ais_p = cfg.ais.model_copy(update={"seed": seed, "threads": 1, "max_epochs": cfg.ais.max_epochs * scale,
+                                       "patience": cfg.ais.patience * scale})
     fit = fit_encoder(sub, ais_p, where=f"cell N={n_train}", require_splits=("train", "val"))
     with torch_settings(1):
         states = fit.encoder.encode_trajectories(sub)
@@ -118,7 +122,9 @@ def run_cell(project: str, interaction: float, seed: int, n_train: int, a: dict,
         write_atomic(out_file, cached)
         return cached
 
-    p = cfg.train.model_copy(update={"steps": a["steps"], "checkpoint_every": a["steps"], "threads": 1})
+    dyn_p = cfg.train.dynamics.model_copy(update=a.get("dynamics") or {})
+    p = cfg.train.model_copy(update={"steps": a["steps"], "checkpoint_every": a["steps"], "threads": 1,
+                                     "dynamics": dyn_p})
     t1 = time.time()
     dyn, dyn_report, _ = fit_dynamics(tr, va, dynamics_config(p), seed, progress=False)
     t_dyn = time.time() - t1
@@ -144,7 +150,7 @@ def run_cell(project: str, interaction: float, seed: int, n_train: int, a: dict,
     res = {"interaction": interaction, "seed": seed, "n_train": n_train,
            "n_train_transitions": len(tr), "n_val_stays": int(sub.loc[sub["split"] == "val", "traj"].nunique()),
            "ais": {k: fit.metrics[k] for k in ("best_epoch", "val_nll", "naive_val_nll", "seconds")},
-           "dynamics": {k: dyn_report[k] for k in ("ensemble/dz_r2", "ensemble/dz_nll", "ensemble/term_auroc",
+           "dynamics": {k: dyn_report[k] for k in ("ensemble/dz_r2", "linear_baseline/dz_r2", "ensemble/dz_nll", "ensemble/term_auroc",
                                                    "ensemble/surv_auroc", "interaction_index", "epochs")},
            "seconds": {"ais": t_ais, "dynamics": t_dyn, "total": time.time() - t0}, "runs": runs}
     write_atomic(out_file, res)
@@ -320,11 +326,13 @@ def write_md(summary: dict, cells: list[dict], a: dict, meta: dict) -> str:
          f"World: {a['stays']} simulated ICU stays per interaction value (synthetic seed 0), through the real "
          "synthesize, ingest and cohort stages; cohort split 80/10/10. Per cell (interaction x seed x N): N "
          "training stays drawn from the train split (each seed redraws; nested within a seed), AIS refitted on "
-         "them, dynamics ensemble fitted, then one run per learner with the same settings "
+         "them (the same update budget at every N: epochs and patience scaled up where N < 1,000 gives fewer than 8 "
+         "batches per epoch), dynamics ensemble fitted, then one run per learner with the same settings "
          f"(tau = {a['tau']}, {a['steps']} steps, batch {meta['batch_size']}, seed = cell seed); the final "
          f"checkpoint is scored. True value: 100 x survival over {a['patients']} new simulated septic patients, "
          "the same patients and noise for every policy (common random numbers), acting through the cohort "
-         "featuriser and the cell's AIS encoder. Paired differences are over seeds (t-interval, 95%).", ""]
+         "featuriser and the cell's AIS encoder. Paired differences are over seeds (t-interval, 95%)."
+         + (f" Dynamics model overrides: {a['dynamics']}." if a.get("dynamics") else ""), ""]
     for inter in [str(i) for i in a["interactions"]]:
         s = summary[inter]
         mb_on, mb_off = best_mixer(summary, inter, a, True), best_mixer(summary, inter, a, False)
@@ -395,13 +403,18 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--tau", type=float, default=0.3)
     ap.add_argument("--mixers", nargs="+", default=list(MIXERS))
+    ap.add_argument("--dynamics-layers", type=int, help="override train.dynamics.layers")
+    ap.add_argument("--dynamics-skip", choices=["true", "false"], help="override train.dynamics.linear_skip")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "adrl-exp-sample-efficiency")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     a = {"interactions": args.interactions, "sizes": sorted(args.sizes), "seeds": args.seeds, "stays": args.stays,
          "patients": args.patients, "rollout_seed": args.rollout_seed, "steps": args.steps, "tau": args.tau,
-         "mixers": args.mixers}
+         "mixers": args.mixers, "dynamics": {k: v for k, v in (("layers", args.dynamics_layers),
+                                                                 ("linear_skip", None if args.dynamics_skip is None
+                                                                  else args.dynamics_skip == "true"))
+                                             if v is not None}}
     t0 = time.time()
     args.work.mkdir(parents=True, exist_ok=True)
     worlds = {inter: build_world(args.work, inter, args.stays) for inter in args.interactions}
