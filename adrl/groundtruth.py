@@ -81,22 +81,11 @@ class StatePolicyController:
             self._init(n)
         static = {t: hist[t][0] for t in STATIC_TABLES}
         onsets = hist["onset"][0]
-        # only stays still in their episode need new rows: the featuriser works per stay, so leaving out
-        # finished stays changes nothing for the others and saves most of the work late in the episode
-        active = ~np.asarray(world.done)
-        if not active.all():
-            icu = static["icustays"]
-            keep_icu = icu["icustay_id"].to_numpy()[active]
-            subj = pd.Index(icu["subject_id"].to_numpy()[active])
-            static = {**static, "icustays": icu[active]}
-            onsets = onsets[onsets["icustay_id"].isin(keep_icu)]
-            hist = {t: [f[subj.get_indexer(f["subject_id"]) >= 0] for f in hist[t]] if t in EVENT_TABLES else hist[t]
-                    for t in hist}
         events = {t: pd.concat(hist[t], ignore_index=True) for t in EVENT_TABLES if t in hist and hist[t]}
         # bins completed so far: the world's bin j starts at onset - 24 h + 4 j h, the cohort grid's at onset - lead
-        until = (np.asarray(world.onset, np.float64) - 24 * 3600 + world.step_i * self.bin_s)[active]
+        until = (np.asarray(world.onset, np.float64) - 24 * 3600 + world.step_i * self.bin_s)
         rows = self.featurizer(static, onsets, events, until=until)
-        pos = pd.Series(np.arange(n), index=hist["icustays"][0]["icustay_id"].to_numpy())
+        pos = pd.Series(np.arange(n), index=static["icustays"]["icustay_id"].to_numpy())
         s_all = pos.reindex(rows["icustay_id"].to_numpy()).to_numpy()
         if np.isnan(s_all.astype(float)).any():
             raise InputError("ground truth: featuriser returned rows of unknown stays")
