@@ -59,7 +59,7 @@ class TrainParams(Section):
     relu_monotone: bool = False
     mlp2_activation: Literal["none", "tanh"] = "none"
     bc_filter: Literal["factored", "joint"] = "factored"
-    tau_per_head: tuple[float, float] | None = None  # (tau_F, tau_V): overrides thresholds in the factored filter
+    tau_per_head: tuple[float, float] | None = None  # (tau_F, tau_V): replaces the thresholds sweep of the factored filters
     # execution
     threads: int = Field(1, ge=1, le=64, description="torch threads per training process")
     workers: int = Field(2, ge=1, le=64, description="training runs executed in parallel (processes)")
