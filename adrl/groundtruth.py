@@ -154,3 +154,12 @@ def true_value(policy, n: int, seed: int, synth_params, featurizer=None, encoder
         out["decisions"] = stats["decisions"]
         out["dose_recovery"] = stats["recovered"] / stats["checked"] if stats["checked"] else None
     return out
+
+
+def true_values(policies: dict, n: int, seed: int, synth_params, featurizer=None, encoder=None, action_edges=None,
+                progress: bool | None = None) -> dict:
+    """True values of several policies on the same ``n`` simulated patients and noise ``seed`` (common random
+    numbers): ``{name: true_value(policy, ...)}`` for ``policies = {name: policy}`` (each as in :func:`true_value`).
+    """
+    return {name: true_value(pol, n, seed, synth_params, featurizer, encoder, action_edges, progress)
+            for name, pol in policies.items()}
