@@ -20,6 +20,7 @@ from adrl.io import atomic_path, write_json
 from adrl.ope import workflow as wf
 from adrl.ope.plots import calibration_figure, pareto_figure
 from adrl.rl.params import Algorithm
+from adrl.rl.valuecheck import NOT_CONVERGED
 from adrl.schemas import STATES_DECISION_COLUMNS
 from pipeline._common import run_stage
 
@@ -130,6 +131,17 @@ def ground_truth(cfg, chosen: dict) -> dict:
     return truths
 
 
+def carry_value_checks(chosen: dict) -> None:
+    """Each selected checkpoint's convergence check (train stage, adrl/rl/valuecheck.py) as chosen[name]["value_check"]."""
+    from adrl.rl.valuecheck import checkpoint_check
+
+    for name, c in chosen.items():
+        c["value_check"] = checkpoint_check(MODELS_TRAIN / "runs" / c["run_id"], c["step"])
+        if c["value_check"] and not c["value_check"]["converged"]:
+            log.warning("%s (%s step %d): value check ratio %.2f: %s", name, c["run_id"], c["step"],
+                        c["value_check"]["ratio"], NOT_CONVERGED)
+
+
 def export_models(chosen: dict, run) -> None:
     """The selected policies as MLflow models, registered as adrl-<algorithm>."""
     from adrl.tracking import log_policy_model
@@ -149,7 +161,10 @@ def main(cfg, run) -> None:
     runs = list_runs(MODELS_TRAIN)
     log.info("evaluating %d run(s) from %s", len(runs), MODELS_TRAIN)
     out = wf.run_evaluation(p, states, runs, greedy_matrix, where=str(paths.STATES))
+    carry_value_checks(out["chosen"])
     s = wf.stage_summary(out, p)
+    s["warnings"] += [f"{n}: value check ratio {c['value_check']['ratio']:.2f} outside [0.8, 1.25]: {NOT_CONVERGED}"
+                      for n, c in out["chosen"].items() if c.get("value_check") and not c["value_check"]["converged"]]
     if cfg.source.kind == "synthetic" and p.truth.n_patients > 0:
         truths = ground_truth(cfg, out["chosen"])
         out["table"] = wf.with_true_values(out["table"], {r["policy"]: truths[r["policy"]]

@@ -14,6 +14,7 @@ from adrl.io import write_json
 from adrl.paths import METRICS, MODELS, STATES
 from adrl.rl.data import read_states
 from adrl.rl.train import expand_sweep, run_sweep
+from adrl.rl.valuecheck import KEYS as VC_KEYS
 from adrl.tracking import params_hash
 from pipeline._common import run_stage
 
@@ -50,6 +51,8 @@ def main(cfg, run) -> None:
             if key != "step":
                 run.log_metric_series(f"{rec['run_id']}/{key}", values, h["step"])
         run.log_metrics({f"{rec['run_id']}/steps_per_s": rec["steps_per_s"]})
+        for key, values in (rec.get("value_check_history") or {}).items():   # the convergence check per checkpoint
+            run.log_metric_series(f"{rec['run_id']}/value_check/{key}", values, rec["steps"])
 
     man = run_sweep(df, p, OUT, where=str(STATES), on_dynamics=on_dynamics, on_run=on_run)
 
@@ -66,11 +69,18 @@ def main(cfg, run) -> None:
         "states_sha256": states_hash,
         "train_seconds": float(sum(r["train_seconds"] for r in man["runs"])),
         "steps_per_s": {k: float(np.mean(v)) for k, v in sps.items()},
+        # the convergence check of each run's last checkpoint (adrl/rl/valuecheck.py): ratio = q_logged / mc_return
+        "value_check": {r["run_id"]: {k: r["value_check"][k] for k in VC_KEYS}
+                        for r in man["runs"] if r.get("value_check")},
+        "not_converged": sorted(r["run_id"] for r in man["runs"] if r.get("value_check")
+                                and not r["value_check"]["converged"]),
         "dynamics": {name: {k: v for k, v in d["report"].items() if k.startswith(DYN_KEYS)}
                      for name, d in man["dynamics"].items()},
     }
     write_json(METRICS_FILE, metrics)
-    run.log_metrics({k: v for k, v in metrics.items() if k not in ("dynamics", "states_sha256", "counts")})
+    run.log_metrics({k: v for k, v in metrics.items()
+                     if k not in ("dynamics", "states_sha256", "counts", "value_check", "not_converged")})
+    run.log_metrics({"runs_not_converged": len(metrics["not_converged"])})
     run.log_dict({"runs": man["runs"], "dynamics": metrics["dynamics"]}, "train/manifest.json")
 
 

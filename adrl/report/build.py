@@ -292,6 +292,9 @@ def build_sections(cfg, root: Path = Path(".")) -> tuple[list[Section], dict]:
     if train:
         learn.blocks.append(Table(["metric", "value"], [[k, v] for k, v in train.items()
                                                         if isinstance(v, (int, float))][:20], "Training summary"))
+    vc = train.get("value_check") or {}
+    if vc:
+        learn.blocks.extend(value_check_blocks(vc))
     dyn = train.get("dynamics") or {}
     if dyn:
         learn.blocks.append(dynamics_table(dyn))
@@ -333,6 +336,29 @@ def build_sections(cfg, root: Path = Path(".")) -> tuple[list[Section], dict]:
     prov.blocks.append(Table(["parameter", "value"], _flat_params(cfg), "Parameters (cohort keys resolved)"))
     secs.append(prov)
     return secs, summary
+
+
+VC_LO, VC_HI = 0.8, 1.25
+
+
+def value_check_blocks(vc: dict) -> list:
+    """The convergence check of every run (train.json ``value_check``): a table, a warning naming the runs whose
+    ratio lies outside [0.8, 1.25], and what the check means."""
+    bad = [rid for rid, v in vc.items() if not (v.get("ratio") is not None and VC_LO <= v["ratio"] <= VC_HI)]
+    rows = [[rid, _num(v["q_logged"]), _num(v["mc_return"]), _num(v["ratio"], "{:.3f}"), _num(v["q_spread"]),
+             _num(v["td_error"]), "not converged" if rid in bad else "ok"] for rid, v in vc.items()]
+    out: list = [Table(["run", "Q (logged actions)", "MC return", "ratio", "Q spread (allowed)", "TD error",
+                        "status"], rows, "Convergence check of each run's last checkpoint (validation split)")]
+    if bad:
+        out.append(("warn", f"{len(bad)} of {len(vc)} run(s) not converged ({', '.join(bad[:6])}"
+                            f"{', ...' if len(bad) > 6 else ''}): their ratio of learned Q to the Monte-Carlo return "
+                            f"lies outside [{VC_LO}, {VC_HI}]; not converged: such a policy reflects the imitation "
+                            "filter, not learned values, and comparisons involving it do not count."))
+    out.append("The check compares the learned value of the clinicians' logged actions with their discounted "
+               "Monte-Carlo return on validation rows (ratio near 1: the learner has learned values). It cannot "
+               "check the greedy action's value, which may exceed the logged actions' (that is the point of "
+               "learning); Q spread is the mean gap between the best and worst allowed action.")
+    return out
 
 
 def _params_hash(cfg) -> str:

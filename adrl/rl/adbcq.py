@@ -13,11 +13,11 @@ from torch.nn import functional as F
 
 from ..actions import N_ACTIONS, N_VASO
 from ..errors import ConfigError
-from .bcq import BCQConfig
+from .bcq import BCQConfig, check_value_knobs
 from .dynamics import DynamicsEnsemble
 from .factored_bcq import check_tau_per_head, head_taus
-from .nets import (HYPER_MIXERS, Mixer, factored_logp, huber, joint_mask, joint_q_pairs, masked_argmax, mlp,
-                   polyak_, ratio_mask, slice_masks)
+from .nets import (HYPER_MIXERS, Mixer, factored_logp, joint_mask, joint_q_pairs, masked_argmax, mlp, ratio_mask,
+                   slice_masks, td_loss, update_target)
 
 BIASED_BY_DEFAULT = ("linear", "mlp2", "relu")
 MIXERS = ("mean", "sum", "linear", "mlp2", "relu")
@@ -46,6 +46,7 @@ class ADBCQConfig(BCQConfig):
     tau_per_head: tuple[float, float] | None = None   # (tau_F, tau_V) for the factored filter, else tau
 
     def __post_init__(self):
+        check_value_knobs(self)
         if self.mixer not in MIXERS:
             raise ConfigError(f"train.mixers: unknown mixer {self.mixer!r}; expected one of {', '.join(MIXERS)}")
         for key, allowed in OPTIONS.items():
@@ -97,7 +98,8 @@ class ADBCQNet(nn.Module):
         self.joint_filter = cfg.bc_filter == "joint"
         self.heads_net = mlp(d, cfg.hidden, 10) if cfg.heads == "shared" else SeparateHeads(d, cfg.hidden)
         self.imit = mlp(d, cfg.hidden, N_ACTIONS if self.joint_filter else 10)
-        self.mixer = Mixer(cfg.mixer, d, r_max=cfg.r_max, state_bias=cfg.use_bias, hyper=cfg.cond == "hyper",
+        # the mixer works in training units: R_max / value_scale keeps mlp2/relu's q / R_max of order one
+        self.mixer = Mixer(cfg.mixer, d, r_max=cfg.r_max / cfg.value_scale, state_bias=cfg.use_bias, hyper=cfg.cond == "hyper",
                            monotone=cfg.relu_monotone and cfg.mixer == "relu",
                            activation=cfg.mlp2_activation if cfg.mixer == "mlp2" else "none")
 
@@ -153,6 +155,8 @@ class ADBCQ:
     def update(self, z, a, r, z2, done) -> dict[str, torch.Tensor]:
         cfg, net, tgt = self.cfg, self.net, self.target
         B = z.shape[0]
+        scale = cfg.value_scale
+        r = r / scale   # values in training units (the model's reward too, below)
         a_f, a_v = a // N_VASO, a % N_VASO
         a2d = torch.stack([a_f, a_v], 1)
         stats: dict[str, torch.Tensor] = {}
@@ -176,7 +180,7 @@ class ADBCQ:
                 syn = torch.stack([syn_f, syn_v])
                 src[syn] = B + torch.arange(len(z_hat))
                 d_k, r_k = done.repeat(2, 1), r.repeat(2, 1)
-                d_k[syn], r_k[syn] = d_hat, r_hat
+                d_k[syn], r_k[syn] = d_hat, r_hat / scale
             # one pass of the online heads, the imitation net and the target heads over every next state
             q_n, (m_n, mm_n), tq_n = net.heads(nxt), net.masks(nxt), tgt.heads(nxt)
 
@@ -199,12 +203,12 @@ class ADBCQ:
         q_pair = net.heads(z).gather(2, a2d[:, :, None]).squeeze(2)  # (B, 2) = [Q_F(z, a_F), Q_V(z, a_V)]
         b = net.mixer.state_bias_values(z)
         f = net.mixer(q_pair if cfg.mixer_grad_to_heads else q_pair.detach(), z, b=b)
-        loss_mix = huber(f - y)
+        loss_mix = td_loss(f - y, cfg.loss)
 
         # 5. projected losses: head k on B_k (z and a_k as logged, consequences from B_k)
         loss_proj = torch.zeros(2)
         if self.augment:
-            loss_proj = torch.stack([huber(q_pair[:, 0] - y_k[0]), huber(q_pair[:, 1] - y_k[1])])
+            loss_proj = torch.stack([td_loss(q_pair[:, 0] - y_k[0], cfg.loss), td_loss(q_pair[:, 1] - y_k[1], cfg.loss)])
 
         # 6. imitation loss on the real batch: NLL_F + NLL_V (joint filter: 25-way NLL) + logit penalty
         loss_bc = net.imitation_loss(z, a, cfg.logit_penalty)
@@ -214,16 +218,16 @@ class ADBCQ:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        polyak_(tgt, net, cfg.polyak)
+        self.n_updates += 1
+        update_target(tgt, net, cfg, self.n_updates)
 
         # diagnostics (method.md 4.10): losses every step, the rest every `diag_every` steps
         stats.update({"loss/mix": loss_mix.detach(), "loss/proj_F": loss_proj[0].detach(),
                       "loss/proj_V": loss_proj[1].detach(), "loss/bc": loss_bc.detach()})
-        self.n_updates += 1
         if (self.n_updates - 1) % self.diag_every:
             return stats
-        with torch.no_grad():
-            qp = q_pair.detach()
+        with torch.no_grad():   # values on the reward scale (training units x value_scale)
+            qp, f, y, f2, q2 = q_pair.detach() * scale, f.detach() * scale, y * scale, f2 * scale, q2 * scale
             stats.update({
                 "q/F_mean": qp[:, 0].mean(), "q/F_std": qp[:, 0].std(), "q/V_mean": qp[:, 1].mean(),
                 "q/V_std": qp[:, 1].std(), "mix/mean": f.detach().mean(), "mix/std": f.detach().std(),
@@ -238,7 +242,7 @@ class ADBCQ:
             if self.augment:
                 stats["real_frac/F"] = 1.0 - syn_f.float().mean()
                 stats["real_frac/V"] = 1.0 - syn_v.float().mean()
-                stats["target/proj_F_mean"], stats["target/proj_V_mean"] = y_k[0].mean(), y_k[1].mean()
+                stats["target/proj_F_mean"], stats["target/proj_V_mean"] = y_k[0].mean() * scale, y_k[1].mean() * scale
             w = net.mixer.weights()
             if w is None and net.mixer.hyper is not None:  # per-state weights: their batch mean and spread
                 wz = net.mixer.state_weights(z)
@@ -247,5 +251,5 @@ class ADBCQ:
             if w is not None:
                 stats["mixer/w_F"], stats["mixer/w_V"] = w[0], w[1]
             if b is not None:
-                stats["mixer/b_mean"], stats["mixer/b_std"] = b.detach().mean(), b.detach().std()
+                stats["mixer/b_mean"], stats["mixer/b_std"] = b.detach().mean() * scale, b.detach().std() * scale
         return stats

@@ -12,7 +12,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..actions import N_ACTIONS
-from .nets import huber, masked_argmax, mlp, polyak_, ratio_mask
+from ..errors import ConfigError
+from .nets import TD_LOSSES, masked_argmax, mlp, ratio_mask, td_loss, update_target
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,23 @@ class BCQConfig:
     gamma: float = 0.99
     polyak: float = 0.005
     logit_penalty: float = 0.01
+    # value learning (method.md 3.1, "measured since"): rewards are divided by value_scale during training, so the
+    # networks learn values of order one; every value read out is multiplied back (the 0..r_max scale)
+    value_scale: float = 1.0
+    loss: str = "huber"         # TD loss in training units: huber (delta 1) | mse
+    target_every: int = 0       # 0: Polyak averaging at `polyak` every step; n > 0: hard copy every n steps
+
+    def __post_init__(self):
+        check_value_knobs(self)
+
+
+def check_value_knobs(cfg) -> None:
+    if cfg.loss not in TD_LOSSES:
+        raise ConfigError(f"train.loss: expected one of {', '.join(TD_LOSSES)}, got {cfg.loss!r}")
+    if not cfg.value_scale > 0:
+        raise ConfigError(f"train.value_scale must be > 0, got {cfg.value_scale!r}")
+    if cfg.target_every < 0:
+        raise ConfigError(f"train.target_every must be >= 0, got {cfg.target_every!r}")
 
 
 class BCQNet(nn.Module):
@@ -50,9 +68,11 @@ class BCQ:
         self.net = BCQNet(d, cfg)
         self.target = copy.deepcopy(self.net)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+        self.n_updates = 0
 
     def update(self, z, a, r, z2, done) -> dict[str, torch.Tensor]:
         cfg, net = self.cfg, self.net
+        r = r / cfg.value_scale   # values in training units
         # target: the online net picks a' among the allowed actions at z', the target net evaluates it
         with torch.no_grad():
             q2, allowed2 = net(z2)
@@ -62,13 +82,14 @@ class BCQ:
         # losses: Huber TD + imitation NLL + logit penalty
         q = net.q(z)
         q_sa = q.gather(1, a[:, None]).squeeze(1)
-        loss_q = huber(q_sa - y)
+        loss_q = td_loss(q_sa - y, cfg.loss)
         logits = net.imit(z)
         loss_bc = F.nll_loss(F.log_softmax(logits, -1), a) + cfg.logit_penalty * logits.pow(2).mean()
         loss = loss_q + loss_bc
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        polyak_(self.target, net, cfg.polyak)
-        return {"loss/q": loss_q.detach(), "loss/bc": loss_bc.detach(), "q/mean": q_sa.detach().mean(),
-                "target/mean": y.mean(), "allowed/joint": allowed2.sum(1, dtype=torch.float32).mean()}
+        self.n_updates += 1
+        update_target(self.target, net, cfg, self.n_updates)
+        return {"loss/q": loss_q.detach(), "loss/bc": loss_bc.detach(), "q/mean": q_sa.detach().mean() * cfg.value_scale,
+                "target/mean": y.mean() * cfg.value_scale, "allowed/joint": allowed2.sum(1, dtype=torch.float32).mean()}

@@ -12,8 +12,8 @@ from torch.nn import functional as F
 
 from ..actions import N_VASO
 from ..errors import ConfigError
-from .bcq import BCQConfig
-from .nets import factored_logp, huber, joint_mask, joint_q_pairs, masked_argmax, mlp, polyak_, ratio_mask
+from .bcq import BCQConfig, check_value_knobs
+from .nets import factored_logp, joint_mask, joint_q_pairs, masked_argmax, mlp, ratio_mask, td_loss, update_target
 
 
 def check_tau_per_head(v) -> tuple[float, float] | None:
@@ -41,6 +41,7 @@ class FactoredBCQConfig(BCQConfig):
     tau_per_head: tuple[float, float] | None = None   # (tau_F, tau_V) overriding tau in the filter
 
     def __post_init__(self):
+        check_value_knobs(self)
         object.__setattr__(self, "tau_per_head", check_tau_per_head(self.tau_per_head))
 
 
@@ -72,9 +73,11 @@ class FactoredBCQ:
         self.net = FactoredBCQNet(d, cfg)
         self.target = copy.deepcopy(self.net)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+        self.n_updates = 0
 
     def update(self, z, a, r, z2, done) -> dict[str, torch.Tensor]:
         cfg, net = self.cfg, self.net
+        r = r / cfg.value_scale   # values in training units
         a2d = torch.stack([a // N_VASO, a % N_VASO], 1)  # (B, 2) = (a_F, a_V)
         # target: argmax of the additive Q over the product mask at z' (online), evaluated by the target net
         with torch.no_grad():
@@ -85,7 +88,7 @@ class FactoredBCQ:
         # Q(z, a) = q_F(z, a_F) + q_V(z, a_V)
         q_pair = net.heads(z).gather(2, a2d[:, :, None]).squeeze(2)  # (B, 2)
         q_sa = q_pair.sum(-1)
-        loss_q = huber(q_sa - y)
+        loss_q = td_loss(q_sa - y, cfg.loss)
         # imitation: NLL_F + NLL_V + logit penalty on the 10 logits
         logits = net.imit(z)
         logp = factored_logp(logits)
@@ -95,6 +98,7 @@ class FactoredBCQ:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        polyak_(self.target, net, cfg.polyak)
-        return {"loss/q": loss_q.detach(), "loss/bc": loss_bc.detach(), "q/mean": q_sa.detach().mean(),
-                "target/mean": y.mean(), "allowed/joint": allowed2.sum(1, dtype=torch.float32).mean()}
+        self.n_updates += 1
+        update_target(self.target, net, cfg, self.n_updates)
+        return {"loss/q": loss_q.detach(), "loss/bc": loss_bc.detach(), "q/mean": q_sa.detach().mean() * cfg.value_scale,
+                "target/mean": y.mean() * cfg.value_scale, "allowed/joint": allowed2.sum(1, dtype=torch.float32).mean()}

@@ -71,6 +71,14 @@ def huber(x: torch.Tensor) -> torch.Tensor:
     return F.smooth_l1_loss(x, torch.zeros_like(x))
 
 
+TD_LOSSES = ("huber", "mse")
+
+
+def td_loss(x: torch.Tensor, kind: str = "huber") -> torch.Tensor:
+    """Mean TD loss of the errors ``x`` (training units): Huber with delta 1, or the squared error."""
+    return huber(x) if kind == "huber" else x.pow(2).mean()
+
+
 HYPER_MIXERS = ("linear",)  # mixers whose weights a hypernetwork w(z) can replace (state_cond: hyper)
 
 
@@ -166,6 +174,15 @@ class Mixer(nn.Module):
 
     def state_bias_values(self, z: torch.Tensor) -> torch.Tensor | None:
         return None if self.bias is None else self.bias(z).squeeze(-1)
+
+
+def update_target(target: nn.Module, online: nn.Module, cfg, n_updates: int) -> None:
+    """After update number ``n_updates``: Polyak averaging at ``cfg.polyak`` (``cfg.target_every`` = 0), or a hard
+    copy every ``cfg.target_every`` updates."""
+    if cfg.target_every <= 0:
+        polyak_(target, online, cfg.polyak)
+    elif n_updates % cfg.target_every == 0:
+        polyak_(target, online, 1.0)
 
 
 def polyak_(target: nn.Module, online: nn.Module, rate: float) -> None:

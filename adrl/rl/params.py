@@ -8,6 +8,18 @@ from pydantic import Field, field_validator, model_validator
 from ..params_base import Section
 
 Algorithm = Literal["bcq", "factored_bcq", "adbcq"]
+Profile = Literal["default", "tang"]
+
+# Value-learning settings per train.profile; a key set to null in params.yaml takes its profile's value.
+#   tang: method.md 3.1 as written (rewards 0/100, Huber delta 1, Adam 3e-4, Polyak 0.005, 10,000 steps), kept for
+#         parity; measured not to learn values (benchmarks/results/convergence.md);
+#   default: rewards divided by R_max during training (values of order one), squared TD error, and the step budget
+#         and optimiser that converged in that measurement.
+PROFILES: dict[str, dict] = {
+    "tang": {"steps": 10000, "lr": 3e-4, "loss": "huber", "value_scale": 1.0, "polyak": 0.005, "target_every": 0},
+    "default": {"steps": 10000, "lr": 1e-3, "loss": "mse", "value_scale": "r_max", "polyak": 0.005,
+                "target_every": 0},
+}
 Mixer = Literal["mean", "sum", "linear", "mlp2", "relu"]
 
 
@@ -38,14 +50,19 @@ class TrainParams(Section):
     augment: list[bool] = [True]
     thresholds: list[float] = [0.3]
     seeds: list[int] = [0]
-    # optimisation (method.md 3.1)
-    steps: int = Field(2000, ge=1)
+    # optimisation (method.md 3.1); null: the profile's value (PROFILES above)
+    profile: Profile = "default"
+    steps: int | None = Field(None, ge=1)
     checkpoint_every: int = Field(100, ge=1)
     batch_size: int = Field(100, ge=1)
-    lr: float = Field(3e-4, gt=0)
+    lr: float | None = Field(None, gt=0)
     weight_decay: float = Field(1e-3, ge=0)
     gamma: float = Field(0.99, gt=0, le=1)
-    polyak: float = Field(0.005, gt=0, le=1)
+    polyak: float | None = Field(None, gt=0, le=1)
+    loss: Literal["huber", "mse"] | None = None
+    value_scale: float | None = Field(None, gt=0, description="rewards are divided by it during training")
+    target_every: int | None = Field(None, ge=0, description="0: Polyak every step; n: hard target copy every n")
+    value_check_split: Literal["val", "test", "train", "none"] = "val"
     hidden: int = Field(256, ge=1)
     # AD-BCQ (method.md 4)
     lambda_proj: float = Field(1.0, ge=0)
@@ -65,6 +82,14 @@ class TrainParams(Section):
     workers: int = Field(2, ge=1, le=64, description="training runs executed in parallel (processes)")
     checkpoint_dtype: Literal["float32", "float16"] = "float32"
     dynamics: DynamicsParams = DynamicsParams()
+
+    @model_validator(mode="after")
+    def _profile(self):
+        """Fill every null value-learning key from train.profile."""
+        for key, v in PROFILES[self.profile].items():
+            if getattr(self, key) is None:
+                object.__setattr__(self, key, self.r_max if v == "r_max" else v)
+        return self
 
     @field_validator("algorithms", "mixers", "augment", "thresholds", "seeds")
     @classmethod

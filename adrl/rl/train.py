@@ -12,6 +12,7 @@ Everything is seeded: the same params and states give identical checkpoints.
 """
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -36,6 +37,7 @@ from .dynamics import DynamicsConfig, DynamicsEnsemble, fit_dynamics
 from .factored_bcq import FactoredBCQ, FactoredBCQConfig
 from .params import TrainParams
 from .policy import CKPT_FILE, MANIFEST, RUN_FILE
+from .valuecheck import KEYS as CHECK_KEYS, CheckSet, check_set, converged, value_check
 
 log = logging.getLogger("adrl.rl")
 
@@ -84,7 +86,7 @@ def expand_sweep(p: TrainParams) -> list[RunSpec]:
 
 def algo_config(spec: RunSpec, p: TrainParams):
     common = dict(tau=spec.tau, hidden=p.hidden, lr=p.lr, weight_decay=p.weight_decay, gamma=p.gamma,
-                  polyak=p.polyak)
+                  polyak=p.polyak, value_scale=p.value_scale, loss=p.loss, target_every=p.target_every)
     if spec.algorithm == "bcq":
         return BCQConfig(**common)
     if spec.algorithm == "factored_bcq":
@@ -140,13 +142,30 @@ def fit_loop(learner, data: Transitions, steps: int, batch_size: int, checkpoint
     return ck_steps, ck_states, hist, time.perf_counter() - t0
 
 
+def checkpoint_checks(learner, ck_states: list[dict], check: CheckSet) -> dict[str, list[float]]:
+    """The value check (adrl/rl/valuecheck.py) of every checkpoint: {key: [value per checkpoint]}."""
+    net = copy.deepcopy(learner.net)
+    out: dict[str, list[float]] = {k: [] for k in CHECK_KEYS}
+    for state in ck_states:
+        net.load_state_dict(state)
+        for k, v in value_check(net, learner.cfg, check).items():
+            out[k].append(v)
+    return out
+
+
 def train_run(spec: RunSpec, data: Transitions, p: TrainParams, out_dir: Path,
               dynamics: DynamicsEnsemble | None = None, dynamics_id: str | None = None,
-              progress: bool | None = None) -> dict:
-    """Train one run and write runs/<run_id>/ atomically; return its record (with the loss history)."""
+              progress: bool | None = None, check: CheckSet | None = None) -> dict:
+    """Train one run and write runs/<run_id>/ atomically; return its record (with the loss history and, given a
+    check set, the value check of every checkpoint and of the last one)."""
     learner = make_learner(spec, data.dim, p, dynamics)
     ck_steps, ck_states, hist, secs = fit_loop(learner, data, p.steps, p.batch_size, p.checkpoint_every,
                                                spec.seed, progress, desc=spec.run_id)
+    checks = checkpoint_checks(learner, ck_states, check) if check is not None else None
+    final_check = {k: v[-1] for k, v in checks.items()} if checks else None
+    if final_check is not None:
+        final_check["converged"] = converged(final_check)
+        final_check["split"] = check.split
     dtype = torch.float16 if p.checkpoint_dtype == "float16" else torch.float32
     blob = {"steps": torch.tensor(ck_steps, dtype=torch.int64),
             "params": {k: torch.stack([s[k] for s in ck_states]).to(dtype) for k in ck_states[0]}}
@@ -157,13 +176,19 @@ def train_run(spec: RunSpec, data: Transitions, p: TrainParams, out_dir: Path,
         "train_seconds": secs, "steps_per_s": p.steps / secs if secs > 0 else float("nan"),
         "threads": torch.get_num_threads(), "dynamics": dynamics_id if spec.needs_dynamics else None,
         "final": {k: v[-1] for k, v in hist.items() if k != "step"}, "history": hist,
+        "value_check": final_check, "value_check_history": checks,
     }
     run_dir = Path(out_dir) / "runs" / spec.run_id
     with atomic_path(run_dir) as tmp:
         tmp.mkdir()
         torch.save(blob, tmp / CKPT_FILE)
         (tmp / RUN_FILE).write_text(json.dumps(record, indent=1) + "\n")
-    log.info("%s: %d steps, %.0f steps/s", spec.run_id, p.steps, record["steps_per_s"])
+    if final_check is not None:
+        log.info("%s: %d steps, %.0f steps/s; value check on %s: Q(logged) %.1f vs MC return %.1f (ratio %.2f%s)",
+                 spec.run_id, p.steps, record["steps_per_s"], check.split, final_check["q_logged"],
+                 final_check["mc_return"], final_check["ratio"], "" if final_check["converged"] else ", NOT converged")
+    else:
+        log.info("%s: %d steps, %.0f steps/s", spec.run_id, p.steps, record["steps_per_s"])
     return record
 
 
@@ -185,14 +210,19 @@ def load_dynamics(path: str | Path) -> DynamicsEnsemble:
 
 
 # ---- sweep ------------------------------------------------------------------------------------------
+TR_KEYS = ("z", "a", "r", "z2", "done")
+
+
 def _worker(spec: RunSpec, data_path: str, p_json: str, out_dir: str, dyn_path: str | None,
             dyn_id: str | None) -> dict:
     p = TrainParams.model_validate_json(p_json)
     torch.set_num_threads(p.threads)
     with np.load(data_path) as f:
-        data = Transitions(*(f[k] for k in ("z", "a", "r", "z2", "done")))
+        data = Transitions(*(f[k] for k in TR_KEYS))
+        check = (CheckSet(Transitions(*(f["check_" + k] for k in TR_KEYS)), f["check_mc"], str(f["check_split"]))
+                 if "check_mc" in f else None)
     dyn = load_dynamics(dyn_path) if dyn_path else None
-    return train_run(spec, data, p, Path(out_dir), dyn, dyn_id, progress=False)
+    return train_run(spec, data, p, Path(out_dir), dyn, dyn_id, progress=False, check=check)
 
 
 def run_sweep(df: pd.DataFrame, p: TrainParams, out_dir: str | Path, where: str = "states table",
@@ -215,6 +245,7 @@ def run_sweep(df: pd.DataFrame, p: TrainParams, out_dir: str | Path, where: str 
 def _sweep(df, p: TrainParams, out_dir: Path, specs: list[RunSpec], where, progress, on_dynamics, on_run) -> dict:
     train = transitions(df, "train", where)
     dyn_seeds = sorted({s.seed for s in specs if s.needs_dynamics})
+    check = check_set(df, p.value_check_split, p.gamma, where) if p.value_check_split != "none" else None
     val = transitions(df, "val", where) if dyn_seeds else None
     torch.set_num_threads(p.threads)  # 2 threads measured fragile on a shared machine (benchmarks/results/train.md)
     log.info("sweep: %d runs on %d train transitions (d=%d); dynamics fits for seeds %s",
@@ -242,7 +273,11 @@ def _sweep(df, p: TrainParams, out_dir: Path, specs: list[RunSpec], where, progr
         records = []
         if p.workers > 1 and len(specs) > 1:
             data_path = tmp / ".train_transitions.npz"
-            np.savez(data_path, **{k: getattr(train, k) for k in ("z", "a", "r", "z2", "done")})
+            arrays = {k: getattr(train, k) for k in TR_KEYS}
+            if check is not None:
+                arrays |= {"check_" + k: getattr(check.data, k) for k in TR_KEYS}
+                arrays |= {"check_mc": check.mc, "check_split": np.array(check.split)}
+            np.savez(data_path, **arrays)
             ctx = mp.get_context("spawn")
             env_threads = os.environ.get("OMP_NUM_THREADS")
             os.environ["OMP_NUM_THREADS"] = str(p.threads)
@@ -266,11 +301,11 @@ def _sweep(df, p: TrainParams, out_dir: Path, specs: list[RunSpec], where, progr
             dyn_models = {s: load_dynamics(pth) for s, pth in dyn_paths.items()}
             for s in tqdm(specs, desc="sweep", disable=None if progress is None else not progress):
                 rec = train_run(s, train, p, tmp, dyn_models.get(s.seed) if s.needs_dynamics else None,
-                                f"seed{s.seed}" if s.needs_dynamics else None, progress)
+                                f"seed{s.seed}" if s.needs_dynamics else None, progress, check=check)
                 records.append(rec)
                 if on_run:
                     on_run(rec)
-        manifest["runs"] = [{k: v for k, v in r.items() if k not in ("history", "config")}
+        manifest["runs"] = [{k: v for k, v in r.items() if k not in ("history", "config", "value_check_history")}
                             | {"run_dir": f"runs/{r['run_id']}"} for r in records]
         write_json(tmp / MANIFEST, manifest)
     return manifest
