@@ -16,9 +16,10 @@ Profile = Literal["default", "tang"]
 #   default: rewards divided by R_max during training (values of order one), squared TD error, and the step budget
 #         and optimiser that converged in that measurement.
 PROFILES: dict[str, dict] = {
-    "tang": {"steps": 10000, "lr": 3e-4, "loss": "huber", "value_scale": 1.0, "polyak": 0.005, "target_every": 0},
+    "tang": {"steps": 10000, "lr": 3e-4, "loss": "huber", "value_scale": 1.0, "polyak": 0.005, "target_every": 0,
+             "weight_decay": 1e-3, "lr_schedule": "constant"},
     "default": {"steps": 10000, "lr": 1e-3, "loss": "mse", "value_scale": "r_max", "polyak": 0.005,
-                "target_every": 0},
+                "target_every": 0, "weight_decay": 0.0, "lr_schedule": "linear"},
 }
 Mixer = Literal["mean", "sum", "linear", "mlp2", "relu"]
 
@@ -56,7 +57,8 @@ class TrainParams(Section):
     checkpoint_every: int = Field(100, ge=1)
     batch_size: int = Field(100, ge=1)
     lr: float | None = Field(None, gt=0)
-    weight_decay: float = Field(1e-3, ge=0)
+    weight_decay: float | None = Field(None, ge=0)
+    lr_schedule: Literal["constant", "linear"] | None = None
     gamma: float = Field(0.99, gt=0, le=1)
     polyak: float | None = Field(None, gt=0, le=1)
     loss: Literal["huber", "mse"] | None = None

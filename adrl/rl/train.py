@@ -113,8 +113,9 @@ def dynamics_config(p: TrainParams) -> DynamicsConfig:
 
 
 def fit_loop(learner, data: Transitions, steps: int, batch_size: int, checkpoint_every: int, seed: int,
-             progress: bool | None = None, desc: str = "train"):
+             progress: bool | None = None, desc: str = "train", lr_schedule: str = "constant"):
     """Run ``steps`` updates on uniformly sampled batches; snapshot the policy networks every checkpoint.
+    ``lr_schedule``: constant, or linear (the learning rate decays linearly to 0 at the last step).
 
     Returns (checkpoint steps, list of state dicts, history {stat: [mean over the steps since the last
     checkpoint]}, seconds spent in the loop).
@@ -126,10 +127,14 @@ def fit_loop(learner, data: Transitions, steps: int, batch_size: int, checkpoint
     z2, done = torch.from_numpy(data.z2), torch.from_numpy(data.done)
     idx_all = torch.from_numpy(np.random.default_rng(seed).integers(0, n, size=(steps, batch_size)))
     ck_steps, ck_states, hist, window = [], [], {}, []
+    lr0 = [g["lr"] for g in learner.opt.param_groups]
     t0 = time.perf_counter()
     for step in tqdm(range(1, steps + 1), desc=desc, disable=None if progress is None else not progress,
                      leave=False, mininterval=2.0):
         idx = idx_all[step - 1]
+        if lr_schedule == "linear":
+            for g, lr in zip(learner.opt.param_groups, lr0):
+                g["lr"] = lr * (1.0 - (step - 1) / steps)
         window.append(learner.update(z[idx], a[idx], r[idx], z2[idx], done[idx]))
         if step % checkpoint_every == 0 or step == steps:
             ck_steps.append(step)
@@ -160,7 +165,7 @@ def train_run(spec: RunSpec, data: Transitions, p: TrainParams, out_dir: Path,
     check set, the value check of every checkpoint and of the last one)."""
     learner = make_learner(spec, data.dim, p, dynamics)
     ck_steps, ck_states, hist, secs = fit_loop(learner, data, p.steps, p.batch_size, p.checkpoint_every,
-                                               spec.seed, progress, desc=spec.run_id)
+                                               spec.seed, progress, desc=spec.run_id, lr_schedule=p.lr_schedule)
     checks = checkpoint_checks(learner, ck_states, check) if check is not None else None
     final_check = {k: v[-1] for k, v in checks.items()} if checks else None
     if final_check is not None:

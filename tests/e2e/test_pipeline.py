@@ -53,6 +53,20 @@ def test_repro_runs_every_stage_and_writes_the_contracts(project):
     assert 0 < dyn["ensemble/term_auroc"] <= 1 and np.isfinite(dyn["linear_baseline/dz_r2"])
     md = (p / "reports/report.md").read_text()
     assert "Projected dynamics and reward model, validation" in md and "ridge dz R^2" in md
+    # the convergence check of every run reaches train.json, the selected policies and the report (the tiny
+    # profile trains 60 steps, so its runs are reported as not converged)
+    train = json.loads((p / "reports/metrics/train.json").read_text())
+    runs = json.loads((p / "models/train/runs.json").read_text())["runs"]
+    assert set(train["value_check"]) == {r["run_id"] for r in runs}
+    for v in train["value_check"].values():
+        assert set(v) == {"q_logged", "mc_return", "ratio", "q_spread", "td_error"} and v["mc_return"] > 0
+    assert sorted(train["not_converged"]) == sorted(k for k, v in train["value_check"].items()
+                                                    if not 0.8 <= v["ratio"] <= 1.25)
+    for name in ("bcq", "factored_bcq", "adbcq"):
+        assert ev["selected"][name]["value_check"]["ratio"] is not None, name
+    assert "Convergence check of each run's last checkpoint" in md
+    if train["not_converged"]:
+        assert "not converged: such a policy reflects the imitation filter" in md
 
 
 def test_second_repro_does_nothing(project):
