@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from ..actions import N_FLUID, N_VASO
 from ..errors import EmptyResultError, InputError
 from ..mimic.schema import INTERIM
+from ..progress import Progress
 from ..schemas import DEMOG_COLS, OBS_COLS, SPLITS, TRAJECTORY_COLUMNS
 from .featurize import Featurizer, dose_bin, fit_normalization
 from .grid import H, to_seconds
@@ -204,7 +204,8 @@ def build_cohort(static: dict, events: dict, p: CohortParams, spec: CohortSpec, 
     fz = Featurizer(p, spec)
     grids, pres = [], []
     ids = st["icustay_id"].to_numpy()
-    for i in tqdm(range(0, len(ids), chunk_stays), desc="cohort: featurise", unit="chunk", disable=progress is False or None):
+    for i in Progress(range(0, len(ids), chunk_stays), desc="cohort: featurise", unit="chunks", logger=log,
+                      enabled=progress, work=chunk_stays, work_unit="stays"):
         sub = st.iloc[i:i + chunk_stays]
         ev = load_chunk(sub) if load_chunk is not None else _subset_events(events, sub)
         for t, df in ev.items():
