@@ -62,6 +62,7 @@ class Progress:
         self.t0 = self.last = time.monotonic()
         self.lines = 0
         self._started = 0
+        self._logged_n = -1
         self.mode = "off" if enabled is False else ("bar" if on_terminal() else "log")
         self._bar = None
         if self.mode == "bar":
@@ -107,6 +108,7 @@ class Progress:
         if now - self.last >= self.every:
             self.last = now
             self.lines += 1
+            self._logged_n = self.n
             self.log.info("%s", self.line(now))
 
     def line(self, now: float | None = None) -> str:
@@ -131,9 +133,8 @@ class Progress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-        elif self.mode == "log" and self.lines:  # a closing line only for loops that reported progress
-            self.lines = 0
-            self.log.info("%s", self.line())
+        elif self.mode == "log" and self.lines and self.n != self._logged_n:
+            self.log.info("%s", self.line())  # a closing line only for loops that reported progress
         self.mode = "off" if self.mode == "log" else self.mode
 
 

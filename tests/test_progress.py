@@ -27,7 +27,7 @@ def test_log_lines_say_done_total_rate_and_postfix(every_update, caplog):
         bar.update()
     bar.close()
     lines = _lines(caplog, "adrl.t")
-    assert len(lines) == 4  # three updates and the closing line
+    assert len(lines) == 3  # one per update; no closing line repeating the last one
     assert lines[0].startswith("train: 1/4 runs (25%), ") and "steps/s" in lines[0]
     assert "val nll 0.1234" in lines[0] and "elapsed" in lines[0] and "left" in lines[0]
     assert lines[-1].startswith("train: 3/4 runs (75%)")

@@ -144,6 +144,10 @@ def _fit(p: Padded, train: Padded, val: Padded, params: AisParams, progress) -> 
         "best_epoch": best_epoch,
         "epochs_run": len(rows),
         "stopped_early": len(rows) < params.max_epochs,
+        # early stopping decided (patience epochs without improvement), not the epoch cap
+        "converged": len(rows) - best_epoch >= params.patience,
+        "max_epochs": params.max_epochs,
+        "patience": params.patience,
         "val_nll": float(0.5 * val_sums.sum() / n_val),
         "train_nll": float(0.5 * train_sums.sum() / n_train),
         "naive_val_nll": float(naive_val_nll),
@@ -160,6 +164,10 @@ def _fit(p: Padded, train: Padded, val: Padded, params: AisParams, progress) -> 
     }
     log.info("AIS: best epoch %d of %d, val NLL %.4f vs carry-forward %.4f (%.1f s, %.3f s/epoch)",
              best_epoch, len(rows), metrics["val_nll"], naive_val_nll, seconds, metrics["seconds_per_epoch"])
+    if not metrics["converged"]:
+        log.warning("AIS: stopped at the epoch cap (ais.max_epochs=%d) with the best epoch %d within ais.patience=%d "
+                    "of it: the encoder was still improving; raise ais.max_epochs", params.max_epochs, best_epoch,
+                    params.patience)
     training = {"params": params.model_dump(), "torch": torch.__version__, **metrics}
     encoder = AisEncoder.from_net(net, params.hidden, training)
     return FitResult(encoder, history, metrics, per_feature)

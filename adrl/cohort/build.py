@@ -233,11 +233,12 @@ def build_cohort(static: dict, events: dict, p: CohortParams, spec: CohortSpec, 
     traj = traj[traj["icustay_id"].isin(st["icustay_id"])]
     ex = p.exclusions
     tg = traj.groupby("icustay_id")
-    for col, lim, label in (("urine_ml", ex.max_urine_ml_per_bin, "urine"), ("fluid_ml", ex.max_fluid_ml_per_bin, "fluid"),
-                            ("bili_raw", ex.max_total_bili, "raw total bilirubin")):
+    for col, lim, label, unit in (("urine_ml", ex.max_urine_ml_per_bin, "urine", "mL"),
+                                  ("fluid_ml", ex.max_fluid_ml_per_bin, "IV fluid", "mL"),
+                                  ("bili_raw", ex.max_total_bili, "raw total bilirubin", "mg/dL")):
         bad = tg[col].max() > lim
         st = st[~st["icustay_id"].isin(bad[bad].index)]
-        flow.step(f"no bin with {label} > {lim:g}", len(st))
+        flow.step(f"no bin with {label} > {lim:g} {unit}", len(st))
     oc = outcomes(st, static, p, f)
     st = st.merge(oc, on="icustay_id", how="left")
     traj = traj[traj["icustay_id"].isin(st["icustay_id"])]
