@@ -383,15 +383,19 @@ def _quiet_model_logging():
     import warnings
 
     lg = logging.getLogger("mlflow.pyfunc")
-    old = lg.level
+    old_level, old_show = lg.level, warnings.showwarning
+
+    def show(message, *args, **kwargs):  # MLflow resets the warning filters itself ("once"): drop at display
+        if "type hints" not in str(message) and "CloudPickle" not in str(message):
+            old_show(message, *args, **kwargs)
+
     lg.setLevel(logging.ERROR)
+    warnings.showwarning = show
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*type hints.*", category=UserWarning)
-            warnings.filterwarnings("ignore", message=".*CloudPickle.*")
-            yield
+        yield
     finally:
-        lg.setLevel(old)
+        lg.setLevel(old_level)
+        warnings.showwarning = old_show
 
 
 def log_policy_model(run: StageRun, run_dir: str | os.PathLike, step: int, name: str,
