@@ -256,6 +256,7 @@ def _sweep(df, p: TrainParams, out_dir: Path, specs: list[RunSpec], where, progr
                                    work=p.steps, work_unit="steps")
                     for fut in futs:
                         while not wait([fut], timeout=1.0).done:  # a progress line while runs are busy
+                            bar.set_postfix(running=sum(f.running() for f in futs))
                             bar.tick()
                         rec = fut.result()
                         bar.update()
