@@ -17,7 +17,7 @@ def loss_figure(history: pd.DataFrame, metrics: dict) -> Figure:
     ax.set_xlabel("epoch")
     ax.set_ylabel(r"NLL per transition  $\frac{1}{2}\|o_{t+1} - \hat{o}_{t+1}\|^2$")
     ax.set_yscale("log")
-    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0, 7.0)))
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0, 7.0), numticks=12))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
     ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_title("AIS encoder: next-observation NLL")

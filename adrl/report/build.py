@@ -185,7 +185,7 @@ def _loss_axis(ax, values) -> None:
     v = np.asarray([x for x in values if np.isfinite(x)])
     if len(v) and (v > 0).all():
         ax.set_yscale("log")
-        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0, 7.0), numticks=12))
         ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
         ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_ylabel("loss (log scale)")
