@@ -44,6 +44,7 @@ def test_dvc_exp_run_set_param_changes_only_that_line(tmp_path):
     after = (tmp_path / "params.yaml").read_text().splitlines()
     changed = [line for line in difflib.unified_diff(before, after, lineterm="", n=0)
                if line[:1] in "+-" and not line.startswith(("+++", "---"))]
-    assert len(changed) == 4, "\n".join(changed)
+    assert len(changed) == 4, ("dvc exp run -S rewrote more than the changed lines (reshape the file with "
+                               "`python scripts/params-shape.py`):\n" + "\n".join(changed))
     assert [c[0] + c[1:].split("#")[0].strip() for c in changed] == [
         "-after_onset_h: 48", "+after_onset_h: 72", "-steps: 2000", "+steps: 500"]
