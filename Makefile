@@ -21,6 +21,7 @@ $(BIN)/adrl: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
+	@$(BIN)/python scripts/dvc-plots-offline.py || echo "warning: dvc plots show will need a network (see above)"
 	@touch $(BIN)/adrl
 
 install: $(BIN)/adrl

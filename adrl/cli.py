@@ -27,22 +27,40 @@ def _dvc() -> str:
     return str(exe) if exe.exists() else (shutil.which("dvc") or "dvc")
 
 
+PUSH_HINT = "Use `dvc push` to send your updates to remote storage."
+
+
+def _dvc_repro(dvc_args: list[str], env: dict) -> int:
+    """`dvc repro`, its output passed through line by line; without a DVC remote, DVC's advice to
+    `dvc push` is dropped (there is nowhere to push to)."""
+    remotes = subprocess.run([_dvc(), "remote", "list"], capture_output=True, text=True, env=env).stdout.strip()
+    p = subprocess.Popen([_dvc(), "repro", *dvc_args], env=env, stdout=subprocess.PIPE, text=True, bufsize=1)
+    assert p.stdout is not None
+    for line in p.stdout:
+        if remotes or line.strip() != PUSH_HINT:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+    return p.wait()
+
+
 def cmd_repro(args: argparse.Namespace) -> int:
     from . import tracking
     from .config import load_config
 
-    cfg = load_config()
+    load_config()  # a bad params.yaml stops here, before DVC starts
     tracking.quiet_env()
-    env_tags = {"adrl.source": cfg.source.kind, "adrl.cohort.recipe": cfg.cohort.recipe,
-                "adrl.params_hash": tracking.params_hash(cfg.model_dump())}
     name = f"pipeline {time.strftime('%Y-%m-%d %H:%M:%S')}"
-    with tracking.pipeline_run(name, tags=env_tags) as run:
-        run.log_params(cfg.model_dump(mode="json"))
+    # the first stage that runs opens the parent run (with the parameters); nothing runs, nothing is opened
+    with tracking.pipeline_run(name) as tree:
         # the stages run `python -m pipeline.<stage>`: make it this environment's python, even when the
         # environment is not activated (e.g. `.venv/bin/adrl repro`)
         env = dict(os.environ)
         env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-        rc = subprocess.call([_dvc(), "repro", *args.dvc_args], env=env)
+        rc = _dvc_repro(args.dvc_args, env)
+        run = tree.run()
+        if run is None:
+            return rc
+        tree.status = "FINISHED" if rc == 0 else "FAILED"
         run.set_tags({"adrl.dvc_repro_exit": rc})
         if rc == 0:
             for p in sorted(Path("reports/metrics").glob("*.json")) if Path("reports/metrics").exists() else []:
@@ -60,6 +78,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
     if exe.exists():
         cmd[0] = str(exe)
     print(f"MLflow UI on http://127.0.0.1:{args.port}  (store {tracking.tracking_uri()})", flush=True)
+    if tracking.enabled():
+        print(f"the pipeline's runs: {tracking.runs_url(args.port)}", flush=True)
     return subprocess.call(cmd)
 
 

@@ -73,7 +73,8 @@ def format_validation_error(e: ValidationError, where: str) -> str:
             lines.append(f"  {key}: unknown key; allowed keys here: {', '.join(allowed)}")
         else:
             got = err.get("input")
-            got_s = "" if isinstance(got, dict) else f" (got {got!r})"
+            # validators that already quote the value ("..., got [0.5, 0.5]") are not repeated
+            got_s = "" if isinstance(got, dict) or "got " in err["msg"] else f" (got {got!r})"
             lines.append(f"  {key}: {err['msg']}{got_s}")
     return "\n".join(lines)
 

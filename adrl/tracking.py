@@ -2,9 +2,13 @@
 
 - Tracking store: ``$MLFLOW_TRACKING_URI`` or ``sqlite:///<project>/mlflow.db``; artifacts in
   ``<project>/mlartifacts`` (set explicitly on the experiment); one experiment for the project.
-- Every stage is one MLflow run (:func:`stage_run`). When the pipeline is started by ``adrl repro``,
-  the command opens a parent run (:func:`pipeline_run`) and passes its id to the stages through
-  ``ADRL_PARENT_RUN_ID``, so the stage runs nest under one parent per pipeline execution.
+- Every stage is one MLflow run (:func:`stage_run`). One pipeline execution is one run tree: a parent run
+  with a child run per stage that ran. ``adrl repro`` names the tree through ``ADRL_PIPELINE_KEY`` (see
+  :func:`pipeline_run`); under ``dvc exp run`` the DVC experiment's name (``DVC_EXP_NAME``) names it. The
+  first stage that runs creates the parent, so a no-op ``adrl repro`` or ``dvc exp run`` opens no run.
+  ``ADRL_PARENT_RUN_ID`` (an existing parent run id) still works. Plain ``dvc repro``: top-level stage runs.
+- Every run is tagged with the git revision (``adrl.git_commit``, ``mlflow.source.git.commit``; the
+  experiment's baseline under ``dvc exp run``) and the DVC experiment name (``adrl.dvc_exp``) when there is one.
 - ``ADRL_TRACKING=off`` turns logging off (the library never needs MLflow to run).
 - Never log patient-level rows: parameters, metrics, aggregate tables, figures and models only.
 """
@@ -21,10 +25,17 @@ from typing import Any, Iterator, Mapping
 
 EXPERIMENT = os.environ.get("ADRL_EXPERIMENT", "adrl")
 PARENT_ENV = "ADRL_PARENT_RUN_ID"
+# a model-training experiment, not a GenAI one: the MLflow UI then shows its runs, not the GenAI overview
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+PIPELINE_ENV = "ADRL_PIPELINE_KEY"     # set by `adrl repro`: the run tree of this execution
+PIPELINE_NAME_ENV = "ADRL_PIPELINE_NAME"
+DVC_EXP_ENV, DVC_BASELINE_ENV = "DVC_EXP_NAME", "DVC_EXP_BASELINE_REV"  # set by `dvc exp run` for every stage
 
 
 def project_root() -> Path:
-    return Path(os.environ.get("ADRL_ROOT", Path.cwd())).resolve()
+    """$ADRL_ROOT, else the DVC project that runs the stage ($DVC_ROOT: `dvc exp run --temp` runs stages in a
+    scratch copy, whose MLflow store would be thrown away), else the working directory."""
+    return Path(os.environ.get("ADRL_ROOT") or os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
 
 
 def quiet_env() -> None:
@@ -32,6 +43,8 @@ def quiet_env() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    # progress bars of artifact downloads (model registration) are carriage-return noise in a log file
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def tracking_uri() -> str:
@@ -64,11 +77,14 @@ def experiment_id() -> str:
     exp = client.get_experiment_by_name(EXPERIMENT)
     if exp is None:
         try:
-            return client.create_experiment(EXPERIMENT, artifact_location=artifact_location())
+            return client.create_experiment(EXPERIMENT, artifact_location=artifact_location(), tags=EXPERIMENT_TAGS)
         except Exception:  # created concurrently by another stage
             exp = client.get_experiment_by_name(EXPERIMENT)
             if exp is None:
                 raise
+    if any(exp.tags.get(k) != v for k, v in EXPERIMENT_TAGS.items()):
+        for k, v in EXPERIMENT_TAGS.items():
+            client.set_experiment_tag(exp.experiment_id, k, v)
     return exp.experiment_id
 
 
@@ -78,6 +94,67 @@ def git_commit() -> str | None:
                               cwd=project_root(), check=True).stdout.strip() or None
     except (OSError, subprocess.CalledProcessError):
         return None
+
+
+def git_revision() -> str | None:
+    """The commit the results belong to: the experiment's baseline under ``dvc exp run``, else HEAD."""
+    return os.environ.get(DVC_BASELINE_ENV) or git_commit()
+
+
+def run_tags(stage: str) -> dict[str, str]:
+    """Tags of every run: stage, git revision, DVC experiment name (under ``dvc exp run``)."""
+    rev = git_revision() or "unknown"
+    tags = {"adrl.stage": stage, "adrl.git_commit": rev}
+    if rev != "unknown":
+        tags["mlflow.source.git.commit"] = rev
+    if os.environ.get(DVC_EXP_ENV):
+        tags["adrl.dvc_exp"] = os.environ[DVC_EXP_ENV]
+    return tags
+
+
+def pipeline_key() -> tuple[str, str] | None:
+    """(key, run name) of the run tree the current process belongs to, or None (plain ``dvc repro``)."""
+    if os.environ.get(PIPELINE_ENV):
+        key = os.environ[PIPELINE_ENV]
+        return key, os.environ.get(PIPELINE_NAME_ENV) or f"pipeline {key}"
+    if os.environ.get(DVC_EXP_ENV):
+        name = os.environ[DVC_EXP_ENV]
+        return f"dvc-exp:{name}:{os.environ.get(DVC_BASELINE_ENV, '')}", f"exp {name}"
+    return None
+
+
+def find_pipeline_run(key: str) -> str | None:
+    """Id of the parent run with ``adrl.pipeline_key == key`` (None: no stage has run under that key)."""
+    if not enabled():
+        return None
+    mlflow = _mlflow()
+    runs = mlflow.MlflowClient().search_runs([experiment_id()], filter_string=f"tags.`adrl.pipeline_key` = '{key}'",
+                                             max_results=1)
+    return runs[0].info.run_id if runs else None
+
+
+def _parent_for_stage(client, exp: str, config: Mapping[str, Any] | None) -> str | None:
+    """The parent run id of a stage: ``$ADRL_PARENT_RUN_ID``, or the run tree of :func:`pipeline_key`
+    (created here by the first stage that runs, with the full parameters and the pipeline's tags)."""
+    if os.environ.get(PARENT_ENV):
+        return os.environ[PARENT_ENV]
+    pk = pipeline_key()
+    if pk is None:
+        return None
+    key, name = pk
+    found = find_pipeline_run(key)
+    if found:
+        client.update_run(found, status="RUNNING")
+        return found
+    tags = {**run_tags("pipeline"), "adrl.pipeline_key": key}
+    if config:
+        tags.update({"adrl.source": config.get("source", {}).get("kind"),
+                     "adrl.cohort.recipe": config.get("cohort", {}).get("recipe"),
+                     "adrl.params_hash": params_hash(config)})
+    run = client.create_run(exp, run_name=name, tags={k: str(v) for k, v in tags.items() if v is not None})
+    if config:
+        StageRun(_mlflow(), run.info.run_id).log_params(config)
+    return run.info.run_id
 
 
 def params_hash(obj: Any) -> str:
@@ -173,50 +250,80 @@ class StageRun:
 
 @contextlib.contextmanager
 def stage_run(stage: str, params: Mapping[str, Any] | None = None,
-              tags: Mapping[str, Any] | None = None) -> Iterator[StageRun]:
-    """One MLflow run for a pipeline stage, nested under ``$ADRL_PARENT_RUN_ID`` when set."""
+              tags: Mapping[str, Any] | None = None, config: Mapping[str, Any] | None = None) -> Iterator[StageRun]:
+    """One MLflow run for a pipeline stage, nested in the run tree of this execution (see the module doc).
+
+    ``config``: all parameters, logged on the parent run when this stage creates it."""
     if not enabled():
         yield StageRun()
         return
     mlflow = _mlflow()
     exp = experiment_id()
-    parent = os.environ.get(PARENT_ENV)
-    base_tags = {"adrl.stage": stage, "adrl.git_commit": git_commit() or "unknown"}
+    client = mlflow.MlflowClient()
+    parent = _parent_for_stage(client, exp, config)
+    base_tags = run_tags(stage)
     if parent:
         base_tags["mlflow.parentRunId"] = parent
     base_tags.update({k: str(v) for k, v in (tags or {}).items()})
     nested = mlflow.active_run() is not None
-    with mlflow.start_run(experiment_id=exp, run_name=stage, tags=base_tags, nested=nested) as run:
-        sr = StageRun(mlflow, run.info.run_id)
-        if params:
-            sr.log_params(params)
-        yield sr
+    status = "FAILED"
+    try:
+        with mlflow.start_run(experiment_id=exp, run_name=stage, tags=base_tags, nested=nested) as run:
+            sr = StageRun(mlflow, run.info.run_id)
+            if params:
+                sr.log_params(params)
+            yield sr
+        status = "FINISHED"
+    finally:
+        if parent and pipeline_key() is not None and not os.environ.get(PARENT_ENV):
+            client.set_terminated(parent, status=status)  # the tree is done until the next stage reopens it
 
 
 @contextlib.contextmanager
-def pipeline_run(name: str, tags: Mapping[str, Any] | None = None) -> Iterator[StageRun]:
-    """The parent run of one pipeline execution; its id goes to the stages via ``ADRL_PARENT_RUN_ID``."""
-    if not enabled():
-        yield StageRun()
-        return
-    mlflow = _mlflow()
-    exp = experiment_id()
-    base_tags = {"adrl.stage": "pipeline", "adrl.git_commit": git_commit() or "unknown"}
-    base_tags.update({k: str(v) for k, v in (tags or {}).items()})
-    client = mlflow.MlflowClient()
-    run = client.create_run(exp, run_name=name, tags=base_tags)
-    old = os.environ.get(PARENT_ENV)
-    os.environ[PARENT_ENV] = run.info.run_id
+def pipeline_run(name: str, tags: Mapping[str, Any] | None = None) -> Iterator["PipelineRun"]:
+    """One pipeline execution (``adrl repro``): its stages share a run tree through ``ADRL_PIPELINE_KEY``.
+
+    The parent run is created by the first stage that runs, so nothing is opened when nothing runs;
+    afterwards :class:`PipelineRun` logs to it (if it exists) and closes it."""
+    import uuid
+
+    old = {k: os.environ.get(k) for k in (PIPELINE_ENV, PIPELINE_NAME_ENV)}
+    key = uuid.uuid4().hex
+    os.environ[PIPELINE_ENV], os.environ[PIPELINE_NAME_ENV] = key, name
+    pr = PipelineRun(key, tags)
     status = "FAILED"
     try:
-        yield StageRun(mlflow, run.info.run_id)
+        yield pr
         status = "FINISHED"
     finally:
-        client.set_terminated(run.info.run_id, status=status)
-        if old is None:
-            os.environ.pop(PARENT_ENV, None)
-        else:
-            os.environ[PARENT_ENV] = old
+        pr.close(status)
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+class PipelineRun:
+    """The parent run of an ``adrl repro`` execution, found after the stages ran (None when none ran)."""
+
+    def __init__(self, key: str, tags: Mapping[str, Any] | None = None):
+        self.key, self.tags = key, dict(tags or {})
+        self.status: str | None = None  # set it to FAILED when the pipeline failed without an exception
+
+    def run(self) -> StageRun | None:
+        """The parent run, if a stage created it."""
+        if not enabled():
+            return None
+        rid = find_pipeline_run(self.key)
+        return StageRun(_mlflow(), rid) if rid else None
+
+    def close(self, status: str) -> None:
+        r = self.run()
+        if r is not None:
+            if self.tags:
+                r.set_tags(self.tags)
+            r._client.set_terminated(r.run_id, status=self.status or status)
 
 
 def ui_command(port: int = 5000) -> list[str]:
@@ -226,6 +333,11 @@ def ui_command(port: int = 5000) -> list[str]:
     return ["mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
             "--backend-store-uri", tracking_uri(), "--default-artifact-root", artifact_location(),
             "--workers", "1"]
+
+
+def runs_url(port: int = 5000) -> str:
+    """The UI address of the project experiment's runs (not the GenAI overview)."""
+    return f"http://127.0.0.1:{port}/#/experiments/{experiment_id()}/runs?workflowType=machine_learning"
 
 
 def tmp_artifact_dir() -> tempfile.TemporaryDirectory:
@@ -263,6 +375,29 @@ def _policy_pyfunc_class():
     return AdrlPolicyModel
 
 
+@contextlib.contextmanager
+def _quiet_model_logging():
+    """MLflow's advice on logging a Python model (add type hints; CloudPickle: use models-from-code) is for the
+    model's author, not for whoever runs the pipeline: keep it out of the pipeline's log."""
+    import logging
+    import warnings
+
+    lg = logging.getLogger("mlflow.pyfunc")
+    old_level, old_show = lg.level, warnings.showwarning
+
+    def show(message, *args, **kwargs):  # MLflow resets the warning filters itself ("once"): drop at display
+        if "type hints" not in str(message) and "CloudPickle" not in str(message):
+            old_show(message, *args, **kwargs)
+
+    lg.setLevel(logging.ERROR)
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        lg.setLevel(old_level)
+        warnings.showwarning = old_show
+
+
 def log_policy_model(run: StageRun, run_dir: str | os.PathLike, step: int, name: str,
                      registered_name: str | None = None, description: str = "") -> str | None:
     """Log one checkpoint of a trained run as an MLflow pyfunc model (and register it). Returns the model URI."""
@@ -283,7 +418,7 @@ def log_policy_model(run: StageRun, run_dir: str | os.PathLike, step: int, name:
         active = mlflow.active_run()
         ctx = (contextlib.nullcontext() if active is not None and active.info.run_id == run.run_id
                else mlflow.start_run(run_id=run.run_id, nested=active is not None))
-        with ctx:
+        with ctx, _quiet_model_logging():
             info = mlflow.pyfunc.log_model(
                 name=name, python_model=_policy_pyfunc_class()(),
                 artifacts={"run_dir": str(one), "meta": str(meta)},

@@ -37,7 +37,7 @@ def run_stage(name: str, fn: Callable[[Config, tracking.StageRun], None],
     try:
         cfg = load_config()
         params = params_of(cfg) if params_of else {}
-        with tracking.stage_run(name, params=params) as run:
+        with tracking.stage_run(name, params=params, config=cfg.model_dump(mode="json")) as run:
             fn(cfg, run)
             run.log_metrics({"stage_seconds": time.time() - t0})
     except AdrlError as e:

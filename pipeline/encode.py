@@ -51,7 +51,8 @@ def main(cfg, run) -> None:
     m = fit.metrics
     write_json(METRICS, {k: m[k] for k in ("best_epoch", "epochs_run", "val_nll", "train_nll", "naive_val_nll",
                                            "val_nll_ratio_to_naive", "val_mse", "naive_val_mse", "beats_naive",
-                                           "seconds", "seconds_per_epoch", "n_stays", "n_transitions")})
+                                           "seconds", "seconds_per_epoch", "n_stays", "n_transitions", "converged",
+                                           "max_epochs", "patience")})
     figs = {FIG_LOSS: loss_figure(fit.history, m), FIG_NAIVE: vs_naive_figure(fit.per_feature, m)}
     for path, fig in figs.items():
         with atomic_path(path) as tmp:
@@ -61,7 +62,7 @@ def main(cfg, run) -> None:
     run.log_metric_series("ais_val_nll", fit.history["val_nll"], fit.history["epoch"])
     run.log_metrics({k: v for k, v in m.items() if not isinstance(v, (dict, bool))})
     run.log_metrics({"beats_naive": float(m["beats_naive"])})
-    run.set_tags({"adrl.ais.best_epoch": m["best_epoch"]})
+    run.set_tags({"adrl.ais.best_epoch": m["best_epoch"], "adrl.ais.converged": m["converged"]})
     run.log_table(fit.per_feature, "ais/per_feature_val_mse.json")
     for path, fig in figs.items():
         run.log_figure(fig, f"figures/{path.name}")

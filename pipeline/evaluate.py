@@ -77,7 +77,9 @@ def write_outputs(out: dict, s: dict, run) -> None:
     for name, sel in s["selected"].items():
         for split in ("validation", "test"):
             r = sel[split]
-            run.log_metrics({metric_key(split, name, k): r[k] for k in ("wis", "ess", "pdwis", "agreement")
+            # one key scheme with the split names of the data: val.<policy>.wis, test.<policy>.wis
+            run.log_metrics({metric_key(split.replace("validation", "val"), name, k): r[k]
+                             for k in ("wis", "ess", "pdwis", "agreement")
                              if isinstance(r.get(k), (int, float))})
     for split in ("val", "test"):
         run.log_metrics({f"{split}.clinician.wis": s["clinician"][split]["wis"]})

@@ -41,6 +41,16 @@ def test_bad_parameters_name_the_key(raw, needle):
     assert needle in str(e.value)
 
 
+@pytest.mark.parametrize("raw", [{"cohort": {"split": {"fractions": [0.5, 0.5]}}},
+                                 {"cohort": {"actions": {"fluid_edges_ml": [3, 2, 1]}}},
+                                 {"synth": {"profile": "huge"}}, {"ais": {"latent_dim": 0}}])
+def test_errors_quote_the_bad_value_once(raw):
+    with pytest.raises(ConfigError) as e:
+        validate_config(raw)
+    line = str(e.value).splitlines()[1]
+    assert line.count("got ") == 1, line
+
+
 def test_recipe_resolves_null_keys_and_explicit_values_win():
     c = Config()
     assert c.cohort.fix("potassium_hold") is True

@@ -18,7 +18,7 @@ class AisParams(Section):
     hidden: int = Field(128, ge=1, le=4096, description="width of the input and decoder MLPs")
     lr: float = Field(5e-4, gt=0, le=1)
     batch_size: int = Field(128, ge=1, description="trajectories per batch")
-    max_epochs: int = Field(300, ge=1)
+    max_epochs: int = Field(500, ge=1)
     patience: int = Field(30, ge=1, description="epochs without a lower validation NLL before stopping")
     seed: int = Field(0, ge=0)
     threads: int = Field(1, ge=1, le=256, description="torch intra-op threads while training and encoding")

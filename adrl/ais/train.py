@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from ..errors import ConfigError, EmptyResultError
+from ..progress import Progress
 from ..schemas import OBS_COLS
 from .data import Padded, to_padded, validate_trajectories
 from .encoder import AisEncoder
@@ -99,10 +99,9 @@ def _fit(p: Padded, train: Padded, val: Padded, params: AisParams, progress) -> 
 
     rows = []
     best_nll, best_epoch, best_state = np.inf, 0, None
-    bar = tqdm(range(1, params.max_epochs + 1), desc="encode: AIS epochs", disable=None if progress is None
-               else not progress, leave=False)
+    bar = Progress(total=params.max_epochs, desc="encode: AIS", unit="epochs", logger=log, enabled=progress)
     t_epochs = time.time()
-    for epoch in bar:
+    for epoch in range(1, params.max_epochs + 1):
         net.train()
         total = 0.0
         perm = torch.randperm(len(train.length), generator=gen).numpy()
@@ -122,7 +121,8 @@ def _fit(p: Padded, train: Padded, val: Padded, params: AisParams, progress) -> 
         if val_nll < best_nll:
             best_nll, best_epoch = val_nll, epoch
             best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-        bar.set_postfix(val_nll=f"{val_nll:.4f}", best=best_epoch)
+        bar.set_postfix(train_nll=f"{total / n_train:.4f}", val_nll=f"{val_nll:.4f}", best_epoch=best_epoch)
+        bar.update()
         log.debug("epoch %d: train NLL %.4f, val NLL %.4f", epoch, total / n_train, val_nll)
         if epoch - best_epoch >= params.patience:
             break
@@ -144,6 +144,10 @@ def _fit(p: Padded, train: Padded, val: Padded, params: AisParams, progress) -> 
         "best_epoch": best_epoch,
         "epochs_run": len(rows),
         "stopped_early": len(rows) < params.max_epochs,
+        # early stopping decided (patience epochs without improvement), not the epoch cap
+        "converged": len(rows) - best_epoch >= params.patience,
+        "max_epochs": params.max_epochs,
+        "patience": params.patience,
         "val_nll": float(0.5 * val_sums.sum() / n_val),
         "train_nll": float(0.5 * train_sums.sum() / n_train),
         "naive_val_nll": float(naive_val_nll),
@@ -160,6 +164,10 @@ def _fit(p: Padded, train: Padded, val: Padded, params: AisParams, progress) -> 
     }
     log.info("AIS: best epoch %d of %d, val NLL %.4f vs carry-forward %.4f (%.1f s, %.3f s/epoch)",
              best_epoch, len(rows), metrics["val_nll"], naive_val_nll, seconds, metrics["seconds_per_epoch"])
+    if not metrics["converged"]:
+        log.warning("AIS: stopped at the epoch cap (ais.max_epochs=%d) with the best epoch %d within ais.patience=%d "
+                    "of it: the encoder was still improving; raise ais.max_epochs", params.max_epochs, best_epoch,
+                    params.patience)
     training = {"params": params.model_dump(), "torch": torch.__version__, **metrics}
     encoder = AisEncoder.from_net(net, params.hidden, training)
     return FitResult(encoder, history, metrics, per_feature)

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from ..actions import N_FLUID, N_VASO
 from ..errors import EmptyResultError, InputError
 from ..mimic.schema import INTERIM
+from ..progress import Progress
 from ..schemas import DEMOG_COLS, OBS_COLS, SPLITS, TRAJECTORY_COLUMNS
 from .featurize import Featurizer, dose_bin, fit_normalization
 from .grid import H, to_seconds
@@ -204,7 +204,8 @@ def build_cohort(static: dict, events: dict, p: CohortParams, spec: CohortSpec, 
     fz = Featurizer(p, spec)
     grids, pres = [], []
     ids = st["icustay_id"].to_numpy()
-    for i in tqdm(range(0, len(ids), chunk_stays), desc="cohort: featurise", unit="chunk", disable=progress is False or None):
+    for i in Progress(range(0, len(ids), chunk_stays), desc="cohort: featurise", unit="chunks", logger=log,
+                      enabled=progress, work=chunk_stays, work_unit="stays"):
         sub = st.iloc[i:i + chunk_stays]
         ev = load_chunk(sub) if load_chunk is not None else _subset_events(events, sub)
         for t, df in ev.items():
@@ -232,11 +233,12 @@ def build_cohort(static: dict, events: dict, p: CohortParams, spec: CohortSpec, 
     traj = traj[traj["icustay_id"].isin(st["icustay_id"])]
     ex = p.exclusions
     tg = traj.groupby("icustay_id")
-    for col, lim, label in (("urine_ml", ex.max_urine_ml_per_bin, "urine"), ("fluid_ml", ex.max_fluid_ml_per_bin, "fluid"),
-                            ("bili_raw", ex.max_total_bili, "raw total bilirubin")):
+    for col, lim, label, unit in (("urine_ml", ex.max_urine_ml_per_bin, "urine", "mL"),
+                                  ("fluid_ml", ex.max_fluid_ml_per_bin, "IV fluid", "mL"),
+                                  ("bili_raw", ex.max_total_bili, "raw total bilirubin", "mg/dL")):
         bad = tg[col].max() > lim
         st = st[~st["icustay_id"].isin(bad[bad].index)]
-        flow.step(f"no bin with {label} > {lim:g}", len(st))
+        flow.step(f"no bin with {label} > {lim:g} {unit}", len(st))
     oc = outcomes(st, static, p, f)
     st = st.merge(oc, on="icustay_id", how="left")
     traj = traj[traj["icustay_id"].isin(st["icustay_id"])]

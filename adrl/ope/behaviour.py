@@ -118,7 +118,7 @@ class KnnBehaviour:
 
     def neighbour_labels(self, X) -> np.ndarray:
         """Logged actions of the K nearest fit rows of each query row: (n, K) int64."""
-        from tqdm.auto import tqdm
+        from ..progress import Progress
 
         self._check_fitted()
         X = _check_X(X, "behaviour query states")
@@ -127,7 +127,8 @@ class KnnBehaviour:
         out = np.empty((len(X), self.k_), dtype=np.int64)
         starts = range(0, len(X), self.chunk_rows)
         quiet = self.progress is False or len(starts) < 2
-        for s in tqdm(starts, desc="kNN behaviour", disable=True if quiet else None, leave=False):
+        for s in Progress(starts, desc="evaluate: kNN behaviour", unit="blocks", logger="adrl.ope",
+                          enabled=False if quiet else None, work=self.chunk_rows, work_unit="rows"):
             idx = self._nn.kneighbors(X[s:s + self.chunk_rows], return_distance=False)
             out[s:s + self.chunk_rows] = self.y_[idx]
         return out

@@ -190,13 +190,14 @@ def weight_stats(w: np.ndarray, returns: np.ndarray) -> dict[str, np.ndarray]:
 def evaluate_greedy(data: LoggedData, greedy, epsilon: float, clip: float, chunk: int = 256,
                     progress: bool | None = None) -> dict[str, np.ndarray]:
     """Validation statistics of many greedy candidates (C, N), in blocks of ``chunk`` candidates."""
-    from tqdm.auto import tqdm
+    from ..progress import Progress
 
     g = check_candidates(data, greedy)
     parts = []
     blocks = range(0, len(g), chunk)
     quiet = progress is False or len(blocks) < 4
-    for s in tqdm(blocks, desc="OPE candidates", disable=True if quiet else None, leave=False):
+    for s in Progress(blocks, desc="evaluate: OPE", unit="blocks", logger="adrl.ope", enabled=False if quiet else None,
+                      work=chunk, work_unit="candidates"):
         gb = g[s:s + chunk]
         w = episode_weights(data, greedy_log_ratios(data, gb, epsilon), clip)
         st = weight_stats(w, data.returns)

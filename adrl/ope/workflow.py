@@ -318,10 +318,11 @@ def score_runs(data: est.LoggedData, runs, greedy_fn, z: np.ndarray, *, epsilon:
     """Score every checkpoint of every run. ``runs``: records with run_id, algorithm, mixer, augment, tau,
     seed, run_dir; ``greedy_fn(run_dir, z) -> (steps (C,), actions (C, N))`` (e.g. adrl.rl.policy.greedy_matrix).
     Runs are scored one at a time, so memory holds one run's actions, not the sweep's."""
-    from tqdm.auto import tqdm
+    from ..progress import Progress
 
     parts = []
-    for r in tqdm(list(runs), desc="OPE runs", disable=True if progress is False else None, leave=False):
+    bar = Progress(list(runs), desc="evaluate: OPE", unit="runs", logger=log, enabled=progress)
+    for r in bar:
         steps, actions = greedy_fn(_field(r, "run_dir"), z)
         steps = np.asarray(steps)
         meta = pd.DataFrame({"run_id": str(_field(r, "run_id")), "algorithm": _field(r, "algorithm"),
@@ -329,6 +330,7 @@ def score_runs(data: est.LoggedData, runs, greedy_fn, z: np.ndarray, *, epsilon:
                              "tau": _field(r, "tau"), "seed": _field(r, "seed"), "step": steps.astype(np.int64)})
         try:
             parts.append(score_candidates(data, meta, actions, epsilon, clip, chunk=chunk, progress=False))
+            bar.set_postfix(candidates_scored=f"{sum(len(x) for x in parts):,}")
         except InputError as e:
             raise InputError(f"run {_field(r, 'run_id')} ({_field(r, 'run_dir')}): {e}") from None
     if not parts:

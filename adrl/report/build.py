@@ -40,6 +40,16 @@ CAVEATS = [
 ]
 
 
+SOURCES = {"synthetic": "a synthetic ICU world (MIMIC-III v1.4 layout)", "mimic": "MIMIC-III v1.4",
+           "demo": "the MIMIC-III demo (100 patients, generated CHARTEVENTS)"}
+
+
+def report_title(cfg) -> str:
+    """report.title plus the data source actually used ("... from a synthetic ICU world"), so that a report of
+    synthetic data never reads "from MIMIC-III"."""
+    return f"{cfg.report.title} from {SOURCES.get(cfg.source.kind, cfg.source.kind)}"
+
+
 def _read_json(path: Path, required: bool = True):
     if not path.exists():
         if required:
@@ -85,22 +95,40 @@ def flow_figure(flow: dict, dpi: int) -> bytes:
     return fig_png(fig, dpi)
 
 
-def heatmap_figure(tables: dict[str, np.ndarray], dpi: int) -> bytes:
+def _edge(x: float) -> str:
+    return f"{x:,.0f}" if x >= 100 else f"{x:.2g}"
+
+
+def bin_labels(edges) -> list[str]:
+    """Dose ranges of the 5 bins: 0 = none, then (0, e1], (e1, e2], (e2, e3], (e3, inf) (cohort.md 5.3)."""
+    e = [_edge(float(x)) for x in edges]
+    return ["0: none", f"1: 0-{e[0]}", f"2: {e[0]}-{e[1]}", f"3: {e[1]}-{e[2]}", f"4: > {e[2]}"]
+
+
+def heatmap_figure(tables: dict[str, np.ndarray], dpi: int, edges: dict | None = None, bin_h: int = 4) -> bytes:
+    """Share of decisions per (fluid bin, vasopressor bin); bins labelled with their dose ranges when the cohort's
+    action_edges.json is given."""
     k = len(tables)
-    fig, axes = plt.subplots(1, k, figsize=(3.2 * k, 3.3), squeeze=False)
-    for ax, (name, counts) in zip(axes[0], tables.items()):
+    cols = 2 if k > 2 else k
+    rows = -(-k // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.6 * rows), squeeze=False)
+    fl = bin_labels(edges["fluid"]["edges"]) if edges else [str(i) for i in range(N_FLUID)]
+    va = bin_labels(edges["vaso"]["edges"]) if edges else [str(i) for i in range(N_VASO)]
+    for ax in axes.ravel()[k:]:
+        ax.set_visible(False)
+    for ax, (name, counts) in zip(axes.ravel(), tables.items()):
         share = counts / max(counts.sum(), 1)
         ax.imshow(share, cmap="Blues", vmin=0, vmax=max(share.max(), 1e-9))
         for f in range(N_FLUID):
             for v in range(N_VASO):
-                ax.text(v, f, f"{100 * share[f, v]:.0f}", ha="center", va="center", fontsize=7,
+                ax.text(v, f, f"{100 * share[f, v]:.0f}", ha="center", va="center", fontsize=9,
                         color="white" if share[f, v] > 0.6 * share.max() else "black")
-        ax.set_title(NAMES.get(name, name), fontsize=9)
-        ax.set_xlabel("vasopressor bin")
-        ax.set_ylabel("IV fluid bin")
-        ax.set_xticks(range(N_VASO))
-        ax.set_yticks(range(N_FLUID))
-    fig.suptitle("Actions on the test split (% of decisions)", fontsize=10)
+        ax.set_title(NAMES.get(name, name), fontsize=11)
+        ax.set_xlabel("vasopressor, NE-eq \u00b5g/kg/min (bin maximum)" if edges else "vasopressor bin", fontsize=9)
+        ax.set_ylabel(f"IV fluid, mL per {bin_h} h" if edges else "IV fluid bin", fontsize=9)
+        ax.set_xticks(range(N_VASO), va, fontsize=8, rotation=30, ha="right")
+        ax.set_yticks(range(N_FLUID), fl, fontsize=8)
+    fig.suptitle("Actions on the test split (% of decisions)", fontsize=12)
     fig.tight_layout()
     return fig_png(fig, dpi)
 
@@ -143,29 +171,81 @@ def training_figure(runs_dir: Path, selected: dict, dpi: int) -> bytes | None:
         ax.axvline(selected[k]["step"], color="grey", ls="--", lw=1)
         ax.set_title(f"{NAMES[k]} ({selected[k]['run_id']})", fontsize=8)
         ax.set_xlabel("gradient step")
-        ax.set_yscale("symlog")
+        _loss_axis(ax, [v for n, vals in h.items() if n.startswith("loss/") for v in vals])
         ax.legend(fontsize=7)
     fig.suptitle("Training losses of the selected runs (dashed: selected checkpoint)", fontsize=10)
     fig.tight_layout()
     return fig_png(fig, dpi)
 
 
+def _loss_axis(ax, values) -> None:
+    """A y axis with labelled ticks whatever the losses' range: log scale with 1-2-3-5-7 ticks when all are positive."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    v = np.asarray([x for x in values if np.isfinite(x)])
+    if len(v) and (v > 0).all():
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0, 7.0), numticks=12))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.set_ylabel("loss (log scale)")
+    else:
+        ax.set_ylabel("loss")
+    ax.tick_params(axis="y", labelsize=8)
+    ax.grid(axis="y", alpha=0.3)
+
+
 # ------------------------------------------------------------------ tables
-def cohort_table(stays: pd.DataFrame, raw: pd.DataFrame) -> Table:
-    first = raw.sort_values(["traj", "step"]).groupby("traj").first()
+TABLE1_COLUMNS = ["traj", "step", "m:age", "m:gender", "m:Weight_kg", "m:mechvent", "o:Arterial_lactate",
+                  "o:MeanBP", "vaso_dose", "sofa"]
+
+
+def _median_iqr(x: pd.Series, fmt: str = "{:.0f}") -> str:
+    x = x.dropna()
+    if not len(x):
+        return ""
+    q = x.quantile([0.25, 0.5, 0.75]).to_numpy()
+    return f"{fmt.format(q[1])} ({fmt.format(q[0])}-{fmt.format(q[2])})"
+
+
+def clinical_table(stays: pd.DataFrame, raw: pd.DataFrame, outcome: str | None = None,
+                   bin_h: int = 4) -> Table:
+    """Table 1: who the patients are, per split (stays of the final cohort). ``raw``: the raw (unnormalised)
+    trajectory rows, TABLE1_COLUMNS; values as in the state (held forward / imputed where not charted)."""
     st = stays[stays["kept"].astype(bool)] if "kept" in stays.columns else stays
-    st = st.merge(first[["m:age", "m:gender", "m:Weight_kg"]], left_on="traj", right_index=True, how="left")
-    rows = []
-    for split in ("train", "val", "test", "all"):
-        d = st if split == "all" else st[st["split"] == split]
-        if not len(d):
-            continue
-        q = d["m:age"].quantile([0.25, 0.5, 0.75]).to_numpy()
-        rows.append([split, len(d), d["subject_id"].nunique(), f"{q[1]:.0f} ({q[0]:.0f}-{q[2]:.0f})",
-                     f"{100 * d['m:gender'].mean():.1f}", f"{d['max_sofa'].median():.0f}",
-                     f"{d['n_steps'].mean():.1f}", f"{100 * d['died'].mean():.1f}"])
-    return Table(["split", "stays", "patients", "age, median (IQR)", "female %", "max SOFA, median",
-                  "steps, mean", "mortality %"], rows, "Cohort by split (stays in the final cohort)")
+    g = raw.sort_values(["traj", "step"]).groupby("traj")
+    per = pd.DataFrame({"age": g["m:age"].first(), "female": g["m:gender"].first(), "weight": g["m:Weight_kg"].first(),
+                        "lactate": g["o:Arterial_lactate"].max(), "map": g["o:MeanBP"].min(),
+                        "vaso": g["vaso_dose"].max() > 0, "vent": g["m:mechvent"].max() > 0.5,
+                        "sofa_first": g["sofa"].first()})
+    st = st.merge(per, left_on="traj", right_index=True, how="left")
+    los = (pd.to_datetime(st["outtime"]) - pd.to_datetime(st["intime"])).dt.total_seconds() / 86400
+    st = st.assign(los_days=los.to_numpy())
+    splits = [s for s in ("train", "val", "test") if (st["split"] == s).any()] + ["all"]
+    parts = {s: (st if s == "all" else st[st["split"] == s]) for s in splits}
+
+    def pct(col):
+        return [f"{100 * d[col].mean():.1f}" if len(d) else "" for d in parts.values()]
+
+    rows = [
+        ["ICU stays", *[f"{len(d):,}" for d in parts.values()]],
+        ["patients", *[f"{d['subject_id'].nunique():,}" for d in parts.values()]],
+        ["age, years, median (IQR)", *[_median_iqr(d["age"]) for d in parts.values()]],
+        ["female, %", *pct("female")],
+        ["weight, kg, median (IQR)", *[_median_iqr(d["weight"]) for d in parts.values()]],
+        ["SOFA at the first step, median (IQR)", *[_median_iqr(d["sofa_first"]) for d in parts.values()]],
+        ["max SOFA in the sepsis window, median (IQR)", *[_median_iqr(d["max_sofa"]) for d in parts.values()]],
+        ["max lactate, mmol/L, median (IQR)", *[_median_iqr(d["lactate"], "{:.1f}") for d in parts.values()]],
+        ["min MAP, mmHg, median (IQR)", *[_median_iqr(d["map"]) for d in parts.values()]],
+        ["ever on vasopressors, %", *pct("vaso")],
+        ["ever mechanically ventilated, %", *pct("vent")],
+        ["ICU length of stay, days, median (IQR)", *[_median_iqr(d["los_days"], "{:.1f}") for d in parts.values()]],
+        [f"{bin_h}-h steps in the trajectory, median (IQR)", *[_median_iqr(d["n_steps"]) for d in parts.values()]],
+        [f"mortality ({outcome}), %" if outcome else "mortality, %", *pct("died")],
+    ]
+    return Table(["", *splits], rows, "Table 1: patients of the final cohort by split. Lactate, MAP and SOFA are the "
+                 "stay's values per step as in the state (held forward or imputed where not charted); mortality is "
+                 "the cohort's outcome")
 
 
 def test_table(rows: list[dict]) -> Table:
@@ -258,34 +338,37 @@ def build_sections(cfg, root: Path = Path(".")) -> tuple[list[Section], dict]:
                             [[s["step"], s["stays"], s.get("dropped")] for s in flow["steps"]], "Cohort flow"))
     stays_p, raw_p = root / paths.STAYS, root / paths.TRAJECTORIES_RAW
     if stays_p.exists() and raw_p.exists():
-        coh.blocks.append(cohort_table(pd.read_parquet(stays_p),
-                                       pd.read_parquet(raw_p, columns=["traj", "step", "m:age", "m:gender",
-                                                                       "m:Weight_kg"])))
+        coh.blocks.append(clinical_table(pd.read_parquet(stays_p), pd.read_parquet(raw_p, columns=TABLE1_COLUMNS),
+                                         flow["mortality"].get("outcome"), cfg.cohort.window.bin_h))
     secs.append(coh)
 
     # --- actions
     act = Section("Actions", "actions")
     tabs = action_tables(states, selected, runs_dir)
-    act.blocks.append(Figure(heatmap_figure(tabs, dpi), "5 x 5 action distribution on the test split: the "
-                             "clinicians' logged decisions and each selected policy's greedy actions",
-                             "action_heatmaps"))
+    edges = _read_json(root / paths.COHORT_ARTIFACTS / "action_edges.json", required=False)
+    act.blocks.append(Figure(heatmap_figure(tabs, dpi, edges, cfg.cohort.window.bin_h),
+                             "5 x 5 action distribution on the test split: the clinicians' logged decisions and each "
+                             "selected policy's greedy actions; bins are dose ranges (IV fluid volume per step, "
+                             "the step's maximum vasopressor rate in norepinephrine equivalents)", "action_heatmaps"))
     secs.append(act)
 
     # --- learning
     learn = Section("State encoder and training", "learning")
-    figs = []
     for name, cap in (("ais_loss", "AIS encoder: training and validation NLL per epoch"),
                       ("ais_vs_naive", "AIS next-observation error against carrying the last observation "
                                        "forward (validation)")):
         f = R / "figures" / f"{name}.png"
         if f.exists():
-            figs.append(Figure(f.read_bytes(), cap, name))
-    if figs:
-        learn.blocks.append(figs)
+            learn.blocks.append(Figure(f.read_bytes(), cap, name))
     if encode:
         learn.blocks.append(f"AIS: best epoch {encode.get('best_epoch')}, validation NLL "
                             f"{_num(encode.get('val_nll'))} against {_num(encode.get('naive_val_nll'))} for the "
                             f"carry-forward baseline.")
+        if encode.get("converged") is False:
+            learn.blocks.append(("warn", f"The AIS encoder stopped at its epoch cap (ais.max_epochs = "
+                                         f"{encode.get('max_epochs')}) with its best epoch {encode.get('best_epoch')} "
+                                         f"within ais.patience = {encode.get('patience')} of it: it was still "
+                                         "improving. Raise ais.max_epochs."))
     tf = training_figure(runs_dir, selected, dpi)
     if tf is not None:
         learn.blocks.append(Figure(tf, "Training losses of the selected runs", "training_curves"))
@@ -365,6 +448,18 @@ def _params_hash(cfg) -> str:
     return hashlib.sha256(json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:12]
 
 
+def param_value(v) -> str:
+    """A parameter as written in params.yaml: every significant digit (0.0005, 1e-05), no thousands separator
+    (seed 12345), YAML spellings of booleans and null."""
+    if isinstance(v, bool) or v is None:
+        return json.dumps(v)
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, (list, dict)):
+        return json.dumps(v)
+    return str(v)
+
+
 def _flat_params(cfg) -> list[list]:
     d = cfg.model_dump(mode="json")
     d["cohort"] = cfg.cohort.resolved()
@@ -374,5 +469,5 @@ def _flat_params(cfg) -> list[list]:
             if isinstance(v, dict):
                 yield from flat(v, pre + k + ".")
             else:
-                yield [pre + k, json.dumps(v) if isinstance(v, (list, dict)) else v]
+                yield [pre + k, param_value(v)]
     return list(flat(d))

@@ -53,7 +53,13 @@ def fig_png(fig, dpi: int = 110) -> bytes:
 
 
 def _fmt(v: object) -> str:
+    """A table cell: strings as they are (parameters, ids: pre-formatted by the caller), counts with thousands
+    separators, measured floats with 2 decimals, small ones with 2 significant digits (never 0.00 for 0.0005)."""
     if isinstance(v, float):
+        if v != v or v in (float("inf"), float("-inf")):
+            return ""
+        if v != 0 and abs(v) < 0.01:
+            return f"{v:.2g}"
         return f"{v:,.2f}" if abs(v) < 1e6 else f"{v:,.0f}"
     if isinstance(v, int) and not isinstance(v, bool):
         return f"{v:,}"

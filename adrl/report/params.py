@@ -7,5 +7,5 @@ from ..params_base import Section
 
 
 class ReportParams(Section):
-    title: str = "adrl: sepsis treatment policies from MIMIC-III"
+    title: str = "adrl: sepsis treatment policies"  # the report appends "from <source>"
     dpi: int = Field(100, ge=50, le=300, description="resolution of the report's figures")

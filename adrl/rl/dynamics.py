@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
-from tqdm import tqdm
 
 from ..actions import N_FLUID, N_VASO
 from ..errors import EmptyResultError, InputError
+from ..progress import Progress
 from .data import Transitions
 
 log = logging.getLogger("adrl.rl")
@@ -189,8 +189,8 @@ def fit_dynamics(train: Transitions, val: Transitions, cfg: DynamicsConfig, seed
     best_state = copy.deepcopy(model.state_dict())
     since, hist_tr, hist_va = 0, [], []
     bs = cfg.batch_size
-    bar = tqdm(range(cfg.max_epochs), desc="dynamics", disable=None if progress is None else not progress,
-               leave=False)
+    bar = Progress(range(cfg.max_epochs), desc="train: dynamics model", unit="epochs", logger=log,
+                   enabled=progress)
     for epoch in bar:
         model.train()
         perm = torch.from_numpy(rng.permuted(np.broadcast_to(np.arange(n), (E, n)), axis=1))
@@ -222,7 +222,7 @@ def fit_dynamics(train: Transitions, val: Transitions, cfg: DynamicsConfig, seed
             since = 0
         else:
             since += 1
-        bar.set_postfix(val=f"{hist_va[-1]:.3f}")
+        bar.set_postfix(val_loss=f"{hist_va[-1]:.3f}")
         if since >= cfg.patience:
             break
     model.load_state_dict(best_state)

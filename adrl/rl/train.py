@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from ..errors import ConfigError
 from ..io import atomic_path, write_json
+from ..progress import Progress
 from .adbcq import ADBCQ, ADBCQConfig
 from .bcq import BCQ, BCQConfig
 from .data import Transitions, transitions
@@ -291,11 +292,18 @@ def _sweep(df, p: TrainParams, out_dir: Path, specs: list[RunSpec], where, progr
                     futs = [ex.submit(_worker, s, str(data_path), p.model_dump_json(), str(tmp),
                                       str(dyn_paths[s.seed]) if s.needs_dynamics else None,
                                       f"seed{s.seed}" if s.needs_dynamics else None) for s in specs]
-                    for fut in tqdm(futs, desc="sweep", disable=None if progress is None else not progress):
+                    bar = Progress(total=len(futs), desc="train", unit="runs", logger=log, enabled=progress,
+                                   work=p.steps, work_unit="steps")
+                    for fut in futs:
+                        while not wait([fut], timeout=1.0).done:  # a progress line while runs are busy
+                            bar.set_postfix(running=sum(f.running() for f in futs))
+                            bar.tick()
                         rec = fut.result()
+                        bar.update()
                         records.append(rec)
                         if on_run:
                             on_run(rec)
+                    bar.close()
             finally:
                 if env_threads is None:
                     os.environ.pop("OMP_NUM_THREADS", None)
@@ -304,7 +312,8 @@ def _sweep(df, p: TrainParams, out_dir: Path, specs: list[RunSpec], where, progr
             data_path.unlink()
         else:
             dyn_models = {s: load_dynamics(pth) for s, pth in dyn_paths.items()}
-            for s in tqdm(specs, desc="sweep", disable=None if progress is None else not progress):
+            for s in Progress(specs, desc="train", unit="runs", logger=log, enabled=progress, work=p.steps,
+                              work_unit="steps"):
                 rec = train_run(s, train, p, tmp, dyn_models.get(s.seed) if s.needs_dynamics else None,
                                 f"seed{s.seed}" if s.needs_dynamics else None, progress, check=check)
                 records.append(rec)

@@ -20,9 +20,9 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from ..mimic.schema import INTERIM
+from ..progress import Progress
 from . import charting
 from . import physiology as ph
 from . import population as pop
@@ -210,7 +210,8 @@ def rollout(policy: Callable | str, n: int, seed: int, params: SynthParams | Non
     ev = w.reset()
     for k, v in ev.items():
         hist.setdefault(k, []).append(v)
-    for _ in tqdm(range(1, N_BINS), desc="roll-out", disable=None if progress is None else not progress):
+    for _ in Progress(range(1, N_BINS), desc=f"roll-out of {n:,} patients", unit="4-h steps",
+                      logger="adrl.synth", enabled=progress):
         if w.done.all():
             break
         if isinstance(policy, str) and policy == "clinician":

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
+from ..progress import Progress
 from . import catalogue as cat
 from . import charting
 from . import population as pop
@@ -66,8 +66,8 @@ class World:
         # them without simulating again; removed with the World
         self._cache = Path(tempfile.mkdtemp(prefix="adrl_synth_"))
         weakref.finalize(self, shutil.rmtree, str(self._cache), True)
-        for c, idx in enumerate(tqdm(self.chunks(), desc="synth: simulate",
-                                     disable=None if progress is None else not progress)):
+        for c, idx in enumerate(Progress(self.chunks(), desc="synthesize: simulate", unit="chunks", logger=log,
+                                         enabled=progress)):
             b, active, end = self._simulate(c, idx)
             obs, fl, va, vent, dec, sofa = b.stacked()
             np.savez(self._cache / f"chunk{c}.npz", obs=obs, fl=fl, va=va, vent=vent, dec=dec, active=active, end=end,
@@ -120,8 +120,8 @@ class World:
     def iter_events(self, progress: bool | None = None):
         """Pass 2: per chunk (its recorded hours read back from the scratch directory), the charted events as {table key: column dict} (``stay`` = world stay index;
         times in seconds before the admission shift). The CareVue culture rows of CHARTEVENTS come last."""
-        for c, idx in enumerate(tqdm(self.chunks(), desc="synth: chart + write",
-                                     disable=None if progress is None else not progress)):
+        for c, idx in enumerate(Progress(self.chunks(), desc="synthesize: chart + write", unit="chunks",
+                                         logger=log, enabled=progress)):
             with np.load(self._cache / f"chunk{c}.npz") as r:
                 obs, fl, va, vent, dec, active, end, ext = (r[k] for k in ("obs", "fl", "va", "vent", "dec", "active",
                                                                           "end", "ext"))

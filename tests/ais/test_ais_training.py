@@ -29,8 +29,18 @@ def test_early_stopping_stops_after_patience(small_cohort):
     # a learning rate this large makes validation NLL stall quickly; training must stop patience epochs later
     r = fit_encoder(small_cohort, AisParams(latent_dim=4, hidden=8, lr=0.5, batch_size=64, max_epochs=200,
                                             patience=3, threads=1), progress=False)
-    assert r.metrics["stopped_early"]
+    assert r.metrics["stopped_early"] and r.metrics["converged"]
     assert r.metrics["epochs_run"] == r.metrics["best_epoch"] + 3
+
+
+def test_stopping_at_the_epoch_cap_while_improving_is_warned(small_cohort, caplog):
+    import logging
+
+    caplog.set_level(logging.WARNING, "adrl.ais")
+    r = fit_encoder(small_cohort, AisParams(latent_dim=4, hidden=8, lr=1e-2, batch_size=64, max_epochs=3,
+                                            patience=5, threads=1), progress=False)
+    assert r.metrics["best_epoch"] > 3 - 5 and not r.metrics["converged"]
+    assert any("epoch cap (ais.max_epochs=3)" in m and "raise ais.max_epochs" in m for m in caplog.messages)
 
 
 def test_encoder_beats_carry_forward_on_learnable_dynamics(fitted):

@@ -92,7 +92,7 @@ def test_exclusions_counted(corrected):
     steps = {s["step"]: s for s in r.flow["steps"]}
     assert steps["age >= 18 years"]["dropped"] == 1
     assert steps["with an antibiotic and a culture"]["dropped"] == 1
-    assert steps["no bin with urine > 12000"]["dropped"] == 1
+    assert steps["no bin with urine > 12000 mL"]["dropped"] == 1
     assert set(r.trajectories["icustay_id"]) .isdisjoint({200000, 200001, 200002})
 
 

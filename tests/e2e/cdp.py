@@ -97,8 +97,13 @@ class Browser:
         os.close(self.r)
 
 
-def load_page(chromium: str, url: str, profile_dir: str, width: int = 1280, height: int = 1000):
-    """Open ``url``; return (requests the page made, rendered facts, full-page PNG bytes)."""
+def load_page(chromium: str, url: str, profile_dir: str, width: int = 1280, height: int = 1000,
+              offline: bool = False, settle: float = 0.5):
+    """Open ``url``; return (requests the page made, rendered facts, full-page PNG bytes).
+
+    ``offline``: the browser has no network at all (DevTools network emulation), as on a machine without one.
+    ``settle``: seconds to wait after the load event (scripts that render charts).
+    facts: text, figures (img loaded), charts (for each top-level div with an id: svg/canvas rendered)."""
     import base64
 
     b = Browser(chromium, profile_dir)
@@ -106,18 +111,27 @@ def load_page(chromium: str, url: str, profile_dir: str, width: int = 1280, heig
         target = b.send("Target.createTarget", {"url": "about:blank"})["targetId"]
         session = b.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         b.send("Network.enable", session=session)
+        if offline:
+            b.send("Network.emulateNetworkConditions", {"offline": True, "latency": 0, "downloadThroughput": -1,
+                                                        "uploadThroughput": -1}, session=session)
         b.send("Page.enable", session=session)
         b.send("Emulation.setDeviceMetricsOverride", {"width": width, "height": height, "deviceScaleFactor": 1,
                                                       "mobile": False}, session=session)
         b.events.clear()
         b.send("Page.navigate", {"url": url}, session=session)
         b.wait_event("Page.loadEventFired")
-        time.sleep(0.5)
+        time.sleep(settle)
         facts = b.send("Runtime.evaluate", {"expression": """JSON.stringify({
             text: document.body.innerText,
             figures: Array.from(document.querySelectorAll('figure')).map(f => {
                 const i = f.querySelector('img');
                 return {id: f.id, loaded: !!i && i.complete && i.naturalWidth > 0, width: i ? i.naturalWidth : 0};
+            }),
+            charts: Array.from(document.querySelectorAll('body > div[id]')).map(d => {
+                const c = d.querySelector('svg.marks, canvas.marks, svg, canvas');
+                const r = c ? c.getBoundingClientRect() : null;
+                return {id: d.id, rendered: !!c && r.width > 50 && r.height > 50,
+                        marks: d.querySelectorAll('svg .mark-symbol path, svg .mark-line path, svg .mark-rect path').length};
             }),
             height: document.documentElement.scrollHeight})""", "returnByValue": True}, session=session)
         facts = json.loads(facts["result"]["value"])

@@ -29,7 +29,9 @@ def deep_update(d: dict, u: dict) -> dict:
     return d
 
 
-def make_project(dst: Path, overrides: dict | None = None) -> Path:
+def make_project(dst: Path, overrides: dict | None = None, git: bool = False) -> Path:
+    """A scratch copy of the project. ``git``: a git repository with the code committed (what `dvc exp run`
+    needs), as on a fresh clone; otherwise a DVC project without git."""
     dst.mkdir(parents=True, exist_ok=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for d in ("adrl", "pipeline"):
@@ -38,7 +40,15 @@ def make_project(dst: Path, overrides: dict | None = None) -> Path:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     deep_update(params, TINY if overrides is None else overrides)
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["dvc", "init", "--no-scm", "-q"], dst)
+    if not git:
+        run(["dvc", "init", "--no-scm", "-q"], dst)
+        return dst
+    shutil.copy(ROOT / ".gitignore", dst / ".gitignore")
+    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "e2e@adrl.invalid"],
+                ["git", "config", "user.name", "adrl e2e"], ["dvc", "init", "-q"],
+                ["dvc", "config", "core.autostage", "true"], ["git", "add", "-A"],
+                ["git", "commit", "-qm", "code"]):
+        run(cmd, dst)
     return dst
 
 
@@ -55,7 +65,8 @@ def env_for(project: Path) -> dict:
         "ADRL_ROOT": str(project),
         "PATH": str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", ""),
     })
-    env.pop("ADRL_PARENT_RUN_ID", None)
+    for k in ("ADRL_PARENT_RUN_ID", "ADRL_PIPELINE_KEY", "ADRL_PIPELINE_NAME", "DVC_EXP_NAME", "DVC_EXP_BASELINE_REV"):
+        env.pop(k, None)
     return env
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import yaml
 
-from .harness import TINY, env_for, make_project, run
+from .harness import ROOT, TINY, env_for, make_project, run
 
 pytestmark = pytest.mark.slow
 STAGES = ["synthesize", "ingest", "cohort", "encode", "train", "evaluate", "report"]
@@ -25,7 +25,7 @@ STAGES = ["synthesize", "ingest", "cohort", "encode", "train", "evaluate", "repo
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    p = make_project(tmp_path_factory.mktemp("e2e") / "proj", TINY)
+    p = make_project(tmp_path_factory.mktemp("e2e") / "proj", TINY, git=True)
     r = run(["adrl", "repro"], p)
     return p, r
 
@@ -69,11 +69,29 @@ def test_repro_runs_every_stage_and_writes_the_contracts(project):
         assert "not converged: such a policy reflects the imitation filter" in md
 
 
-def test_second_repro_does_nothing(project):
+def test_the_log_has_no_noise_the_user_cannot_act_on(project):
+    _, r = project
+    for noise in ("Add type hints to the `predict` method", "CloudPickle", "Downloading artifacts",
+                  "Use `dvc push`"):
+        assert noise not in r.stdout + r.stderr, noise
+
+
+def _mlflow_runs(p: Path) -> list:
+    import mlflow
+
+    mlflow.set_tracking_uri(env_for(p)["MLFLOW_TRACKING_URI"])
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name("adrl")
+    return client.search_runs([exp.experiment_id], max_results=1000)
+
+
+def test_second_repro_does_nothing_and_opens_no_run(project):
     p, _ = project
-    r = run(["dvc", "repro"], p)
+    before = len(_mlflow_runs(p))
+    r = run(["adrl", "repro"], p)
     assert "Running stage" not in r.stdout
     assert "Data and pipelines are up to date" in r.stdout
+    assert len(_mlflow_runs(p)) == before  # no empty parent run for a pipeline that did nothing
 
 
 def test_changing_a_cohort_parameter_does_not_reingest(project):
@@ -135,6 +153,14 @@ def test_mlflow_server_shows_one_parent_with_a_child_per_stage(project):
         assert set(children) == set(STAGES)
         metrics = {m["key"] for m in children["evaluate"]["data"].get("metrics", [])}
         assert "truth.clinician.value" in metrics and any(k.startswith("test.bcq") for k in metrics)
+        # one key scheme: the split names of the data (train / val / test)
+        assert "val.bcq.wis" in metrics and not any(k.startswith("validation.") for k in metrics)
+        head = _get(f"{base}/runs/get?run_id={pid}")["run"]["data"]
+        head_tags = {t["key"]: t["value"] for t in head["tags"]}
+        assert len(head_tags["mlflow.source.git.commit"]) == 40 and head_tags["adrl.source"] == "synthetic"
+        assert {p["key"] for p in head["params"]} >= {"cohort.window.after_onset_h", "train.steps"}
+        assert exp["tags"] and {t["key"]: t["value"] for t in exp["tags"]}.get("mlflow.experimentKind") == \
+            "custom_model_development"  # the UI opens on the runs, not the GenAI overview
         models = _get(f"{base}/registered-models/search")["registered_models"]
         assert {"adrl-bcq", "adrl-factored_bcq", "adrl-adbcq"} <= {m["name"] for m in models}
     finally:
@@ -185,12 +211,42 @@ def test_report_opens_offline_in_headless_chromium(project, tmp_path):
     assert leaving == [], f"the report made requests that would leave the machine: {leaving}"
     text = facts["text"]
     for name in ("Test results", "Clinician (observed)", "Discrete BCQ", "Factored BCQ", "AD-BCQ", "WIS 95% CI",
-                 "true value", "Cohort flow"):
+                 "true value", "Cohort flow", "Table 1", "ever on vasopressors, %", "min MAP, mmHg, median (IQR)",
+                 "no bin with urine > 12000 mL"):
         assert name in text, name
+    assert "from a synthetic ICU world" in text and "from MIMIC-III" not in text  # the title names the source
+    # parameters as written in params.yaml; the tiny profile's AIS stops at its 3-epoch cap: warned
+    assert "ais.lr\t0.0005" in text and "evaluate.truth.seed\t12345" in text and "12,345" not in text
+    assert "stopped at its epoch cap (ais.max_epochs = 3)" in text
     shown = {f["id"]: f for f in facts["figures"]}
     for fig in FIGURES:
         assert shown.get(f"fig-{fig}", {}).get("loaded"), f"figure {fig} is not shown"
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000
+
+
+def test_dvc_plots_show_renders_offline(project, tmp_path):
+    """`dvc plots show` with the offline template (scripts/dvc-plots-offline.py, run by `make install`): every
+    chart renders in headless Chromium with the network off."""
+    from .cdp import load_page
+
+    chromium = _chromium()
+    if chromium is None:
+        pytest.skip("headless Chromium not found (Debian: apt-get install chromium)")
+    p, _ = project
+    made = subprocess.run([sys.executable, str(ROOT / "scripts" / "dvc-plots-offline.py"), "--project", str(p)],
+                          capture_output=True, text=True, env=env_for(p), timeout=600)
+    assert made.returncode == 0, made.stderr
+    if not (p / ".dvc" / "plots-offline.html").exists():
+        pytest.skip(f"no vega packages (npm not found, none cached in build/vega): {made.stderr.strip()}")
+    run(["dvc", "plots", "show"], p)
+    page = p / "dvc_plots" / "index.html"
+    requests, facts, png = load_page(chromium, page.as_uri(), str(tmp_path / "profile"), offline=True, settle=3)
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "dvc_plots.png").write_bytes(png)
+    assert [u for u in requests if not u.startswith(("file:", "data:"))] == []
+    charts = {c["id"]: c["rendered"] for c in facts["charts"]}
+    assert {"ais_loss", "reports_plots_pareto_bcq_csv", "reports_plots_pareto_adbcq_csv"} <= set(charts)
+    assert all(charts.values()), charts
 
 
 def test_cli_shows_results_and_applies_a_selected_policy(project):
@@ -210,3 +266,51 @@ def test_cli_shows_results_and_applies_a_selected_policy(project):
     assert abs(probs.sum(axis=1) - 1).max() < 1e-5
     bad = run(["adrl", "apply", "--states", "missing.parquet", "--out", str(out)], p, check=False)
     assert bad.returncode == 2 and "missing.parquet" in bad.stderr
+
+
+def _exp_rows(p: Path) -> dict:
+    """`dvc exp show --json`: {experiment name: (params.yaml data, cohort metrics)} of the baseline's experiments."""
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], p).stdout)
+    out = {}
+    for row in shown:
+        for e in row.get("experiments") or []:
+            rev = e["revs"][0]
+            data = rev["data"]
+            out[rev["name"]] = (data["params"]["params.yaml"]["data"],
+                                data["metrics"]["reports/metrics/cohort.json"]["data"])
+    return out
+
+
+def test_walkthrough_each_experiment_starts_from_the_baseline(project):
+    """The README's walkthrough: commit the baseline run, two experiments with `dvc exp run --temp`, each from the
+    baseline (the second does not inherit the first's change); `dvc exp show` lists both; MLflow holds each as one
+    run tree tagged with the experiment's name and the baseline commit."""
+    p, _ = project
+    run(["git", "add", "dvc.lock", "reports"], p)
+    run(["git", "commit", "-qm", "baseline run"], p)
+    head = run(["git", "rev-parse", "HEAD"], p).stdout.strip()
+    base = json.loads((p / "reports/metrics/cohort.json").read_text())
+    r1 = run(["dvc", "exp", "run", "--temp", "-n", "window44", "-S", "cohort.window.after_onset_h=44"], p)
+    assert "Stage 'ingest' didn't change, skipping" in r1.stdout and "Running stage 'cohort'" in r1.stdout
+    r2 = run(["dvc", "exp", "run", "--temp", "-n", "dpi80", "-S", "report.dpi=80"], p)
+    assert "Running stage 'report'" in r2.stdout and "Running stage 'cohort'" not in r2.stdout
+    # the workspace stays at the baseline
+    assert run(["git", "status", "--porcelain", "--", "params.yaml", "dvc.lock"], p).stdout.strip() == ""
+
+    exps = _exp_rows(p)
+    assert set(exps) == {"window44", "dpi80"}
+    params44, cohort44 = exps["window44"]
+    params80, cohort80 = exps["dpi80"]
+    assert params44["cohort"]["window"]["after_onset_h"] == 44 and params44["report"]["dpi"] == 100
+    assert params80["cohort"]["window"]["after_onset_h"] == 48 and params80["report"]["dpi"] == 80
+    assert cohort44["rows"] < base["rows"] and cohort80 == base
+
+    runs = _mlflow_runs(p)
+    for name, stages in (("window44", {"cohort", "encode", "train", "evaluate", "report"}), ("dpi80", {"report"})):
+        tree = [r for r in runs if r.data.tags.get("adrl.dvc_exp") == name]
+        parents = [r for r in tree if r.data.tags["adrl.stage"] == "pipeline"]
+        assert len(parents) == 1 and parents[0].info.run_name == f"exp {name}"
+        kids = {r.data.tags["adrl.stage"] for r in tree if r.data.tags.get("mlflow.parentRunId") ==
+                parents[0].info.run_id}
+        assert kids == stages and len(tree) == len(stages) + 1
+        assert {r.data.tags["mlflow.source.git.commit"] for r in tree} == {head}
