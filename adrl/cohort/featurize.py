@@ -163,15 +163,40 @@ class Featurizer:
         counts = Counter() if counts is None else counts
         st = self.stay_frame(static, onsets)
         g, spec = self.grid, self.spec
-        S, nj = len(st), g.nj
         rec = clean_events(events, st, spec, self.fixes, counts, spec.facts["lab_pad_h"])
+        s, t, c, v = self.record_arrays(rec)
+        g0 = st["g0"].to_numpy(np.float64)
+        mean, lastv, lastt, vmax, cnt = dense_aggregate(s, t, c, v, g0, g, len(self.concepts))
+        # treatments
+        mv = events.get("inputevents_mv")
+        cv = events.get("inputevents_cv")
+        pos = pd.Series(st["s"].to_numpy(), index=st["icustay_id"].to_numpy())
+        mv = _attach(mv, pos)
+        cv = _attach(cv, pos)
+        fr = fluid_rows(mv, cv, spec, self.fixes["fluids"], self.p.actions.tonicity, counts)
+        fluid = fluid_per_bin(fr, g0, g, counts)
+        vr = vaso_rows(mv, cv, spec, counts)
+        f = self.slot_features(st, g.bin_start(g0), mean, lastv, lastt, vmax, cnt, fluid,
+                               lambda w: vaso_per_bin(vr, g0, g, w, spec, self.fixes["vaso_weight"]))
+        state = f["state"]
+        if self.p.state.ffill_beyond_hold:
+            n = len(OBS)
+            state[:, :, :n] = ffill_unlimited(state[:, :, :n])
+            state[:, :, n + 4] = ffill_unlimited(state[:, :, n + 4:n + 5])[:, :, 0]
+        return Bins(stays=st, grid=g, values=f["values"], state=state, fluid=fluid, vaso=f["vaso"],
+                    urine=f["urine"], sofa=f["sofa"], has_data=f["has_data"], bili_raw=f["bili_raw"])
+
+    def record_arrays(self, rec: pd.DataFrame):
+        """Cleaned records -> (stay position, time s, concept index, value) arrays of the featurised concepts."""
         conc = rec["concept"].astype("category")
         lut = np.array([self.cidx.get(x, -1) for x in conc.cat.categories] + [-1], dtype=np.int64)
         c = lut[conc.cat.codes.to_numpy()]  # code -1 (NaN) -> the appended -1
-        rec, c = rec[c >= 0], c[c >= 0]
-        g0 = st["g0"].to_numpy(np.float64)
-        mean, lastv, lastt, vmax, cnt = dense_aggregate(rec["s"].to_numpy(np.int64), rec["t"].to_numpy(np.float64),
-                                                        c, rec["value"].to_numpy(np.float64), g0, g, len(self.concepts))
+        keep = c >= 0
+        return (rec["s"].to_numpy(np.int64)[keep], rec["t"].to_numpy(np.float64)[keep], c[keep],
+                rec["value"].to_numpy(np.float64)[keep])
+
+    def slot_values(self, mean, lastv, vmax, cnt) -> np.ndarray:
+        """[S, J, C] value of each concept in each slot by its aggregation (mean, last, max, sum)."""
         val = mean.copy()
         for i, a in enumerate(self.agg):
             if a == "last":
@@ -180,7 +205,15 @@ class Featurizer:
                 val[:, :, i] = vmax[:, :, i]
             elif a == "sum":
                 val[:, :, i] = np.where(cnt[:, :, i] > 0, mean[:, :, i] * cnt[:, :, i], np.nan)
-        bstart = g.bin_start(g0)
+        return val
+
+    def slot_features(self, st: pd.DataFrame, bstart, mean, lastv, lastt, vmax, cnt, fluid, vaso_of) -> dict:
+        """Held and derived values, SOFA and the raw state (before any forward fill beyond the hold) of a run of
+        slots [S, J] whose hold look-back is the run itself: a whole grid (``bins``), or a two-slot window whose
+        first slot carries the latest earlier slot with a value of each concept (the incremental featuriser).
+        ``fluid``: [S, J] mL; ``vaso_of(weight [S, J]) -> [S, J]`` NE-eq doses."""
+        spec = self.spec
+        val = self.slot_values(mean, lastv, vmax, cnt)
         held = val.copy()
         hmask = self.hold_s >= 0
         held[:, :, hmask] = hold(val[:, :, hmask], lastt[:, :, hmask], bstart, self.hold_s[hmask])
@@ -199,37 +232,24 @@ class Featurizer:
         V["mechvent"] = mech
         V["Weight_kg"] = np.where(np.isnan(V["Weight_kg"]), V["Weight_mv"], V["Weight_kg"])
         self._derive(V)
-        # treatments
-        mv = events.get("inputevents_mv")
-        cv = events.get("inputevents_cv")
-        pos = pd.Series(st["s"].to_numpy(), index=st["icustay_id"].to_numpy())
-        mv = _attach(mv, pos)
-        cv = _attach(cv, pos)
-        fr = fluid_rows(mv, cv, spec, self.fixes["fluids"], self.p.actions.tonicity, counts)
-        fluid = fluid_per_bin(fr, g0, g, counts)
-        vr = vaso_rows(mv, cv, spec, counts)
-        vaso = vaso_per_bin(vr, g0, g, V["Weight_kg"], spec, self.fixes["vaso_weight"])
+        vaso = vaso_of(V["Weight_kg"])
         urine = val[:, :, self.cidx["urine"]]
         sofa = sofa_mod.sofa_total(V["PaO2_FiO2"], mech > 0, V["Platelets_count"], V["Total_bili"], V["MeanBP"],
                                    vaso, V["GCS"], V["Creatinine"], urine, self.p.window.bin_h,
                                    standard=self.fixes["sofa_scoring"])
         # raw state: 33 observations + 5 demographics
-        state = np.full((S, nj, len(OBS) + len(DEMOG_COLS)), np.nan)
+        S, J = mech.shape
+        state = np.full((S, J, len(OBS) + len(DEMOG_COLS)), np.nan)
         for i, o in enumerate(OBS):
             state[:, :, i] = V[o]
-        if self.p.state.ffill_beyond_hold:
-            state[:, :, :len(OBS)] = ffill_unlimited(state[:, :, :len(OBS)])
         n = len(OBS)
         state[:, :, n + 0] = st["m:gender"].to_numpy()[:, None]
         state[:, :, n + 1] = mech
         state[:, :, n + 2] = st["m:re_admission"].to_numpy()[:, None]
         state[:, :, n + 3] = st["m:age"].to_numpy()[:, None]
-        w = V["Weight_kg"]
-        if self.p.state.ffill_beyond_hold:
-            w = ffill_unlimited(w[:, :, None])[:, :, 0]
-        state[:, :, n + 4] = w
-        return Bins(stays=st, grid=g, values=V, state=state, fluid=fluid, vaso=vaso, urine=urine, sofa=sofa,
-                    has_data=has_data, bili_raw=val[:, :, self.cidx["Total_bili_raw"]])
+        state[:, :, n + 4] = V["Weight_kg"]
+        return {"values": V, "state": state, "vaso": vaso, "urine": urine, "sofa": sofa, "has_data": has_data,
+                "bili_raw": val[:, :, self.cidx["Total_bili_raw"]]}
 
     def _derive(self, V: dict) -> None:
         """cohort.md 3.10, in order, on held values (in place)."""
@@ -284,25 +304,8 @@ class Featurizer:
         S, nj = len(st), g.nj
         s = np.repeat(np.arange(S), nj - 1)
         j = np.tile(np.arange(1, nj), S)
-        k = g.kmin - 1 + j
-        g0 = st["g0"].to_numpy()[s]
-        bs = g0 + k * g.bin_s
-        intime = st["intime_s"].to_numpy()[s]
-        end = st["end_s"].to_numpy()[s]
-        intime = np.where(np.isnan(intime), -np.inf, intime)
-        in_traj = (k >= 0) & (k < g.K) & (bs + g.bin_s > intime) & (bs < end)
-        df = pd.DataFrame({"s": s, "k": k.astype(np.int16), "bin_start_s": bs, "in_traj": in_traj})
-        for i, col in enumerate(OBS_COLS + DEMOG_COLS):
-            df[col] = b.state[s, j, i]
-        df["fluid_ml"] = b.fluid[s, j]
-        df["vaso_dose"] = b.vaso[s, j]
-        df["urine_ml"] = b.urine[s, j]
-        df["sofa"] = b.sofa[s, j]
-        df["has_data"] = b.has_data[s, j]
-        df["bili_raw"] = b.bili_raw[s, j]
-        for name in ("MeanBP", "HR", "SysBP", "RR", "Temp_C", "WBC_count", "paCO2", "GCS"):
-            df["held:" + name] = b.values[name][s, j]
-        return df
+        return grid_columns(g, st, s, j, lambda x: x[s, j], b.state, b.fluid, b.vaso, b.urine, b.sofa, b.has_data,
+                            b.bili_raw, b.values)
 
     def trajectory_rows(self, b: Bins, until=None) -> pd.DataFrame:
         """Rows of the trajectory bins (overlapping the ICU stay, truncated at death), completed by ``until``
@@ -310,14 +313,17 @@ class Featurizer:
         df = self.grid_frame(b)
         df = df[df["in_traj"].to_numpy()]
         if until is not None:
-            u = np.asarray(to_seconds(pd.Series(np.broadcast_to(np.asarray(until), (len(b.stays),))))
-                           if not np.issubdtype(np.asarray(until).dtype, np.number) else
-                           np.broadcast_to(np.asarray(until, np.float64), (len(b.stays),)))
+            u = until_seconds(until, len(b.stays))
             done = df["bin_start_s"].to_numpy() + b.grid.bin_s <= u[df["s"].to_numpy()]
             df = df[done]
-        st = b.stays
-        s = df["s"].to_numpy()
         kfirst = df.groupby("s")["k"].transform("min").to_numpy()
+        return self.rows_frame(b.stays, df, kfirst)
+
+    @staticmethod
+    def rows_frame(st: pd.DataFrame, df: pd.DataFrame, kfirst: np.ndarray) -> pd.DataFrame:
+        """Trajectory rows from grid-frame rows ``df`` (columns of :meth:`grid_frame`) and each row's first
+        trajectory bin ``kfirst``: ids, step, bin_start, t_onset_h, then the grid columns."""
+        s = df["s"].to_numpy()
         out = pd.DataFrame({"subject_id": st["subject_id"].to_numpy(np.int64)[s],
                             "hadm_id": st["hadm_id"].to_numpy(np.int64)[s],
                             "icustay_id": st["icustay_id"].to_numpy(np.int64)[s],
@@ -363,6 +369,40 @@ class Featurizer:
 
 
 # ---------------------------------------------------------------------- helpers shared with the cohort stage
+HELD_COLUMNS = ("MeanBP", "HR", "SysBP", "RR", "Temp_C", "WBC_count", "paCO2", "GCS")
+
+
+def grid_columns(g: GridSpec, st: pd.DataFrame, s: np.ndarray, j: np.ndarray, at, state, fluid, vaso, urine, sofa,
+                 has_data, bili_raw, values) -> pd.DataFrame:
+    """The grid frame of rows (stay position ``s``, slot ``j``); ``at(x)`` picks those rows of a per-slot array."""
+    k = g.kmin - 1 + j
+    g0 = st["g0"].to_numpy()[s]
+    bs = g0 + k * g.bin_s
+    intime = st["intime_s"].to_numpy()[s]
+    end = st["end_s"].to_numpy()[s]
+    intime = np.where(np.isnan(intime), -np.inf, intime)
+    in_traj = (k >= 0) & (k < g.K) & (bs + g.bin_s > intime) & (bs < end)
+    df = pd.DataFrame({"s": s, "k": k.astype(np.int16), "bin_start_s": bs, "in_traj": in_traj})
+    X = at(state)
+    for i, col in enumerate(OBS_COLS + DEMOG_COLS):
+        df[col] = X[:, i]
+    df["fluid_ml"] = at(fluid)
+    df["vaso_dose"] = at(vaso)
+    df["urine_ml"] = at(urine)
+    df["sofa"] = at(sofa)
+    df["has_data"] = at(has_data)
+    df["bili_raw"] = at(bili_raw)
+    for name in HELD_COLUMNS:
+        df["held:" + name] = at(values[name])
+    return df
+
+
+def until_seconds(until, n: int) -> np.ndarray:
+    """``until`` (scalar or per-stay timestamps or seconds) as float64 seconds, one per stay."""
+    return np.asarray(to_seconds(pd.Series(np.broadcast_to(np.asarray(until), (n,))))
+                      if not np.issubdtype(np.asarray(until).dtype, np.number) else
+                      np.broadcast_to(np.asarray(until, np.float64), (n,)))
+
 def _attach(df, pos):
     if df is None or not len(df):
         return None
