@@ -340,14 +340,12 @@ class Featurizer:
         physical values (after imputation) and replaces o:/m: with the normalised values."""
         if self.normalization is None:
             raise InputError("featuriser: normalization.json statistics are needed to normalise states")
-        out = rows.copy()
-        raw = impute(out, self.normalization)
-        for c in OBS_COLS + DEMOG_COLS:
-            out[RAW_PREFIX + c] = raw[c].astype(np.float32)
+        raw = impute(rows, self.normalization)
         norm = transform(raw, self.normalization)
-        for c in OBS_COLS + DEMOG_COLS:
-            out[c] = norm[c].astype(np.float32)
-        return out
+        state = set(OBS_COLS + DEMOG_COLS)
+        cols = {c: (norm[c].to_numpy(np.float32) if c in state else rows[c]) for c in rows.columns}
+        cols.update({RAW_PREFIX + c: raw[c].to_numpy(np.float32) for c in OBS_COLS + DEMOG_COLS})
+        return pd.DataFrame(cols, index=rows.index)
 
     def bin_actions(self, rows: pd.DataFrame) -> pd.DataFrame:
         if self.action_edges is None:
@@ -382,19 +380,15 @@ def grid_columns(g: GridSpec, st: pd.DataFrame, s: np.ndarray, j: np.ndarray, at
     end = st["end_s"].to_numpy()[s]
     intime = np.where(np.isnan(intime), -np.inf, intime)
     in_traj = (k >= 0) & (k < g.K) & (bs + g.bin_s > intime) & (bs < end)
-    df = pd.DataFrame({"s": s, "k": k.astype(np.int16), "bin_start_s": bs, "in_traj": in_traj})
+    cols = {"s": s, "k": k.astype(np.int16), "bin_start_s": bs, "in_traj": in_traj}
     X = at(state)
     for i, col in enumerate(OBS_COLS + DEMOG_COLS):
-        df[col] = X[:, i]
-    df["fluid_ml"] = at(fluid)
-    df["vaso_dose"] = at(vaso)
-    df["urine_ml"] = at(urine)
-    df["sofa"] = at(sofa)
-    df["has_data"] = at(has_data)
-    df["bili_raw"] = at(bili_raw)
+        cols[col] = X[:, i]
+    cols.update(fluid_ml=at(fluid), vaso_dose=at(vaso), urine_ml=at(urine), sofa=at(sofa), has_data=at(has_data),
+                bili_raw=at(bili_raw))
     for name in HELD_COLUMNS:
-        df["held:" + name] = at(values[name])
-    return df
+        cols["held:" + name] = at(values[name])
+    return pd.DataFrame(cols)
 
 
 def until_seconds(until, n: int) -> np.ndarray:
@@ -449,16 +443,17 @@ def fit_normalization(train_rows: pd.DataFrame) -> dict:
 
 
 def impute(rows: pd.DataFrame, stats: dict) -> pd.DataFrame:
-    out = pd.DataFrame(index=rows.index)
+    out = {}
     for c in OBS_COLS + DEMOG_COLS:
-        out[c] = rows[c].astype(np.float64).fillna(stats["columns"][c]["median"])
+        x = rows[c].to_numpy(np.float64, na_value=np.nan)
+        out[c] = np.where(np.isnan(x), stats["columns"][c]["median"], x)
     with np.errstate(divide="ignore", invalid="ignore"):
         out["o:PaO2_FiO2"] = out["o:paO2"] / out["o:FiO2_1"]
-    return out
+    return pd.DataFrame(out, index=rows.index)
 
 
 def transform(raw: pd.DataFrame, stats: dict) -> pd.DataFrame:
-    out = pd.DataFrame(index=raw.index)
+    out = {}
     for c in OBS_COLS + DEMOG_COLS:
         st = stats["columns"][c]
         x = raw[c].to_numpy(np.float64)
@@ -468,4 +463,4 @@ def transform(raw: pd.DataFrame, stats: dict) -> pd.DataFrame:
         if st["transform"] == "log_z":
             x = np.log(np.maximum(x, 0) + 0.1)
         out[c] = (x - st["mean"]) / st["std"]
-    return out
+    return pd.DataFrame(out, index=raw.index)

@@ -1,0 +1,343 @@
+"""The featuriser run bin by bin: each call processes only the new events, carrying aggregation, hold and
+forward-fill state from bin to bin (for simulator roll-outs, where the cohort featuriser is called at every
+4-hour decision).
+
+    inc = IncrementalFeaturizer(fz, static, onsets)   # fz: a fitted adrl.cohort.featurize.Featurizer
+    inc.add(events_of_the_new_hours)                  # interim-schema frames, any number of stays
+    rows = inc.rows(until=now)                        # the trajectory rows completed since the last call
+
+Contract: ``rows(until)`` returns exactly the rows that ``fz(static, onsets, all_events_so_far, until)`` returns
+for the bins not returned before (same columns, dtypes and values, ordered by stay then step), provided each
+stay's new events are later than every event it had before. What is kept per stay: the per-bin aggregates
+(count, sum, last time, last value, max: sums accumulate in the same order as the batch featuriser's, so they
+are bit-identical), the latest bin with a value of each concept (for holds and the ventilation flag), the last
+state row (forward fill beyond the hold), the GCS components of the last ``gcs_part_window_h`` (a missing
+component comes from there), fluid totals and the vasopressor rows of bins not computed yet.
+
+A stay whose new events are not later than its earlier ones (values arriving late) is recomputed from all its
+events when ``keep_history`` is on; without it that is an error naming the stay, never a silent difference.
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError
+from ..schemas import DEMOG_COLS, OBS
+from .featurize import Featurizer, _attach, grid_columns, until_seconds
+from .grid import H
+from .records import build_gcs, range_check, raw_records
+from .spec import GCS_PARTS
+from .treatments import fluid_parts, fluid_rows, vaso_pair_doses, vaso_pairs, vaso_rows
+
+TIME_COLUMNS = {"labevents": "charttime", "chartevents": "charttime", "outputevents": "charttime",
+                "inputevents_cv": "charttime", "inputevents_mv": "starttime"}
+N_STATE = len(OBS) + len(DEMOG_COLS)
+
+
+class IncrementalFeaturizer:
+    def __init__(self, fz: Featurizer, static: dict, onsets: pd.DataFrame, keep_history: bool = False):
+        if fz.normalization is None or fz.action_edges is None:
+            raise InputError("incremental featuriser: the featuriser needs normalization.json and action_edges.json")
+        self.fz = fz
+        self.g = g = fz.grid
+        self.st = st = fz.stay_frame(static, onsets)
+        self.S = S = len(st)
+        C = len(fz.concepts)
+        self.C = C
+        self.g0 = st["g0"].to_numpy(np.float64)
+        self.pos = pd.Series(st["s"].to_numpy(), index=st["icustay_id"].to_numpy())
+        self.last_c = np.flatnonzero(fz.agg == "last")
+        self.max_c = np.flatnonzero(fz.agg == "max")
+        self.gcs_tol = fz.spec.gcs_part_window_h * H
+        self.history: list | None = [] if keep_history else None
+        self.empty_rec = raw_records({}, st.iloc[:0], fz.spec, fz.fixes, Counter())
+        nj = g.nj
+        # per-bin aggregates (slot 0: the latest bin before the grid, as in dense_aggregate)
+        self.cnt = np.zeros((S, nj, C), np.int32)
+        self.tot = np.zeros((S, nj, C))
+        self.lastt = np.full((S, nj, C), np.nan)
+        self.lastv = np.full((S, nj, len(self.last_c)), np.nan)
+        self.vmax = np.full((S, nj, len(self.max_c)), -np.inf)
+        self.prek = np.full((S, C), np.iinfo(np.int64).min)
+        self.fluid = np.zeros((S, nj))          # unclipped fluid totals
+        self.vpairs = None                        # vasopressor (row, bin) pairs of bins not computed yet
+        self.gcs_hist = self.empty_rec             # recent GCS component records
+        self.watermark = np.full(S, -np.inf)      # latest event time seen, per stay
+        # carried state
+        self.done = np.zeros(S, np.int64)         # slots computed (0 .. done-1)
+        self.out = np.zeros(S, np.int64)          # slots whose rows were returned
+        self.lidx = np.full((S, C), -1, np.int64)  # latest computed slot with a value of each concept
+        self.prev_state = np.full((S, N_STATE), np.nan)
+        self.kfirst = np.full(S, -1, np.int64)
+
+    # ------------------------------------------------------------------ events in
+    def add(self, events: dict) -> None:
+        """Take the events of the next hours (interim frames by table name; stays not in the batch ignored)."""
+        if self.history is not None:
+            self.history.append(events)
+        parts = self._clean(events, self.st)
+        late = self._late(parts)
+        if late.any() and self.history is None:
+            bad = self.st["icustay_id"].to_numpy()[late][:5].tolist()
+            raise InputError(f"incremental featuriser: events of icustay_id(s) {bad} are not later than the events "
+                             "already given for them (values arriving late need keep_history=True)")
+        self._ingest(parts, ~late)
+        if late.any():
+            self._redo(late)
+
+    def _clean(self, events: dict, st: pd.DataFrame):
+        fz, counts = self.fz, Counter()
+        rec = raw_records(events, st, fz.spec, fz.fixes, counts, fz.spec.facts["lab_pad_h"])
+        pos = pd.Series(st["s"].to_numpy(), index=st["icustay_id"].to_numpy())
+        mv, cv = _attach(events.get("inputevents_mv"), pos), _attach(events.get("inputevents_cv"), pos)
+        fr = fluid_rows(mv, cv, fz.spec, fz.fixes["fluids"], fz.p.actions.tonicity, counts)
+        vr = vaso_rows(mv, cv, fz.spec, counts)
+        return rec, fr, vr
+
+    def _late(self, parts) -> np.ndarray:
+        """Stays with a new record not later than their earlier events or inside an already computed bin."""
+        rec, fr, vr = parts
+        first = np.full(self.S, np.inf)
+        for s, t in ((rec["s"], rec["t"]), (fr["s"], fr["start"]), (vr["s"], vr["start"])):
+            np.minimum.at(first, s.to_numpy(np.int64), t.to_numpy(np.float64))
+        computed_end = np.where(self.done > 0, self.g0 + (self.g.kmin + self.done - 1) * float(self.g.bin_s), -np.inf)
+        return np.isfinite(first) & ((first <= self.watermark) | (first < computed_end))
+
+    def _ingest(self, parts, keep: np.ndarray) -> None:
+        rec, fr, vr = (p[keep[p["s"].to_numpy(np.int64)]] for p in parts)
+        fz, g = self.fz, self.g
+        old_mark = self.watermark.copy()
+        for s, t in ((rec["s"], rec["t"]), (fr["s"], fr["start"]), (vr["s"], vr["start"])):
+            np.maximum.at(self.watermark, s.to_numpy(np.int64), t.to_numpy(np.float64))
+        # GCS from its components, with the recent components of earlier calls; only the new times are kept
+        is_part = rec["concept"].isin(GCS_PARTS).to_numpy()
+        if is_part.any():
+            with_parts = np.zeros(self.S, bool)
+            with_parts[rec["s"].to_numpy(np.int64)[is_part]] = True
+            hist = self.gcs_hist[with_parts[self.gcs_hist["s"].to_numpy(np.int64)]]
+            both = pd.concat([hist, rec], ignore_index=True) if len(hist) else rec
+            built = build_gcs(both, fz.spec)
+            built = built[built["t"].to_numpy() > old_mark[built["s"].to_numpy(np.int64)]]
+            new_parts = rec[is_part]
+            gh = pd.concat([self.gcs_hist, new_parts], ignore_index=True)
+            self.gcs_hist = gh[gh["t"].to_numpy() >= self.watermark[gh["s"].to_numpy(np.int64)] - self.gcs_tol]
+        else:
+            built = build_gcs(rec, fz.spec)
+        rec = range_check(built, fz.spec, Counter())
+        self._accumulate(*fz.record_arrays(rec))
+        cell, vol = fluid_parts(fr, self.g0, g)
+        np.add.at(self.fluid.reshape(-1), cell, vol)
+        row, j = vaso_pairs(vr, self.g0, g)
+        if len(row):
+            vp = vr.iloc[row].reset_index(drop=True).assign(j=j)
+            self.vpairs = vp if self.vpairs is None else pd.concat([self.vpairs, vp], ignore_index=True)
+
+    def _accumulate(self, s, t, c, v) -> None:
+        """dense_aggregate, merged into the carried aggregates."""
+        g, C, nj = self.g, self.C, self.g.nj
+        k = np.floor((t - self.g0[s]) / g.bin_s).astype(np.int64)
+        keep = k < g.kmax
+        s, t, c, v, k = s[keep], t[keep], c[keep], v[keep], k[keep]
+        pre = k < g.kmin
+        if pre.any():
+            key = s[pre] * C + c[pre]
+            newest = np.full(self.S * C, np.iinfo(np.int64).min)
+            np.maximum.at(newest, key, k[pre])
+            prek = self.prek.reshape(-1)
+            reset = newest > prek
+            if reset.any():  # a later pre-grid bin replaces the pre slot's aggregate
+                rs, rc = np.divmod(np.flatnonzero(reset), C)
+                self.cnt[rs, 0, rc] = 0
+                self.tot[rs, 0, rc] = 0.0
+                self.lastt[rs, 0, rc] = np.nan
+                self._reset_sub(rs, rc)
+                prek[reset] = newest[reset]
+            drop = np.zeros(len(k), bool)
+            drop[np.flatnonzero(pre)] = k[pre] < prek[key]
+            s, t, c, v, k = s[~drop], t[~drop], c[~drop], v[~drop], k[~drop]
+            k = np.maximum(k, g.kmin - 1)
+        j = k - (g.kmin - 1)
+        flat = (s * nj + j) * C + c
+        np.add.at(self.cnt.reshape(-1), flat, 1)
+        np.add.at(self.tot.reshape(-1), flat, v)
+        if not len(flat):
+            return
+        order = np.lexsort((t, flat))
+        fs = flat[order]
+        last = np.r_[fs[1:] != fs[:-1], True]
+        lf, lt, lv = fs[last], t[order][last], v[order][last]
+        lastt = self.lastt.reshape(-1)
+        newer = ~(lt < lastt[lf])  # NaN (no record yet) or not earlier
+        lf, lt, lv = lf[newer], lt[newer], lv[newer]
+        lastt[lf] = lt
+        cell, cc = np.divmod(lf, C)
+        hit, pos = _member(self.last_c, cc)
+        self.lastv.reshape(-1, len(self.last_c))[cell[hit], pos[hit]] = lv[hit]
+        cell, cc = np.divmod(flat, C)
+        hit, pos = _member(self.max_c, cc)
+        np.maximum.at(self.vmax.reshape(-1, len(self.max_c)), (cell[hit], pos[hit]), v[hit])
+
+    def _reset_sub(self, rs, rc) -> None:
+        for sub, arr, fill in ((self.last_c, self.lastv, np.nan), (self.max_c, self.vmax, -np.inf)):
+            hit, pos = _member(sub, rc)
+            arr[rs[hit], 0, pos[hit]] = fill
+
+    def _redo(self, late: np.ndarray) -> None:
+        """Recompute stays whose events arrived late from all their events (bins already returned stay so)."""
+        L = np.flatnonzero(late)
+        self.cnt[L] = 0
+        self.tot[L] = 0.0
+        self.lastt[L] = np.nan
+        self.lastv[L] = np.nan
+        self.vmax[L] = -np.inf
+        self.prek[L] = np.iinfo(np.int64).min
+        self.fluid[L] = 0.0
+        if self.vpairs is not None:
+            self.vpairs = self.vpairs[~late[self.vpairs["s"].to_numpy(np.int64)]]
+        self.gcs_hist = self.gcs_hist[~late[self.gcs_hist["s"].to_numpy(np.int64)]]
+        self.watermark[L] = -np.inf
+        done = self.done[L].copy()
+        self.done[L] = 0
+        self.lidx[L] = -1
+        self.prev_state[L] = np.nan
+        sub = self.st.iloc[L]
+        ids, hadm = set(sub["icustay_id"].tolist()), set(sub["hadm_id"].tolist())
+        events: dict = {}
+        for batch in self.history:
+            for t, df in batch.items():
+                if df is None or not len(df):
+                    continue
+                key = "hadm_id" if t == "labevents" else "icustay_id"
+                events.setdefault(t, []).append(df[df[key].isin(hadm if key == "hadm_id" else ids)])
+        events = {t: pd.concat(v, ignore_index=True) for t, v in events.items()}
+        self._ingest(self._clean(events, sub), late)
+        target = np.zeros(self.S, np.int64)
+        target[L] = done
+        self._advance(target, emit=False)
+
+    # ------------------------------------------------------------------ rows out
+    def rows(self, until=None) -> pd.DataFrame:
+        """Normalised trajectory rows (as the featuriser's) of the bins completed by ``until`` and not returned
+        before, ordered by stay and step."""
+        g = self.g
+        if until is None:
+            target = np.full(self.S, g.nj, np.int64)
+        else:
+            u = until_seconds(until, self.S)
+            with np.errstate(invalid="ignore"):
+                jmax = np.floor((u - self.g0) / g.bin_s) - g.kmin
+            jmax = np.nan_to_num(jmax, nan=-1.0, posinf=g.nj, neginf=-1.0)
+            target = np.where(jmax >= 1, np.minimum(jmax + 1, g.nj), 0).astype(np.int64)
+        target = np.maximum(target, self.done)
+        frames = self._advance(target, emit=True)
+        if self.vpairs is not None and len(self.vpairs):
+            vp = self.vpairs
+            self.vpairs = vp[vp["j"].to_numpy() >= self.done[vp["s"].to_numpy(np.int64)]]
+        if frames:
+            df = pd.concat(frames, ignore_index=True)
+            df = df.iloc[np.lexsort((df["k"].to_numpy(), df["s"].to_numpy()))]
+        else:
+            df = grid_columns(g, self.st, np.zeros(0, np.int64), np.zeros(0, np.int64), lambda x: x[:0, 1],
+                              *self._empty_slot())
+        rows = Featurizer.rows_frame(self.st, df, self.kfirst[df["s"].to_numpy()])
+        return self.fz.bin_actions(self.fz.normalise(rows))
+
+    def _empty_slot(self):
+        z = np.zeros((0, 2))
+        return (np.zeros((0, 2, N_STATE)), z, z, z, z.astype(np.int8), z.astype(bool), z,
+                {n: z for n in ("MeanBP", "HR", "SysBP", "RR", "Temp_C", "WBC_count", "paCO2", "GCS")})
+
+    def _advance(self, target: np.ndarray, emit: bool) -> list:
+        frames = []
+        while True:
+            need = self.done < target
+            if not need.any():
+                return frames
+            j = int(self.done[need].min())
+            R = np.flatnonzero(need & (self.done == j))
+            df = self._slot(R, j)
+            if emit:
+                df = df[df["in_traj"].to_numpy() & (j >= self.out[R])]
+                s = df["s"].to_numpy()
+                first = self.kfirst[s] < 0
+                self.kfirst[s[first]] = df["k"].to_numpy()[first]
+                frames.append(df)
+                self.out[R] = np.maximum(self.out[R], j + 1)
+            self.done[R] = j + 1
+
+    def _slot(self, R: np.ndarray, j: int) -> pd.DataFrame:
+        """Compute slot j of stays R from a two-slot window: [latest earlier slot with a value, slot j]."""
+        fz, g, C = self.fz, self.g, self.C
+        n = len(R)
+        li = self.lidx[R]                               # (n, C)
+        has = li >= 0
+        li0 = np.maximum(li, 0)
+        rr = R[:, None]
+        cc = np.arange(C)[None, :]
+
+        def window(arr, fill):
+            w = np.empty((n, 2) + arr.shape[2:], arr.dtype)
+            w[:, 0] = np.where(has, arr[rr, li0, cc], fill)
+            w[:, 1] = arr[R, j]
+            return w
+
+        cnt, tot, lastt = window(self.cnt, 0), window(self.tot, 0.0), window(self.lastt, np.nan)
+        lastv = np.full((n, 2, C), np.nan)
+        vmax = np.full((n, 2, C), -np.inf)
+        for sub, src, dst in ((self.last_c, self.lastv, lastv), (self.max_c, self.vmax, vmax)):
+            if len(sub):
+                dst[:, 1, sub] = src[R, j]
+                ls = li0[:, sub]
+                dst[:, 0, sub] = np.where(has[:, sub], src[R[:, None], ls, np.arange(len(sub))[None, :]], dst[:, 0, sub])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(cnt > 0, tot / np.maximum(cnt, 1), np.nan)
+        vmax = np.where(cnt == 0, np.nan, vmax)
+        bs = self.g0[R] + (g.kmin - 1 + j) * float(g.bin_s)
+        bstart = np.stack([bs, bs], axis=1)
+        fl = np.zeros((n, 2))
+        if j > 0:
+            x = self.fluid[R, j]
+            fl[:, 1] = np.where(x < 0, 0.0, x)
+        st = self.st.iloc[R]
+
+        def vaso_of(weight):
+            out = np.zeros((n, 2))
+            vp = self.vpairs
+            if j == 0 or vp is None or not len(vp):
+                return out
+            where = np.full(self.S, -1, np.int64)
+            where[R] = np.arange(n)
+            ps = vp["s"].to_numpy(np.int64)
+            sel = (where[ps] >= 0) & (vp["j"].to_numpy() == j)
+            if sel.any():
+                sub = vp[sel].reset_index(drop=True)
+                r = where[ps[sel]]
+                d = vaso_pair_doses(sub, np.arange(len(sub)), weight[r, 1], fz.spec, fz.fixes["vaso_weight"])
+                col = out[:, 1].copy()
+                np.maximum.at(col, r, d)
+                out[:, 1] = col
+            return out
+
+        f = fz.slot_features(st, bstart, mean, lastv, lastt, vmax, cnt, fl, vaso_of)
+        state = f["state"][:, 1]
+        if fz.p.state.ffill_beyond_hold:
+            nobs = len(OBS)
+            cols = np.r_[np.arange(nobs), nobs + 4]
+            x = state[:, cols]
+            state[:, cols] = np.where(np.isnan(x), self.prev_state[R][:, cols], x)
+            self.prev_state[R] = state
+        val = fz.slot_values(mean[:, 1:], lastv[:, 1:], vmax[:, 1:], cnt[:, 1:])[:, 0]
+        self.lidx[R] = np.where(np.isnan(val), self.lidx[R], j)
+        return grid_columns(g, self.st, R, np.full(n, j), lambda x: x[:, 1], f["state"], fl, f["vaso"], f["urine"],
+                            f["sofa"], f["has_data"], f["bili_raw"], f["values"])
+
+
+def _member(sub: np.ndarray, c: np.ndarray):
+    """(c in sub, position of c in the sorted array sub)."""
+    if not len(sub):
+        return np.zeros(len(c), bool), np.zeros(len(c), np.int64)
+    pos = np.searchsorted(sub, c)
+    return (pos < len(sub)) & (sub[np.minimum(pos, len(sub) - 1)] == c), np.minimum(pos, len(sub) - 1)
