@@ -59,6 +59,25 @@ class Clinician:
         return fluid, np.round(vaso, 4)
 
 
+class TiledRng:
+    """Draws of a generator for n / reps stays, repeated for each replica (the ``random`` and
+    ``standard_normal`` calls of the engine, whose first dimension is the stay)."""
+
+    def __init__(self, rng: np.random.Generator, reps: int):
+        self.rng, self.reps = rng, reps
+
+    def _draw(self, fn, shape):
+        shape = (shape,) if np.isscalar(shape) else tuple(shape)
+        x = fn((shape[0] // self.reps,) + shape[1:])
+        return np.concatenate([x] * self.reps, axis=0)
+
+    def random(self, shape):
+        return self._draw(self.rng.random, shape)
+
+    def standard_normal(self, shape):
+        return self._draw(self.rng.standard_normal, shape)
+
+
 def _erfinv(x):
     from scipy.special import erfinv
 
@@ -93,14 +112,33 @@ class StayBatch:
         self.last = {"map": S["map0"].copy(), "spo2": np.full(n, 97.0), "lactate": np.full(n, 1.5),
                      "urine": np.zeros((4, n))}
         self.seed_key = [int(x) for x in seed_key]
+        self.reps = 1
         self.record = record
         self.rec_obs, self.rec_fluid, self.rec_vaso, self.rec_vent, self.rec_dec = [], [], [], [], []
         self.rec_sofa, self.rec_active = [], []
 
     # -------------------------------------------------------------------------------------------------
-    def rng(self, h: int, purpose: int) -> np.random.Generator:
-        """Exogenous noise of hour h for one purpose: the same numbers whatever the treatment (CRN)."""
-        return np.random.default_rng([*self.seed_key, h, purpose])
+    def rng(self, h: int, purpose: int):
+        """Exogenous noise of hour h for one purpose: the same numbers whatever the treatment (CRN). With
+        replicas (:meth:`replicate`) every copy of a stay draws the numbers of the original."""
+        r = np.random.default_rng([*self.seed_key, h, purpose])
+        return r if self.reps == 1 else TiledRng(r, self.reps)
+
+    def replicate(self, reps: int, S: dict) -> None:
+        """Copy every stay ``reps`` times (copy r of stay i becomes stay r * n + i), state and noise included,
+        so each copy can be treated differently on the same patient and noise. ``S``: the tiled statics."""
+        if self.reps != 1:
+            raise RuntimeError("StayBatch.replicate: already replicated")
+        def tile(a, axis=0):
+            return np.concatenate([a] * reps, axis=axis)
+
+        for name in ("z", "nh", "h_start", "k0", "abx_hour", "alive", "death_hour", "death_frac", "vent",
+                     "extubated_at", "fluid_bin", "vaso_bin", "cum_fluid"):
+            setattr(self, name, tile(getattr(self, name)))
+        self.last = {k: tile(v, axis=1 if k == "urine" else 0) for k, v in self.last.items()}
+        self.S = S
+        self.n *= reps
+        self.reps = reps
 
     def is_decision(self, h: int) -> np.ndarray:
         return ((self.k0 + h) % 4 == 0) | (h == self.h_start)
