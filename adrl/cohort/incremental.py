@@ -27,7 +27,7 @@ import pandas as pd
 from ..errors import InputError
 from ..schemas import DEMOG_COLS, OBS
 from .featurize import Featurizer, _attach, grid_columns, until_seconds
-from .grid import H
+from .grid import H, to_seconds
 from .records import build_gcs, range_check, raw_records
 from .spec import GCS_PARTS
 from .treatments import fluid_parts, fluid_rows, vaso_pair_doses, vaso_pairs, vaso_rows
@@ -65,7 +65,9 @@ class IncrementalFeaturizer:
         self.fluid = np.zeros((S, nj))          # unclipped fluid totals
         self.vpairs = None                        # vasopressor (row, bin) pairs of bins not computed yet
         self.gcs_hist = self.empty_rec             # recent GCS component records
-        self.watermark = np.full(S, -np.inf)      # latest event time seen, per stay
+        self.ingested = np.full(S, -np.inf)       # events before this time (s) are featurised, per stay
+        self.buffer: dict = {}                     # table -> [(rows, stay, time)] not featurised yet
+        self.hadm_first = st.drop_duplicates("hadm_id").set_index("hadm_id")["s"]
         # carried state
         self.done = np.zeros(S, np.int64)         # slots computed (0 .. done-1)
         self.out = np.zeros(S, np.int64)          # slots whose rows were returned
@@ -75,18 +77,52 @@ class IncrementalFeaturizer:
 
     # ------------------------------------------------------------------ events in
     def add(self, events: dict) -> None:
-        """Take the events of the next hours (interim frames by table name; stays not in the batch ignored)."""
+        """Take the events of the next hours (interim frames by table name; rows of other stays are ignored).
+        They are featurised when their bin is: a bin's events are cleaned together, whichever call brought them."""
         if self.history is not None:
             self.history.append(events)
-        parts = self._clean(events, self.st)
-        late = self._late(parts)
-        if late.any() and self.history is None:
-            bad = self.st["icustay_id"].to_numpy()[late][:5].tolist()
-            raise InputError(f"incremental featuriser: events of icustay_id(s) {bad} are not later than the events "
-                             "already given for them (values arriving late need keep_history=True)")
-        self._ingest(parts, ~late)
+        late = np.zeros(self.S, bool)
+        for table, df in events.items():
+            if table not in TIME_COLUMNS or df is None or not len(df):
+                continue
+            s, t = self._locate(table, df)
+            bad = (s >= 0) & (t < self.ingested[np.maximum(s, 0)])
+            late[s[bad]] = True
+            ok = (s >= 0) & ~bad
+            self.buffer.setdefault(table, []).append((df[ok], s[ok], t[ok]))
         if late.any():
+            if self.history is None:
+                bad = self.st["icustay_id"].to_numpy()[late][:5].tolist()
+                raise InputError(f"incremental featuriser: icustay_id(s) {bad} got events in bins already featurised "
+                                 "(values arriving late need keep_history=True)")
             self._redo(late)
+
+    def _locate(self, table: str, df: pd.DataFrame):
+        """(stay position, time in seconds) of each row; position -1 for rows of other stays. Lab rows go by
+        HADM_ID to the admission's first stay in the batch (one stay per admission in roll-outs)."""
+        if table == "labevents":
+            idx = pd.Index(self.hadm_first.index).get_indexer(df["hadm_id"].to_numpy(np.float64, na_value=np.nan))
+            s = np.where(idx >= 0, self.hadm_first.to_numpy()[np.maximum(idx, 0)], -1)
+        else:
+            idx = pd.Index(self.pos.index).get_indexer(df["icustay_id"].to_numpy(np.float64, na_value=np.nan))
+            s = np.where(idx >= 0, self.pos.to_numpy()[np.maximum(idx, 0)], -1)
+        t = to_seconds(df[TIME_COLUMNS[table]])
+        return s.astype(np.int64), np.where(np.isnan(t), -np.inf, t)  # no time: featurised with the first bin
+
+    def _take(self, cutoff: np.ndarray) -> dict:
+        """Buffered events before each stay's ``cutoff`` (removed from the buffer), by table, in arrival order."""
+        chunk = {}
+        for table, parts in self.buffer.items():
+            if not parts:
+                continue
+            df = pd.concat([p[0] for p in parts], ignore_index=True) if len(parts) > 1 else parts[0][0]
+            s = np.concatenate([p[1] for p in parts])
+            t = np.concatenate([p[2] for p in parts])
+            now = t < cutoff[s]
+            chunk[table] = df[now]
+            rest = ~now
+            self.buffer[table] = [(df[rest], s[rest], t[rest])] if rest.any() else []
+        return chunk
 
     def _clean(self, events: dict, st: pd.DataFrame):
         fz, counts = self.fz, Counter()
@@ -97,33 +133,23 @@ class IncrementalFeaturizer:
         vr = vaso_rows(mv, cv, fz.spec, counts)
         return rec, fr, vr
 
-    def _late(self, parts) -> np.ndarray:
-        """Stays with a new record not later than their earlier events or inside an already computed bin."""
-        rec, fr, vr = parts
-        first = np.full(self.S, np.inf)
-        for s, t in ((rec["s"], rec["t"]), (fr["s"], fr["start"]), (vr["s"], vr["start"])):
-            np.minimum.at(first, s.to_numpy(np.int64), t.to_numpy(np.float64))
-        computed_end = np.where(self.done > 0, self.g0 + (self.g.kmin + self.done - 1) * float(self.g.bin_s), -np.inf)
-        return np.isfinite(first) & ((first <= self.watermark) | (first < computed_end))
-
-    def _ingest(self, parts, keep: np.ndarray) -> None:
-        rec, fr, vr = (p[keep[p["s"].to_numpy(np.int64)]] for p in parts)
+    def _ingest(self, events: dict, stays: np.ndarray, cutoff: np.ndarray) -> None:
+        """Featurise the events of ``stays`` (bool mask) before ``cutoff`` (all their events from
+        ``self.ingested`` on): aggregates, fluid totals, vasopressor pairs."""
         fz, g = self.fz, self.g
-        old_mark = self.watermark.copy()
-        for s, t in ((rec["s"], rec["t"]), (fr["s"], fr["start"]), (vr["s"], vr["start"])):
-            np.maximum.at(self.watermark, s.to_numpy(np.int64), t.to_numpy(np.float64))
-        # GCS from its components, with the recent components of earlier calls; only the new times are kept
+        rec, fr, vr = (p[stays[p["s"].to_numpy(np.int64)]] for p in self._clean(events, self.st[stays]))
+        start = self.ingested.copy()
+        self.ingested = np.where(stays, cutoff, self.ingested)
+        # GCS from its components, with the recent components of earlier bins; only this chunk's times are kept
         is_part = rec["concept"].isin(GCS_PARTS).to_numpy()
         if is_part.any():
             with_parts = np.zeros(self.S, bool)
             with_parts[rec["s"].to_numpy(np.int64)[is_part]] = True
             hist = self.gcs_hist[with_parts[self.gcs_hist["s"].to_numpy(np.int64)]]
-            both = pd.concat([hist, rec], ignore_index=True) if len(hist) else rec
-            built = build_gcs(both, fz.spec)
-            built = built[built["t"].to_numpy() > old_mark[built["s"].to_numpy(np.int64)]]
-            new_parts = rec[is_part]
-            gh = pd.concat([self.gcs_hist, new_parts], ignore_index=True)
-            self.gcs_hist = gh[gh["t"].to_numpy() >= self.watermark[gh["s"].to_numpy(np.int64)] - self.gcs_tol]
+            built = build_gcs(pd.concat([hist, rec], ignore_index=True) if len(hist) else rec, fz.spec)
+            built = built[built["t"].to_numpy() >= start[built["s"].to_numpy(np.int64)]]
+            gh = pd.concat([self.gcs_hist, rec[is_part]], ignore_index=True)
+            self.gcs_hist = gh[gh["t"].to_numpy() >= self.ingested[gh["s"].to_numpy(np.int64)] - self.gcs_tol]
         else:
             built = build_gcs(rec, fz.spec)
         rec = range_check(built, fz.spec, Counter())
@@ -186,7 +212,8 @@ class IncrementalFeaturizer:
             arr[rs[hit], 0, pos[hit]] = fill
 
     def _redo(self, late: np.ndarray) -> None:
-        """Recompute stays whose events arrived late from all their events (bins already returned stay so)."""
+        """Recompute stays that got events in bins already featurised from all their events (rows already
+        returned are not returned again)."""
         L = np.flatnonzero(late)
         self.cnt[L] = 0
         self.tot[L] = 0.0
@@ -198,22 +225,20 @@ class IncrementalFeaturizer:
         if self.vpairs is not None:
             self.vpairs = self.vpairs[~late[self.vpairs["s"].to_numpy(np.int64)]]
         self.gcs_hist = self.gcs_hist[~late[self.gcs_hist["s"].to_numpy(np.int64)]]
-        self.watermark[L] = -np.inf
+        cutoff = self.ingested.copy()
+        self.ingested[L] = -np.inf
         done = self.done[L].copy()
         self.done[L] = 0
         self.lidx[L] = -1
         self.prev_state[L] = np.nan
-        sub = self.st.iloc[L]
-        ids, hadm = set(sub["icustay_id"].tolist()), set(sub["hadm_id"].tolist())
         events: dict = {}
         for batch in self.history:
-            for t, df in batch.items():
-                if df is None or not len(df):
+            for table, df in batch.items():
+                if table not in TIME_COLUMNS or df is None or not len(df):
                     continue
-                key = "hadm_id" if t == "labevents" else "icustay_id"
-                events.setdefault(t, []).append(df[df[key].isin(hadm if key == "hadm_id" else ids)])
-        events = {t: pd.concat(v, ignore_index=True) for t, v in events.items()}
-        self._ingest(self._clean(events, sub), late)
+                s, t = self._locate(table, df)
+                events.setdefault(table, []).append(df[(s >= 0) & late[np.maximum(s, 0)] & (t < cutoff[np.maximum(s, 0)])])
+        self._ingest({t: pd.concat(v, ignore_index=True) for t, v in events.items()}, late, cutoff)
         target = np.zeros(self.S, np.int64)
         target[L] = done
         self._advance(target, emit=False)
@@ -232,6 +257,11 @@ class IncrementalFeaturizer:
             jmax = np.nan_to_num(jmax, nan=-1.0, posinf=g.nj, neginf=-1.0)
             target = np.where(jmax >= 1, np.minimum(jmax + 1, g.nj), 0).astype(np.int64)
         target = np.maximum(target, self.done)
+        cutoff = np.where(target > 0, self.g0 + (g.kmin + target - 1) * float(g.bin_s), -np.inf)
+        cutoff = np.where(target >= g.nj, np.inf, cutoff)  # the last slot takes everything after it too
+        more = cutoff > self.ingested
+        if more.any():
+            self._ingest(self._take(np.where(more, cutoff, self.ingested)), more, np.where(more, cutoff, self.ingested))
         frames = self._advance(target, emit=True)
         if self.vpairs is not None and len(self.vpairs):
             vp = self.vpairs
