@@ -196,60 +196,64 @@ class Featurizer:
                 rec["value"].to_numpy(np.float64)[keep])
 
     def slot_values(self, mean, lastv, vmax, cnt) -> np.ndarray:
-        """[S, J, C] value of each concept in each slot by its aggregation (mean, last, max, sum)."""
+        """[..., C] value of each concept in each slot by its aggregation (mean, last, max, sum)."""
         val = mean.copy()
         for i, a in enumerate(self.agg):
             if a == "last":
-                val[:, :, i] = lastv[:, :, i]
+                val[..., i] = lastv[..., i]
             elif a == "max":
-                val[:, :, i] = vmax[:, :, i]
+                val[..., i] = vmax[..., i]
             elif a == "sum":
-                val[:, :, i] = np.where(cnt[:, :, i] > 0, mean[:, :, i] * cnt[:, :, i], np.nan)
+                val[..., i] = np.where(cnt[..., i] > 0, mean[..., i] * cnt[..., i], np.nan)
         return val
 
     def slot_features(self, st: pd.DataFrame, bstart, mean, lastv, lastt, vmax, cnt, fluid, vaso_of) -> dict:
-        """Held and derived values, SOFA and the raw state (before any forward fill beyond the hold) of a run of
-        slots [S, J] whose hold look-back is the run itself: a whole grid (``bins``), or a two-slot window whose
-        first slot carries the latest earlier slot with a value of each concept (the incremental featuriser).
-        ``fluid``: [S, J] mL; ``vaso_of(weight [S, J]) -> [S, J]`` NE-eq doses."""
-        spec = self.spec
+        """Held and derived values, SOFA and the raw state (before any forward fill beyond the hold) of every
+        slot [S, J] of a grid. ``fluid``: [S, J] mL; ``vaso_of(weight [S, J]) -> [S, J]`` NE-eq doses."""
         val = self.slot_values(mean, lastv, vmax, cnt)
         held = val.copy()
         hmask = self.hold_s >= 0
         held[:, :, hmask] = hold(val[:, :, hmask], lastt[:, :, hmask], bstart, self.hold_s[hmask])
-        V = {name: held[:, :, i] for name, i in self.cidx.items()}
-        # has_data: any charted/lab observation in the bin (not urine, inputs or the raw-bilirubin copy)
-        obs_idx = [i for n, i in self.cidx.items() if n not in ("urine", "Weight_mv", "Total_bili_raw")]
-        has_data = cnt[:, :, obs_idx].sum(axis=2) > 0
-        # mechanical ventilation: evidence in the bin, or held vent_hold_h unless an extubation came after it
+        # mechanical ventilation: times of the latest evidence and extubation at or before each slot
         vi, xi = self.cidx["mechvent"], self.cidx["extubation"]
         vin = cnt[:, :, vi] > 0
         tv = take_ffill(lastt[:, :, vi:vi + 1], ffill_index(vin[:, :, None]))[:, :, 0]
-        xin = cnt[:, :, xi] > 0
-        tx = take_ffill(lastt[:, :, xi:xi + 1], ffill_index(xin[:, :, None]))[:, :, 0]
+        tx = take_ffill(lastt[:, :, xi:xi + 1], ffill_index((cnt[:, :, xi] > 0)[:, :, None]))[:, :, 0]
+        return self.features_from_held(st, bstart, val, held, cnt, vin, tv, tx, vaso_of)
+
+    def features_from_held(self, st: pd.DataFrame, bstart, val, held, cnt, vin, tv, tx, vaso_of) -> dict:
+        """Everything after the holds, cell by cell (any leading shape [S, ...]): ``val`` / ``held`` [..., C]
+        slot and held values; ``vin`` ventilation evidence in the slot, ``tv`` / ``tx`` times of the latest
+        ventilation evidence and extubation at or before it."""
+        spec = self.spec
+        V = {name: held[..., i] for name, i in self.cidx.items()}
+        # has_data: any charted/lab observation in the bin (not urine, inputs or the raw-bilirubin copy)
+        obs_idx = [i for n, i in self.cidx.items() if n not in ("urine", "Weight_mv", "Total_bili_raw")]
+        has_data = cnt[..., obs_idx].sum(axis=-1) > 0
+        # mechanical ventilation: evidence in the bin, or held vent_hold_h unless an extubation came after it
         held_v = (bstart - tv <= spec.vent_hold_h * H) & ~(tx >= tv)
         mech = (vin | held_v).astype(np.float64)
         V["mechvent"] = mech
         V["Weight_kg"] = np.where(np.isnan(V["Weight_kg"]), V["Weight_mv"], V["Weight_kg"])
         self._derive(V)
         vaso = vaso_of(V["Weight_kg"])
-        urine = val[:, :, self.cidx["urine"]]
+        urine = val[..., self.cidx["urine"]]
         sofa = sofa_mod.sofa_total(V["PaO2_FiO2"], mech > 0, V["Platelets_count"], V["Total_bili"], V["MeanBP"],
                                    vaso, V["GCS"], V["Creatinine"], urine, self.p.window.bin_h,
                                    standard=self.fixes["sofa_scoring"])
         # raw state: 33 observations + 5 demographics
-        S, J = mech.shape
-        state = np.full((S, J, len(OBS) + len(DEMOG_COLS)), np.nan)
+        state = np.full(mech.shape + (len(OBS) + len(DEMOG_COLS),), np.nan)
         for i, o in enumerate(OBS):
-            state[:, :, i] = V[o]
+            state[..., i] = V[o]
         n = len(OBS)
-        state[:, :, n + 0] = st["m:gender"].to_numpy()[:, None]
-        state[:, :, n + 1] = mech
-        state[:, :, n + 2] = st["m:re_admission"].to_numpy()[:, None]
-        state[:, :, n + 3] = st["m:age"].to_numpy()[:, None]
-        state[:, :, n + 4] = V["Weight_kg"]
+        per_stay = (-1,) + (1,) * (mech.ndim - 1)
+        state[..., n + 0] = st["m:gender"].to_numpy().reshape(per_stay)
+        state[..., n + 1] = mech
+        state[..., n + 2] = st["m:re_admission"].to_numpy().reshape(per_stay)
+        state[..., n + 3] = st["m:age"].to_numpy().reshape(per_stay)
+        state[..., n + 4] = V["Weight_kg"]
         return {"values": V, "state": state, "vaso": vaso, "urine": urine, "sofa": sofa, "has_data": has_data,
-                "bili_raw": val[:, :, self.cidx["Total_bili_raw"]]}
+                "bili_raw": val[..., self.cidx["Total_bili_raw"]]}
 
     def _derive(self, V: dict) -> None:
         """cohort.md 3.10, in order, on held values (in place)."""

@@ -71,7 +71,8 @@ class IncrementalFeaturizer:
         # carried state
         self.done = np.zeros(S, np.int64)         # slots computed (0 .. done-1)
         self.out = np.zeros(S, np.int64)          # slots whose rows were returned
-        self.lidx = np.full((S, C), -1, np.int64)  # latest computed slot with a value of each concept
+        self.cval = np.full((S, C), np.nan)       # value and last record time of the latest computed slot
+        self.clt = np.full((S, C), np.nan)        # with a value, per concept (the holds' look-back)
         self.prev_state = np.full((S, N_STATE), np.nan)
         self.kfirst = np.full(S, -1, np.int64)
 
@@ -229,7 +230,8 @@ class IncrementalFeaturizer:
         self.ingested[L] = -np.inf
         done = self.done[L].copy()
         self.done[L] = 0
-        self.lidx[L] = -1
+        self.cval[L] = np.nan
+        self.clt[L] = np.nan
         self.prev_state[L] = np.nan
         events: dict = {}
         for batch in self.history:
@@ -270,15 +272,9 @@ class IncrementalFeaturizer:
             df = pd.concat(frames, ignore_index=True)
             df = df.iloc[np.lexsort((df["k"].to_numpy(), df["s"].to_numpy()))]
         else:
-            df = grid_columns(g, self.st, np.zeros(0, np.int64), np.zeros(0, np.int64), lambda x: x[:0, 1],
-                              *self._empty_slot())
+            df = self._slot(np.zeros(0, np.int64), 0)
         rows = Featurizer.rows_frame(self.st, df, self.kfirst[df["s"].to_numpy()])
         return self.fz.bin_actions(self.fz.normalise(rows))
-
-    def _empty_slot(self):
-        z = np.zeros((0, 2))
-        return (np.zeros((0, 2, N_STATE)), z, z, z, z.astype(np.int8), z.astype(bool), z,
-                {n: z for n in ("MeanBP", "HR", "SysBP", "RR", "Temp_C", "WBC_count", "paCO2", "GCS")})
 
     def _advance(self, target: np.ndarray, emit: bool) -> list:
         frames = []
@@ -299,42 +295,40 @@ class IncrementalFeaturizer:
             self.done[R] = j + 1
 
     def _slot(self, R: np.ndarray, j: int) -> pd.DataFrame:
-        """Compute slot j of stays R from a two-slot window: [latest earlier slot with a value, slot j]."""
-        fz, g, C = self.fz, self.g, self.C
+        """Compute slot j of stays R from its aggregates and the carried latest values (the holds' look-back)."""
+        fz, g = self.fz, self.g
         n = len(R)
-        li = self.lidx[R]                               # (n, C)
-        has = li >= 0
-        li0 = np.maximum(li, 0)
-        rr = R[:, None]
-        cc = np.arange(C)[None, :]
-
-        def window(arr, fill):
-            w = np.empty((n, 2) + arr.shape[2:], arr.dtype)
-            w[:, 0] = np.where(has, arr[rr, li0, cc], fill)
-            w[:, 1] = arr[R, j]
-            return w
-
-        cnt, tot, lastt = window(self.cnt, 0), window(self.tot, 0.0), window(self.lastt, np.nan)
-        lastv = np.full((n, 2, C), np.nan)
-        vmax = np.full((n, 2, C), -np.inf)
-        for sub, src, dst in ((self.last_c, self.lastv, lastv), (self.max_c, self.vmax, vmax)):
-            if len(sub):
-                dst[:, 1, sub] = src[R, j]
-                ls = li0[:, sub]
-                dst[:, 0, sub] = np.where(has[:, sub], src[R[:, None], ls, np.arange(len(sub))[None, :]], dst[:, 0, sub])
+        cnt = self.cnt[R, j]
+        lastt = self.lastt[R, j]
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(cnt > 0, tot / np.maximum(cnt, 1), np.nan)
-        vmax = np.where(cnt == 0, np.nan, vmax)
-        bs = self.g0[R] + (g.kmin - 1 + j) * float(g.bin_s)
-        bstart = np.stack([bs, bs], axis=1)
-        fl = np.zeros((n, 2))
+            mean = np.where(cnt > 0, self.tot[R, j] / np.maximum(cnt, 1), np.nan)
+        lastv = np.full(cnt.shape, np.nan)
+        lastv[:, self.last_c] = self.lastv[R, j]
+        vmax = np.full(cnt.shape, np.nan)
+        vmax[:, self.max_c] = np.where(cnt[:, self.max_c] == 0, np.nan, self.vmax[R, j])
+        val = fz.slot_values(mean, lastv, vmax, cnt)
+        bstart = self.g0[R] + (g.kmin - 1 + j) * float(g.bin_s)
+        # hold: the slot's own value, else the latest earlier value, each while within the concept's hold
+        cval, clt = self.cval[R], self.clt[R]
+        has = ~np.isnan(val)
+        with np.errstate(invalid="ignore"):
+            ok_own = (bstart[:, None] - lastt) <= fz.hold_s[None, :]
+            ok_old = (bstart[:, None] - clt) <= fz.hold_s[None, :]
+        held = np.where(has, np.where(ok_own, val, np.nan), np.where(ok_old, cval, np.nan))
+        held = np.where(fz.hold_s[None, :] >= 0, held, val)
+        vi, xi = fz.cidx["mechvent"], fz.cidx["extubation"]
+        vin = cnt[:, vi] > 0
+        tv = np.where(vin, lastt[:, vi], clt[:, vi])
+        tx = np.where(cnt[:, xi] > 0, lastt[:, xi], clt[:, xi])
+        self.cval[R] = np.where(has, val, cval)
+        self.clt[R] = np.where(has, lastt, clt)
+        fl = np.zeros(n)
         if j > 0:
             x = self.fluid[R, j]
-            fl[:, 1] = np.where(x < 0, 0.0, x)
-        st = self.st.iloc[R]
+            fl = np.where(x < 0, 0.0, x)
 
         def vaso_of(weight):
-            out = np.zeros((n, 2))
+            out = np.zeros(n)
             vp = self.vpairs
             if j == 0 or vp is None or not len(vp):
                 return out
@@ -345,25 +339,20 @@ class IncrementalFeaturizer:
             if sel.any():
                 sub = vp[sel].reset_index(drop=True)
                 r = where[ps[sel]]
-                d = vaso_pair_doses(sub, np.arange(len(sub)), weight[r, 1], fz.spec, fz.fixes["vaso_weight"])
-                col = out[:, 1].copy()
-                np.maximum.at(col, r, d)
-                out[:, 1] = col
+                np.maximum.at(out, r, vaso_pair_doses(sub, np.arange(len(sub)), weight[r], fz.spec,
+                                                      fz.fixes["vaso_weight"]))
             return out
 
-        f = fz.slot_features(st, bstart, mean, lastv, lastt, vmax, cnt, fl, vaso_of)
-        state = f["state"][:, 1]
+        f = fz.features_from_held(self.st.iloc[R], bstart, val, held, cnt, vin, tv, tx, vaso_of)
+        state = f["state"]
         if fz.p.state.ffill_beyond_hold:
             nobs = len(OBS)
             cols = np.r_[np.arange(nobs), nobs + 4]
             x = state[:, cols]
             state[:, cols] = np.where(np.isnan(x), self.prev_state[R][:, cols], x)
             self.prev_state[R] = state
-        val = fz.slot_values(mean[:, 1:], lastv[:, 1:], vmax[:, 1:], cnt[:, 1:])[:, 0]
-        self.lidx[R] = np.where(np.isnan(val), self.lidx[R], j)
-        return grid_columns(g, self.st, R, np.full(n, j), lambda x: x[:, 1], f["state"], fl, f["vaso"], f["urine"],
-                            f["sofa"], f["has_data"], f["bili_raw"], f["values"])
-
+        return grid_columns(g, self.st, R, np.full(n, j), lambda x: x, state, fl, f["vaso"], f["urine"], f["sofa"],
+                            f["has_data"], f["bili_raw"], f["values"])
 
 def _member(sub: np.ndarray, c: np.ndarray):
     """(c in sub, position of c in the sorted array sub)."""
