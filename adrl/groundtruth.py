@@ -193,12 +193,16 @@ def _rollout_together(policies: dict, n: int, seed: int, synth_params, featurize
     fl_dose, va_dose = bin_doses(action_edges)
     bin_s = int(featurizer.grid.bin_s)
     t_start = last_log = time.time()
+    # everything up to the first decision is the clinician's: simulated and featurised once, then copied
     w = RolloutWorld(n, seed, synth_params, events=True, cohort_only=True)
     ev = w.reset()
+    inc = IncrementalFeaturizer(featurizer, {t: ev[t] for t in STATIC_TABLES}, ev["onset"])
+    inc.add({t: ev[t] for t in EVENT_TABLES if t in ev})
+    until = np.asarray(w.onset, np.float64) - 24 * 3600 + w.step_i * bin_s
+    first_rows = inc.rows(until)
     w.replicate(K)
-    ev = _tile_events(ev, K, n)
     static = w.static_tables()
-    inc = IncrementalFeaturizer(featurizer, {t: static[t] for t in STATIC_TABLES}, static["onset"])
+    inc.replicate(K, {t: static[t] for t in STATIC_TABLES}, static["onset"])
     N = w.n
     hidden = encoder.start(N)
     z = np.zeros((N, encoder.latent_dim), np.float32)
@@ -206,13 +210,12 @@ def _rollout_together(policies: dict, n: int, seed: int, synth_params, featurize
     chosen = np.full((N, N_BINS + 1), -1, np.int64)
     decisions, recovered, checked = np.zeros(K, np.int64), np.zeros(K, np.int64), np.zeros(K, np.int64)
     rep = np.repeat(np.arange(K), n)
-    inc.add({t: ev[t] for t in EVENT_TABLES if t in ev})
-    for _ in range(1, N_BINS):
+    for b in range(1, N_BINS):
         live = ~w.done.reshape(K, n).all(1)  # a policy whose patients are all done has stopped (as alone)
         if not live.any():
             break
         until = np.asarray(w.onset, np.float64) - 24 * 3600 + w.step_i * bin_s
-        rows = inc.rows(until)
+        rows = _tile_rows(first_rows, K, n) if b == 1 else inc.rows(until)
         s_all = rows["icustay_id"].to_numpy(np.int64) - w.ids["icustay_id"][0]
         step_all = rows["step"].to_numpy(np.int64)
         X_all = rows[list(OBS_COLS) + list(DEMOG_COLS)].to_numpy(np.float32)
@@ -272,17 +275,10 @@ def _rollout_together(policies: dict, n: int, seed: int, synth_params, featurize
     return out
 
 
-def _tile_events(ev: dict, K: int, n: int) -> dict:
-    """The first bin's events of n stays, repeated for K replicas (ids of replica r shifted by r * n)."""
-    if K == 1:
-        return ev
-    out = {}
-    for t, df in ev.items():
-        if t not in EVENT_TABLES:
-            continue
-        ids = [c for c in ("subject_id", "hadm_id", "icustay_id") if c in df.columns]
-        out[t] = pd.concat([df.assign(**{c: df[c] + r * n for c in ids}) for r in range(K)], ignore_index=True)
-    return out
+def _tile_rows(rows: pd.DataFrame, K: int, n: int) -> pd.DataFrame:
+    """Trajectory rows of n stays, repeated for K copies (ids of copy r shifted by r * n)."""
+    ids = ("subject_id", "hadm_id", "icustay_id")
+    return pd.concat([rows.assign(**{c: rows[c] + r * n for c in ids}) for r in range(K)], ignore_index=True)
 
 
 def true_value_reference(policy, n: int, seed: int, synth_params, featurizer, encoder, action_edges,

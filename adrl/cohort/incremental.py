@@ -245,6 +245,48 @@ class IncrementalFeaturizer:
         target[L] = done
         self._advance(target, emit=False)
 
+    def replicate(self, reps: int, static: dict, onsets: pd.DataFrame) -> None:
+        """Copy every stay ``reps`` times with all its state and buffered events (copy r of stay i becomes stay
+        r * S + i; ``static`` / ``onsets``: the copies' rows, in that order), e.g. after featurising the first
+        bin of roll-out patients that several policies then treat differently."""
+        if self.history is not None:
+            raise InputError("incremental featuriser: replicate() keeps no history (keep_history=False)")
+        S = self.S
+        st = self.fz.stay_frame(static, onsets)
+        if len(st) != S * reps:
+            raise InputError(f"incremental featuriser: replicate({reps}) needs {S * reps} stays, got {len(st)}")
+        old = self.st
+        for name in ("cnt", "tot", "lastt", "lastv", "vmax", "prek", "fluid", "ingested", "done", "out", "cval",
+                     "clt", "prev_state", "kfirst", "g0"):
+            a = getattr(self, name)
+            setattr(self, name, np.concatenate([a] * reps, axis=0))
+
+        def shift(df, s):  # rows of stay s -> the same rows for each copy, ids and positions shifted
+            parts, ss = [], []
+            for r in range(reps):
+                new = {c: st[c].to_numpy()[s + r * S] for c in ("subject_id", "hadm_id", "icustay_id")
+                       if c in df.columns}
+                parts.append(df.assign(**new) if new else df)
+                ss.append(s + r * S)
+            return pd.concat(parts, ignore_index=True), np.concatenate(ss)
+
+        for name in ("vpairs", "gcs_hist"):
+            df = getattr(self, name)
+            if df is not None and len(df):
+                df2, s2 = shift(df, df["s"].to_numpy(np.int64))
+                setattr(self, name, df2.assign(s=s2))
+        for table, parts in self.buffer.items():
+            out = []
+            for df, s, t in parts:
+                df2, s2 = shift(df, s)
+                out.append((df2, s2, np.concatenate([t] * reps)))
+            self.buffer[table] = out
+        if (old["g0"].to_numpy() != self.g0[:S]).any() or (st["g0"].to_numpy() != self.g0).any():
+            raise InputError("incremental featuriser: replicate() needs the same onsets for every copy")
+        self.st, self.S = st, S * reps
+        self.pos = pd.Series(st["s"].to_numpy(), index=st["icustay_id"].to_numpy())
+        self.hadm_first = st.drop_duplicates("hadm_id").set_index("hadm_id")["s"]
+
     # ------------------------------------------------------------------ rows out
     def rows(self, until=None) -> pd.DataFrame:
         """Normalised trajectory rows (as the featuriser's) of the bins completed by ``until`` and not returned
