@@ -48,6 +48,7 @@ class IncrementalFeaturizer:
         C = len(fz.concepts)
         self.C = C
         self.g0 = st["g0"].to_numpy(np.float64)
+        self.grid_end = self.g0 + g.kmax * float(g.bin_s)
         self.pos = pd.Series(st["s"].to_numpy(), index=st["icustay_id"].to_numpy())
         self.last_c = np.flatnonzero(fz.agg == "last")
         self.max_c = np.flatnonzero(fz.agg == "max")
@@ -87,7 +88,9 @@ class IncrementalFeaturizer:
             if table not in TIME_COLUMNS or df is None or not len(df):
                 continue
             s, t = self._locate(table, df)
-            bad = (s >= 0) & (t < self.ingested[np.maximum(s, 0)])
+            s0 = np.maximum(s, 0)
+            s = np.where(t < self.grid_end[s0], s, -1)  # at or after the grid's end: no row depends on it
+            bad = (s >= 0) & (t < self.ingested[s0])
             late[s[bad]] = True
             ok = (s >= 0) & ~bad
             self.buffer.setdefault(table, []).append((df[ok], s[ok], t[ok]))
@@ -257,7 +260,7 @@ class IncrementalFeaturizer:
             raise InputError(f"incremental featuriser: replicate({reps}) needs {S * reps} stays, got {len(st)}")
         old = self.st
         for name in ("cnt", "tot", "lastt", "lastv", "vmax", "prek", "fluid", "ingested", "done", "out", "cval",
-                     "clt", "prev_state", "kfirst", "g0"):
+                     "clt", "prev_state", "kfirst", "g0", "grid_end"):
             a = getattr(self, name)
             setattr(self, name, np.concatenate([a] * reps, axis=0))
 
@@ -302,7 +305,6 @@ class IncrementalFeaturizer:
             target = np.where(jmax >= 1, np.minimum(jmax + 1, g.nj), 0).astype(np.int64)
         target = np.maximum(target, self.done)
         cutoff = np.where(target > 0, self.g0 + (g.kmin + target - 1) * float(g.bin_s), -np.inf)
-        cutoff = np.where(target >= g.nj, np.inf, cutoff)  # the last slot takes everything after it too
         more = cutoff > self.ingested
         if more.any():
             self._ingest(self._take(np.where(more, cutoff, self.ingested)), more, np.where(more, cutoff, self.ingested))

@@ -108,7 +108,8 @@ def fluid_per_bin(rows: pd.DataFrame, g0: np.ndarray, grid: GridSpec, counts: Co
     A bin total below 0 (negative amounts) is clipped to 0 and counted (reference behaviour)."""
     S, nj = len(g0), grid.nj
     cell, vol = fluid_parts(rows, g0, grid)
-    tot = np.bincount(cell, weights=vol, minlength=S * nj).reshape(S, nj)
+    # float64 also without any fluid row (np.bincount ignores empty weights and counts in int64)
+    tot = np.bincount(cell, weights=vol, minlength=S * nj).astype(np.float64).reshape(S, nj)
     neg = tot < 0
     counts["fluid bins clipped to 0 (negative total)"] += int(neg[:, 1:].sum())
     tot[neg] = 0.0
