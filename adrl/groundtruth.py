@@ -260,8 +260,9 @@ def _rollout_together(policies: dict, n: int, seed: int, synth_params, featurize
         inc.add({t: x for t, x in w.step(fluid, vaso).items() if t in EVENT_TABLES})
         if progress is not False and time.time() - last_log >= LOG_EVERY_S:
             last_log = time.time()
-            log.info("roll-out: policies %d-%d of %d, bin %d/%d, %d of %d patients done (%.0f s)", done_before + 1,
-                     done_before + K, total, w.step_i, N_BINS, int(w.done.sum()), N, last_log - t_start)
+            log.info("roll-out: policies %d-%d of %d, bin %d/%d, %d of %d patients done (all policies; %.0f s)",
+                     done_before + 1, done_before + K, total, w.step_i, N_BINS, int(w.done.sum()), N,
+                     last_log - t_start)
     died = w.outcome().reshape(K, n)
     if progress is not False:
         log.info("roll-out: policies %d-%d of %d on %d patients done in %.1f s", done_before + 1, done_before + K,

@@ -7,15 +7,18 @@ forward-fill state from bin to bin (for simulator roll-outs, where the cohort fe
     rows = inc.rows(until=now)                        # the trajectory rows completed since the last call
 
 Contract: ``rows(until)`` returns exactly the rows that ``fz(static, onsets, all_events_so_far, until)`` returns
-for the bins not returned before (same columns, dtypes and values, ordered by stay then step), provided each
-stay's new events are later than every event it had before. What is kept per stay: the per-bin aggregates
-(count, sum, last time, last value, max: sums accumulate in the same order as the batch featuriser's, so they
-are bit-identical), the latest bin with a value of each concept (for holds and the ventilation flag), the last
-state row (forward fill beyond the hold), the GCS components of the last ``gcs_part_window_h`` (a missing
-component comes from there), fluid totals and the vasopressor rows of bins not computed yet.
+for the bins not returned before (same columns, dtypes and values, ordered by stay then step). Events wait in a
+buffer until their bin is featurised, so a bin's events are cleaned together whichever calls brought them (in
+arrival order, as the batch featuriser sees them). What is kept per stay: the per-bin aggregates (count, sum,
+last time, last value, max; sums accumulate in the batch featuriser's order, so they are bit-identical), the
+value and time of the latest bin with a value of each concept (holds, the ventilation flag), the last state
+row (forward fill beyond the hold), the GCS components of the last ``gcs_part_window_h`` (a missing component
+comes from there), fluid totals and the vasopressor rows of bins not computed yet. Events at or after the end
+of the grid are dropped (no row depends on them).
 
-A stay whose new events are not later than its earlier ones (values arriving late) is recomputed from all its
-events when ``keep_history`` is on; without it that is an error naming the stay, never a silent difference.
+Events for a bin already featurised (values arriving late) make the stay be recomputed from all its events when
+``keep_history`` is on; without it they are an error naming the stay, never a silent difference. A lab row goes
+to the first stay of its admission in the batch (roll-outs have one stay per admission).
 """
 from __future__ import annotations
 
