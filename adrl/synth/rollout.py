@@ -217,8 +217,15 @@ class RolloutWorld:
         if self._outcome is None:
             b = self.batch
             b.record = False
-            while ((b.death_hour < 0) & (b.h < b.nh)).any():
-                b.advance()
+            # only the stays still in the ICU advance (each stay's course depends on its own state and noise);
+            # the batch shrinks to them every day
+            idx = np.flatnonzero((b.death_hour < 0) & (b.h < b.nh))
+            while len(idx):
+                sub = b.take(idx)
+                for _ in range(24):
+                    sub.advance()
+                b.put(idx, sub)
+                idx = idx[(sub.death_hour < 0) & (sub.h < sub.nh)]
             died_icu = b.death_hour >= 0
             u = np.tile(np.random.default_rng([self.seed, 404]).random(self.n0), self.reps)
             post = ph.post_icu_death_prob(b.z)
