@@ -1,12 +1,14 @@
 """Ground truth on the synthetic world: a trained policy acts on simulated septic patients bin by bin, through
 the very code that built its training data.
 
-At every 4-hour decision the simulator's charted events so far go through the cohort's featuriser
-(:class:`adrl.cohort.featurize.Featurizer`, the same code as the `cohort` stage), the new trajectory row of each
-stay through the AIS encoder's step API (:meth:`adrl.ais.encoder.AisEncoder.step`), and the policy picks a joint
-action from the state. The action's bins become doses for the next bin (the median raw dose of the training rows
+At every 4-hour decision the simulator's charted events go through the cohort's featuriser (the same code as
+the `cohort` stage: :class:`adrl.cohort.incremental.IncrementalFeaturizer`, which processes only the new bin's
+events and gives the rows :class:`adrl.cohort.featurize.Featurizer` gives on all events so far), the new
+trajectory row of each stay through the AIS encoder's step API (:meth:`adrl.ais.encoder.AisEncoder.step`), and
+the policy picks a joint action from the state. The action's bins become doses for the next bin (the median raw dose of the training rows
 in that bin, from ``action_edges.json``), and the simulator answers with the next bin's events. All policies
-share the same patients and exogenous noise (common random numbers), so their differences are paired.
+share the same patients and exogenous noise (common random numbers), so their differences are paired; learned
+policies are rolled out together, each on its own copy of every patient (:func:`true_values`).
 
 As a check of the whole chain (simulator charting -> ingest-format events -> cohort extraction), the controller
 counts how often the action the cohort code recovers from the charted doses of a bin equals the action the
@@ -174,7 +176,7 @@ def true_values(policies: dict, n: int, seed: int, synth_params, featurizer=None
     return {name: out[name] for name in policies}
 
 
-MAX_STAYS_PER_PASS = 8000  # policies x patients simulated at once (memory: about 60 kB per stay)
+MAX_STAYS_PER_PASS = 8000  # policies x patients simulated at once (memory grows with it; results do not change)
 LOG_EVERY_S = 5.0
 
 

@@ -245,7 +245,8 @@ class IncrementalFeaturizer:
                 if table not in TIME_COLUMNS or df is None or not len(df):
                     continue
                 s, t = self._locate(table, df)
-                events.setdefault(table, []).append(df[(s >= 0) & late[np.maximum(s, 0)] & (t < cutoff[np.maximum(s, 0)])])
+                s0 = np.maximum(s, 0)
+                events.setdefault(table, []).append(df[(s >= 0) & late[s0] & (t < cutoff[s0])])
         self._ingest({t: pd.concat(v, ignore_index=True) for t, v in events.items()}, late, cutoff)
         target = np.zeros(self.S, np.int64)
         target[L] = done
