@@ -1,12 +1,14 @@
 """Ground truth on the synthetic world: a trained policy acts on simulated septic patients bin by bin, through
 the very code that built its training data.
 
-At every 4-hour decision the simulator's charted events so far go through the cohort's featuriser
-(:class:`adrl.cohort.featurize.Featurizer`, the same code as the `cohort` stage), the new trajectory row of each
-stay through the AIS encoder's step API (:meth:`adrl.ais.encoder.AisEncoder.step`), and the policy picks a joint
-action from the state. The action's bins become doses for the next bin (the median raw dose of the training rows
+At every 4-hour decision the simulator's charted events go through the cohort's featuriser (the same code as
+the `cohort` stage: :class:`adrl.cohort.incremental.IncrementalFeaturizer`, which processes only the new bin's
+events and gives the rows :class:`adrl.cohort.featurize.Featurizer` gives on all events so far), the new
+trajectory row of each stay through the AIS encoder's step API (:meth:`adrl.ais.encoder.AisEncoder.step`), and
+the policy picks a joint action from the state. The action's bins become doses for the next bin (the median raw dose of the training rows
 in that bin, from ``action_edges.json``), and the simulator answers with the next bin's events. All policies
-share the same patients and exogenous noise (common random numbers), so their differences are paired.
+share the same patients and exogenous noise (common random numbers), so their differences are paired; learned
+policies are rolled out together, each on its own copy of every patient (:func:`true_values`).
 
 As a check of the whole chain (simulator charting -> ingest-format events -> cohort extraction), the controller
 counts how often the action the cohort code recovers from the charted doses of a bin equals the action the
@@ -135,31 +137,162 @@ def true_value(policy, n: int, seed: int, synth_params, featurizer=None, encoder
     ``policy``: "clinician", "no_treatment", or a callable ``act(z) -> flat actions`` on AIS states (then
     ``featurizer``, ``encoder`` and ``action_edges`` are needed).
     """
-    from .synth.rollout import rollout
-
-    stats = None
-    if policy == "clinician":
-        pol = "clinician"
-    elif policy == "no_treatment":
-        pol = lambda hist, w: (np.zeros(w.n), np.zeros(w.n))  # noqa: E731
-    else:
-        if featurizer is None or encoder is None or action_edges is None:
-            raise InputError("true_value: a learned policy needs the featuriser, the AIS encoder and action edges")
-        pol = StatePolicyController(featurizer, encoder, policy, action_edges)
-        stats = pol.stats
-    res = rollout(pol, n=n, seed=seed, params=synth_params, progress=progress,
-                  events=not isinstance(pol, str) and policy != "no_treatment")
-    out = {"value": res["value"], "se": res["se"], "n": n, "seed": seed}
-    if stats is not None:
-        out["decisions"] = stats["decisions"]
-        out["dose_recovery"] = stats["recovered"] / stats["checked"] if stats["checked"] else None
-    return out
+    return true_values({"policy": policy}, n, seed, synth_params, featurizer, encoder, action_edges,
+                       progress)["policy"]
 
 
 def true_values(policies: dict, n: int, seed: int, synth_params, featurizer=None, encoder=None, action_edges=None,
                 progress: bool | None = None) -> dict:
     """True values of several policies on the same ``n`` simulated patients and noise ``seed`` (common random
-    numbers): ``{name: true_value(policy, ...)}`` for ``policies = {name: policy}`` (each as in :func:`true_value`).
-    """
-    return {name: true_value(pol, n, seed, synth_params, featurizer, encoder, action_edges, progress)
-            for name, pol in policies.items()}
+    numbers): ``{name: result}`` for ``policies = {name: policy}``, each policy and result as in
+    :func:`true_value`. Learned policies are rolled out together, up to :data:`MAX_STAYS_PER_PASS` simulated
+    stays (policies x patients) per pass, through the incremental featuriser; the results are those of
+    :func:`true_value_reference`, one policy at a time (tests/test_groundtruth.py)."""
+    from .synth.rollout import rollout
+
+    out: dict = {}
+    learned = {}
+    for name, policy in policies.items():
+        if isinstance(policy, str):
+            if policy not in ("clinician", "no_treatment"):
+                raise InputError(f"true_values: unknown policy {policy!r} for {name!r} (clinician, no_treatment or a "
+                                 "callable on AIS states)")
+            pol = "clinician" if policy == "clinician" else (lambda hist, w: (np.zeros(w.n), np.zeros(w.n)))
+            res = rollout(pol, n=n, seed=seed, params=synth_params, progress=progress, events=False)
+            out[name] = {"value": res["value"], "se": res["se"], "n": n, "seed": seed}
+        else:
+            learned[name] = policy
+    if learned:
+        if featurizer is None or encoder is None or action_edges is None:
+            raise InputError("true_value: a learned policy needs the featuriser, the AIS encoder and action edges")
+        names = list(learned)
+        per_pass = max(1, MAX_STAYS_PER_PASS // max(int(n), 1))
+        n_pass = -(-len(names) // per_pass)
+        size = -(-len(names) // n_pass)  # even passes
+        for i in range(0, len(names), size):
+            group = {k: learned[k] for k in names[i:i + size]}
+            out.update(_rollout_together(group, n, seed, synth_params, featurizer, encoder, action_edges,
+                                         progress, done_before=i, total=len(names)))
+    return {name: out[name] for name in policies}
+
+
+MAX_STAYS_PER_PASS = 8000  # policies x patients simulated at once (memory grows with it; results do not change)
+LOG_EVERY_S = 5.0
+
+
+def _rollout_together(policies: dict, n: int, seed: int, synth_params, featurizer, encoder, action_edges,
+                      progress, done_before: int = 0, total: int = 1) -> dict:
+    """Roll out K learned policies in one batch of K x n stays: replica r of patient i is stay r * n + i, with
+    the same noise as patient i; one incremental featuriser serves them all; each policy's AIS encoder steps and
+    actions are computed on its own rows exactly as :class:`StatePolicyController` does."""
+    import time
+
+    from .cohort.incremental import IncrementalFeaturizer
+    from .synth.rollout import N_BINS, RolloutWorld
+
+    names, acts = list(policies), list(policies.values())
+    K = len(acts)
+    fl_dose, va_dose = bin_doses(action_edges)
+    bin_s = int(featurizer.grid.bin_s)
+    t_start = last_log = time.time()
+    # everything up to the first decision is the clinician's: simulated and featurised once, then copied
+    w = RolloutWorld(n, seed, synth_params, events=True, cohort_only=True)
+    ev = w.reset()
+    inc = IncrementalFeaturizer(featurizer, {t: ev[t] for t in STATIC_TABLES}, ev["onset"])
+    inc.add({t: ev[t] for t in EVENT_TABLES if t in ev})
+    until = np.asarray(w.onset, np.float64) - 24 * 3600 + w.step_i * bin_s
+    first_rows = inc.rows(until)
+    w.replicate(K)
+    static = w.static_tables()
+    inc.replicate(K, {t: static[t] for t in STATIC_TABLES}, static["onset"])
+    N = w.n
+    hidden = encoder.start(N)
+    z = np.zeros((N, encoder.latent_dim), np.float32)
+    consumed = np.zeros(N, np.int64)
+    chosen = np.full((N, N_BINS + 1), -1, np.int64)
+    decisions, recovered, checked = np.zeros(K, np.int64), np.zeros(K, np.int64), np.zeros(K, np.int64)
+    rep = np.repeat(np.arange(K), n)
+    for b in range(1, N_BINS):
+        live = ~w.done.reshape(K, n).all(1)  # a policy whose patients are all done has stopped (as alone)
+        if not live.any():
+            break
+        until = np.asarray(w.onset, np.float64) - 24 * 3600 + w.step_i * bin_s
+        rows = _tile_rows(first_rows, K, n) if b == 1 else inc.rows(until)
+        s_all = rows["icustay_id"].to_numpy(np.int64) - w.ids["icustay_id"][0]
+        step_all = rows["step"].to_numpy(np.int64)
+        X_all = rows[list(OBS_COLS) + list(DEMOG_COLS)].to_numpy(np.float32)
+        a_all = rows["action"].to_numpy(np.int64)
+        keep = live[rep[s_all]]
+        s_all, step_all, X_all, a_all = s_all[keep], step_all[keep], X_all[keep], a_all[keep]
+        new = step_all >= consumed[s_all]
+        while new.any():
+            idx = np.flatnonzero(new & (step_all == consumed[s_all]))
+            if len(idx) == 0:
+                raise InputError("ground truth: trajectory rows are not consecutive")
+            for r in np.unique(rep[s_all[idx]]):  # one encoder call per policy, as when rolled out alone
+                ir = idx[rep[s_all[idx]] == r]
+                s = s_all[ir]
+                zz, h = encoder.step(hidden[s], X_all[ir], a_all[ir])
+                hidden[s] = h
+                z[s] = zz
+                consumed[s] += 1
+                want = chosen[s, step_all[ir]]
+                chk = want >= 0
+                checked[r] += int(chk.sum())
+                recovered[r] += int((want[chk] == a_all[ir][chk]).sum())
+                chosen[s, step_all[ir]] = -1
+            new = step_all >= consumed[s_all]
+        fluid, vaso = w.clinician_doses()  # before the first trajectory row: care is not the policy's
+        fluid = np.array(fluid, float)
+        vaso = np.array(vaso, float)
+        in_icu = (consumed > 0) & ~np.asarray(w.done) & live[rep]
+        for r in np.flatnonzero(live):
+            i = np.flatnonzero(in_icu[r * n:(r + 1) * n]) + r * n
+            if not len(i):
+                continue
+            a = np.asarray(acts[r](z[i]), np.int64)
+            if a.shape != (len(i),) or a.min() < 0 or a.max() >= N_ACTIONS:
+                raise InputError(f"ground truth: policy {names[r]!r} returned actions outside 0..24 or of the wrong "
+                                 "shape")
+            fb, vb = from_flat(a)
+            fluid[i] = fl_dose[fb]
+            vaso[i] = va_dose[vb]
+            decisions[r] += len(i)
+            chosen[i, consumed[i]] = a
+        inc.add({t: x for t, x in w.step(fluid, vaso).items() if t in EVENT_TABLES})
+        if progress is not False and time.time() - last_log >= LOG_EVERY_S:
+            last_log = time.time()
+            log.info("roll-out: policies %d-%d of %d, bin %d/%d, %d of %d patients done (all policies; %.0f s)",
+                     done_before + 1, done_before + K, total, w.step_i, N_BINS, int(w.done.sum()), N,
+                     last_log - t_start)
+    died = w.outcome().reshape(K, n)
+    if progress is not False:
+        log.info("roll-out: policies %d-%d of %d on %d patients done in %.1f s", done_before + 1, done_before + K,
+                 total, n, time.time() - t_start)
+    out = {}
+    for r, name in enumerate(names):
+        sv = 1 - died[r].mean()
+        out[name] = {"value": 100 * float(sv), "se": 100 * float(np.sqrt(sv * (1 - sv) / n)), "n": n, "seed": seed,
+                     "decisions": int(decisions[r]),
+                     "dose_recovery": float(recovered[r] / checked[r]) if checked[r] else None}
+    return out
+
+
+def _tile_rows(rows: pd.DataFrame, K: int, n: int) -> pd.DataFrame:
+    """Trajectory rows of n stays, repeated for K copies (ids of copy r shifted by r * n)."""
+    ids = ("subject_id", "hadm_id", "icustay_id")
+    return pd.concat([rows.assign(**{c: rows[c] + r * n for c in ids}) for r in range(K)], ignore_index=True)
+
+
+def true_value_reference(policy, n: int, seed: int, synth_params, featurizer, encoder, action_edges,
+                         progress: bool | None = None) -> dict:
+    """The roll-out of a learned policy as it was before the incremental featuriser (kept as the reference the
+    fast path is tested against, and for the benchmark): one policy at a time, the batch featuriser re-reading
+    every event of each stay at every decision."""
+    from .synth.rollout import rollout
+
+    pol = StatePolicyController(featurizer, encoder, policy, action_edges)
+    res = rollout(pol, n=n, seed=seed, params=synth_params, progress=progress, events=True)
+    st = pol.stats
+    return {"value": res["value"], "se": res["se"], "n": n, "seed": seed, "decisions": st["decisions"],
+            "dose_recovery": st["recovered"] / st["checked"] if st["checked"] else None}

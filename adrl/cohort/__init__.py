@@ -2,7 +2,9 @@
 
 Public API:
 - ``featurize.Featurizer(params, spec, normalization=None, action_edges=None)`` / ``Featurizer.load(params)``:
-  ``fz(static, onsets, events, until=None) -> DataFrame`` of normalised state rows, incremental and vectorised;
+  ``fz(static, onsets, events, until=None) -> DataFrame`` of normalised state rows, vectorised over stays;
+- ``incremental.IncrementalFeaturizer(fz, static, onsets)``: ``add(new_events)``, ``rows(until)`` -> the same rows
+  bin by bin, each call processing only the new events (simulator roll-outs);
 - ``build.build_cohort(static, events, params, spec, load_chunk=None) -> CohortResult`` and
   ``build.write_outputs(result, params, processed_dir, flow_path)``;
 - ``mimic_adapter.build_spec(params) -> spec.CohortSpec`` (clinical data files resolved for a recipe);

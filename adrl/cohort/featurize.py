@@ -163,42 +163,10 @@ class Featurizer:
         counts = Counter() if counts is None else counts
         st = self.stay_frame(static, onsets)
         g, spec = self.grid, self.spec
-        S, nj = len(st), g.nj
         rec = clean_events(events, st, spec, self.fixes, counts, spec.facts["lab_pad_h"])
-        conc = rec["concept"].astype("category")
-        lut = np.array([self.cidx.get(x, -1) for x in conc.cat.categories] + [-1], dtype=np.int64)
-        c = lut[conc.cat.codes.to_numpy()]  # code -1 (NaN) -> the appended -1
-        rec, c = rec[c >= 0], c[c >= 0]
+        s, t, c, v = self.record_arrays(rec)
         g0 = st["g0"].to_numpy(np.float64)
-        mean, lastv, lastt, vmax, cnt = dense_aggregate(rec["s"].to_numpy(np.int64), rec["t"].to_numpy(np.float64),
-                                                        c, rec["value"].to_numpy(np.float64), g0, g, len(self.concepts))
-        val = mean.copy()
-        for i, a in enumerate(self.agg):
-            if a == "last":
-                val[:, :, i] = lastv[:, :, i]
-            elif a == "max":
-                val[:, :, i] = vmax[:, :, i]
-            elif a == "sum":
-                val[:, :, i] = np.where(cnt[:, :, i] > 0, mean[:, :, i] * cnt[:, :, i], np.nan)
-        bstart = g.bin_start(g0)
-        held = val.copy()
-        hmask = self.hold_s >= 0
-        held[:, :, hmask] = hold(val[:, :, hmask], lastt[:, :, hmask], bstart, self.hold_s[hmask])
-        V = {name: held[:, :, i] for name, i in self.cidx.items()}
-        # has_data: any charted/lab observation in the bin (not urine, inputs or the raw-bilirubin copy)
-        obs_idx = [i for n, i in self.cidx.items() if n not in ("urine", "Weight_mv", "Total_bili_raw")]
-        has_data = cnt[:, :, obs_idx].sum(axis=2) > 0
-        # mechanical ventilation: evidence in the bin, or held vent_hold_h unless an extubation came after it
-        vi, xi = self.cidx["mechvent"], self.cidx["extubation"]
-        vin = cnt[:, :, vi] > 0
-        tv = take_ffill(lastt[:, :, vi:vi + 1], ffill_index(vin[:, :, None]))[:, :, 0]
-        xin = cnt[:, :, xi] > 0
-        tx = take_ffill(lastt[:, :, xi:xi + 1], ffill_index(xin[:, :, None]))[:, :, 0]
-        held_v = (bstart - tv <= spec.vent_hold_h * H) & ~(tx >= tv)
-        mech = (vin | held_v).astype(np.float64)
-        V["mechvent"] = mech
-        V["Weight_kg"] = np.where(np.isnan(V["Weight_kg"]), V["Weight_mv"], V["Weight_kg"])
-        self._derive(V)
+        mean, lastv, lastt, vmax, cnt = dense_aggregate(s, t, c, v, g0, g, len(self.concepts))
         # treatments
         mv = events.get("inputevents_mv")
         cv = events.get("inputevents_cv")
@@ -208,28 +176,84 @@ class Featurizer:
         fr = fluid_rows(mv, cv, spec, self.fixes["fluids"], self.p.actions.tonicity, counts)
         fluid = fluid_per_bin(fr, g0, g, counts)
         vr = vaso_rows(mv, cv, spec, counts)
-        vaso = vaso_per_bin(vr, g0, g, V["Weight_kg"], spec, self.fixes["vaso_weight"])
-        urine = val[:, :, self.cidx["urine"]]
+        f = self.slot_features(st, g.bin_start(g0), mean, lastv, lastt, vmax, cnt, fluid,
+                               lambda w: vaso_per_bin(vr, g0, g, w, spec, self.fixes["vaso_weight"]))
+        state = f["state"]
+        if self.p.state.ffill_beyond_hold:
+            n = len(OBS)
+            state[:, :, :n] = ffill_unlimited(state[:, :, :n])
+            state[:, :, n + 4] = ffill_unlimited(state[:, :, n + 4:n + 5])[:, :, 0]
+        return Bins(stays=st, grid=g, values=f["values"], state=state, fluid=fluid, vaso=f["vaso"],
+                    urine=f["urine"], sofa=f["sofa"], has_data=f["has_data"], bili_raw=f["bili_raw"])
+
+    def record_arrays(self, rec: pd.DataFrame):
+        """Cleaned records -> (stay position, time s, concept index, value) arrays of the featurised concepts."""
+        conc = rec["concept"].astype("category")
+        lut = np.array([self.cidx.get(x, -1) for x in conc.cat.categories] + [-1], dtype=np.int64)
+        c = lut[conc.cat.codes.to_numpy()]  # code -1 (NaN) -> the appended -1
+        keep = c >= 0
+        return (rec["s"].to_numpy(np.int64)[keep], rec["t"].to_numpy(np.float64)[keep], c[keep],
+                rec["value"].to_numpy(np.float64)[keep])
+
+    def slot_values(self, mean, lastv, vmax, cnt) -> np.ndarray:
+        """[..., C] value of each concept in each slot by its aggregation (mean, last, max, sum)."""
+        val = mean.copy()
+        for i, a in enumerate(self.agg):
+            if a == "last":
+                val[..., i] = lastv[..., i]
+            elif a == "max":
+                val[..., i] = vmax[..., i]
+            elif a == "sum":
+                val[..., i] = np.where(cnt[..., i] > 0, mean[..., i] * cnt[..., i], np.nan)
+        return val
+
+    def slot_features(self, st: pd.DataFrame, bstart, mean, lastv, lastt, vmax, cnt, fluid, vaso_of) -> dict:
+        """Held and derived values, SOFA and the raw state (before any forward fill beyond the hold) of every
+        slot [S, J] of a grid. ``fluid``: [S, J] mL; ``vaso_of(weight [S, J]) -> [S, J]`` NE-eq doses."""
+        val = self.slot_values(mean, lastv, vmax, cnt)
+        held = val.copy()
+        hmask = self.hold_s >= 0
+        held[:, :, hmask] = hold(val[:, :, hmask], lastt[:, :, hmask], bstart, self.hold_s[hmask])
+        # mechanical ventilation: times of the latest evidence and extubation at or before each slot
+        vi, xi = self.cidx["mechvent"], self.cidx["extubation"]
+        vin = cnt[:, :, vi] > 0
+        tv = take_ffill(lastt[:, :, vi:vi + 1], ffill_index(vin[:, :, None]))[:, :, 0]
+        tx = take_ffill(lastt[:, :, xi:xi + 1], ffill_index((cnt[:, :, xi] > 0)[:, :, None]))[:, :, 0]
+        return self.features_from_held(st, bstart, val, held, cnt, vin, tv, tx, vaso_of)
+
+    def features_from_held(self, st: pd.DataFrame, bstart, val, held, cnt, vin, tv, tx, vaso_of) -> dict:
+        """Everything after the holds, cell by cell (any leading shape [S, ...]): ``val`` / ``held`` [..., C]
+        slot and held values; ``vin`` ventilation evidence in the slot, ``tv`` / ``tx`` times of the latest
+        ventilation evidence and extubation at or before it."""
+        spec = self.spec
+        V = {name: held[..., i] for name, i in self.cidx.items()}
+        # has_data: any charted/lab observation in the bin (not urine, inputs or the raw-bilirubin copy)
+        obs_idx = [i for n, i in self.cidx.items() if n not in ("urine", "Weight_mv", "Total_bili_raw")]
+        has_data = cnt[..., obs_idx].sum(axis=-1) > 0
+        # mechanical ventilation: evidence in the bin, or held vent_hold_h unless an extubation came after it
+        held_v = (bstart - tv <= spec.vent_hold_h * H) & ~(tx >= tv)
+        mech = (vin | held_v).astype(np.float64)
+        V["mechvent"] = mech
+        V["Weight_kg"] = np.where(np.isnan(V["Weight_kg"]), V["Weight_mv"], V["Weight_kg"])
+        self._derive(V)
+        vaso = vaso_of(V["Weight_kg"])
+        urine = val[..., self.cidx["urine"]]
         sofa = sofa_mod.sofa_total(V["PaO2_FiO2"], mech > 0, V["Platelets_count"], V["Total_bili"], V["MeanBP"],
                                    vaso, V["GCS"], V["Creatinine"], urine, self.p.window.bin_h,
                                    standard=self.fixes["sofa_scoring"])
         # raw state: 33 observations + 5 demographics
-        state = np.full((S, nj, len(OBS) + len(DEMOG_COLS)), np.nan)
+        state = np.full(mech.shape + (len(OBS) + len(DEMOG_COLS),), np.nan)
         for i, o in enumerate(OBS):
-            state[:, :, i] = V[o]
-        if self.p.state.ffill_beyond_hold:
-            state[:, :, :len(OBS)] = ffill_unlimited(state[:, :, :len(OBS)])
+            state[..., i] = V[o]
         n = len(OBS)
-        state[:, :, n + 0] = st["m:gender"].to_numpy()[:, None]
-        state[:, :, n + 1] = mech
-        state[:, :, n + 2] = st["m:re_admission"].to_numpy()[:, None]
-        state[:, :, n + 3] = st["m:age"].to_numpy()[:, None]
-        w = V["Weight_kg"]
-        if self.p.state.ffill_beyond_hold:
-            w = ffill_unlimited(w[:, :, None])[:, :, 0]
-        state[:, :, n + 4] = w
-        return Bins(stays=st, grid=g, values=V, state=state, fluid=fluid, vaso=vaso, urine=urine, sofa=sofa,
-                    has_data=has_data, bili_raw=val[:, :, self.cidx["Total_bili_raw"]])
+        per_stay = (-1,) + (1,) * (mech.ndim - 1)
+        state[..., n + 0] = st["m:gender"].to_numpy().reshape(per_stay)
+        state[..., n + 1] = mech
+        state[..., n + 2] = st["m:re_admission"].to_numpy().reshape(per_stay)
+        state[..., n + 3] = st["m:age"].to_numpy().reshape(per_stay)
+        state[..., n + 4] = V["Weight_kg"]
+        return {"values": V, "state": state, "vaso": vaso, "urine": urine, "sofa": sofa, "has_data": has_data,
+                "bili_raw": val[..., self.cidx["Total_bili_raw"]]}
 
     def _derive(self, V: dict) -> None:
         """cohort.md 3.10, in order, on held values (in place)."""
@@ -284,25 +308,8 @@ class Featurizer:
         S, nj = len(st), g.nj
         s = np.repeat(np.arange(S), nj - 1)
         j = np.tile(np.arange(1, nj), S)
-        k = g.kmin - 1 + j
-        g0 = st["g0"].to_numpy()[s]
-        bs = g0 + k * g.bin_s
-        intime = st["intime_s"].to_numpy()[s]
-        end = st["end_s"].to_numpy()[s]
-        intime = np.where(np.isnan(intime), -np.inf, intime)
-        in_traj = (k >= 0) & (k < g.K) & (bs + g.bin_s > intime) & (bs < end)
-        df = pd.DataFrame({"s": s, "k": k.astype(np.int16), "bin_start_s": bs, "in_traj": in_traj})
-        for i, col in enumerate(OBS_COLS + DEMOG_COLS):
-            df[col] = b.state[s, j, i]
-        df["fluid_ml"] = b.fluid[s, j]
-        df["vaso_dose"] = b.vaso[s, j]
-        df["urine_ml"] = b.urine[s, j]
-        df["sofa"] = b.sofa[s, j]
-        df["has_data"] = b.has_data[s, j]
-        df["bili_raw"] = b.bili_raw[s, j]
-        for name in ("MeanBP", "HR", "SysBP", "RR", "Temp_C", "WBC_count", "paCO2", "GCS"):
-            df["held:" + name] = b.values[name][s, j]
-        return df
+        return grid_columns(g, st, s, j, lambda x: x[s, j], b.state, b.fluid, b.vaso, b.urine, b.sofa, b.has_data,
+                            b.bili_raw, b.values)
 
     def trajectory_rows(self, b: Bins, until=None) -> pd.DataFrame:
         """Rows of the trajectory bins (overlapping the ICU stay, truncated at death), completed by ``until``
@@ -310,14 +317,17 @@ class Featurizer:
         df = self.grid_frame(b)
         df = df[df["in_traj"].to_numpy()]
         if until is not None:
-            u = np.asarray(to_seconds(pd.Series(np.broadcast_to(np.asarray(until), (len(b.stays),))))
-                           if not np.issubdtype(np.asarray(until).dtype, np.number) else
-                           np.broadcast_to(np.asarray(until, np.float64), (len(b.stays),)))
+            u = until_seconds(until, len(b.stays))
             done = df["bin_start_s"].to_numpy() + b.grid.bin_s <= u[df["s"].to_numpy()]
             df = df[done]
-        st = b.stays
-        s = df["s"].to_numpy()
         kfirst = df.groupby("s")["k"].transform("min").to_numpy()
+        return self.rows_frame(b.stays, df, kfirst)
+
+    @staticmethod
+    def rows_frame(st: pd.DataFrame, df: pd.DataFrame, kfirst: np.ndarray) -> pd.DataFrame:
+        """Trajectory rows from grid-frame rows ``df`` (columns of :meth:`grid_frame`) and each row's first
+        trajectory bin ``kfirst``: ids, step, bin_start, t_onset_h, then the grid columns."""
+        s = df["s"].to_numpy()
         out = pd.DataFrame({"subject_id": st["subject_id"].to_numpy(np.int64)[s],
                             "hadm_id": st["hadm_id"].to_numpy(np.int64)[s],
                             "icustay_id": st["icustay_id"].to_numpy(np.int64)[s],
@@ -334,14 +344,12 @@ class Featurizer:
         physical values (after imputation) and replaces o:/m: with the normalised values."""
         if self.normalization is None:
             raise InputError("featuriser: normalization.json statistics are needed to normalise states")
-        out = rows.copy()
-        raw = impute(out, self.normalization)
-        for c in OBS_COLS + DEMOG_COLS:
-            out[RAW_PREFIX + c] = raw[c].astype(np.float32)
+        raw = impute(rows, self.normalization)
         norm = transform(raw, self.normalization)
-        for c in OBS_COLS + DEMOG_COLS:
-            out[c] = norm[c].astype(np.float32)
-        return out
+        state = set(OBS_COLS + DEMOG_COLS)
+        cols = {c: (norm[c].to_numpy(np.float32) if c in state else rows[c]) for c in rows.columns}
+        cols.update({RAW_PREFIX + c: raw[c].to_numpy(np.float32) for c in OBS_COLS + DEMOG_COLS})
+        return pd.DataFrame(cols, index=rows.index)
 
     def bin_actions(self, rows: pd.DataFrame) -> pd.DataFrame:
         if self.action_edges is None:
@@ -363,6 +371,36 @@ class Featurizer:
 
 
 # ---------------------------------------------------------------------- helpers shared with the cohort stage
+HELD_COLUMNS = ("MeanBP", "HR", "SysBP", "RR", "Temp_C", "WBC_count", "paCO2", "GCS")
+
+
+def grid_columns(g: GridSpec, st: pd.DataFrame, s: np.ndarray, j: np.ndarray, at, state, fluid, vaso, urine, sofa,
+                 has_data, bili_raw, values) -> pd.DataFrame:
+    """The grid frame of rows (stay position ``s``, slot ``j``); ``at(x)`` picks those rows of a per-slot array."""
+    k = g.kmin - 1 + j
+    g0 = st["g0"].to_numpy()[s]
+    bs = g0 + k * g.bin_s
+    intime = st["intime_s"].to_numpy()[s]
+    end = st["end_s"].to_numpy()[s]
+    intime = np.where(np.isnan(intime), -np.inf, intime)
+    in_traj = (k >= 0) & (k < g.K) & (bs + g.bin_s > intime) & (bs < end)
+    cols = {"s": s, "k": k.astype(np.int16), "bin_start_s": bs, "in_traj": in_traj}
+    X = at(state)
+    for i, col in enumerate(OBS_COLS + DEMOG_COLS):
+        cols[col] = X[:, i]
+    cols.update(fluid_ml=at(fluid), vaso_dose=at(vaso), urine_ml=at(urine), sofa=at(sofa), has_data=at(has_data),
+                bili_raw=at(bili_raw))
+    for name in HELD_COLUMNS:
+        cols["held:" + name] = at(values[name])
+    return pd.DataFrame(cols)
+
+
+def until_seconds(until, n: int) -> np.ndarray:
+    """``until`` (scalar or per-stay timestamps or seconds) as float64 seconds, one per stay."""
+    return np.asarray(to_seconds(pd.Series(np.broadcast_to(np.asarray(until), (n,))))
+                      if not np.issubdtype(np.asarray(until).dtype, np.number) else
+                      np.broadcast_to(np.asarray(until, np.float64), (n,)))
+
 def _attach(df, pos):
     if df is None or not len(df):
         return None
@@ -409,16 +447,17 @@ def fit_normalization(train_rows: pd.DataFrame) -> dict:
 
 
 def impute(rows: pd.DataFrame, stats: dict) -> pd.DataFrame:
-    out = pd.DataFrame(index=rows.index)
+    out = {}
     for c in OBS_COLS + DEMOG_COLS:
-        out[c] = rows[c].astype(np.float64).fillna(stats["columns"][c]["median"])
+        x = rows[c].to_numpy(np.float64, na_value=np.nan)
+        out[c] = np.where(np.isnan(x), stats["columns"][c]["median"], x)
     with np.errstate(divide="ignore", invalid="ignore"):
         out["o:PaO2_FiO2"] = out["o:paO2"] / out["o:FiO2_1"]
-    return out
+    return pd.DataFrame(out, index=rows.index)
 
 
 def transform(raw: pd.DataFrame, stats: dict) -> pd.DataFrame:
-    out = pd.DataFrame(index=raw.index)
+    out = {}
     for c in OBS_COLS + DEMOG_COLS:
         st = stats["columns"][c]
         x = raw[c].to_numpy(np.float64)
@@ -428,4 +467,4 @@ def transform(raw: pd.DataFrame, stats: dict) -> pd.DataFrame:
         if st["transform"] == "log_z":
             x = np.log(np.maximum(x, 0) + 0.1)
         out[c] = (x - st["mean"]) / st["std"]
-    return out
+    return pd.DataFrame(out, index=raw.index)

@@ -221,6 +221,14 @@ def clean_events(events: dict, stays: pd.DataFrame, spec: CohortSpec, fixes: dic
     ``stays``: columns s, icustay_id, hadm_id, subject_id, intime_s, outtime_s. ``events``: interim frames
     by table name (missing tables are treated as empty).
     """
+    rec = raw_records(events, stays, spec, fixes, counts, lab_pad_h)
+    rec = build_gcs(rec, spec)
+    return range_check(rec, spec, counts)
+
+
+def raw_records(events: dict, stays: pd.DataFrame, spec: CohortSpec, fixes: dict, counts: Counter,
+                lab_pad_h: float = 24.0) -> pd.DataFrame:
+    """The records of :func:`clean_events` before GCS assembly and the range check (GCS parts still apart)."""
     pos = pd.Series(stays["s"].to_numpy(), index=stays["icustay_id"].to_numpy())
     parts = []
     ce = events.get("chartevents")
@@ -264,7 +272,4 @@ def clean_events(events: dict, stays: pd.DataFrame, spec: CohortSpec, fixes: dic
                           "concept": _cat(spec, ["Weight_mv"] * len(mvw)),
                           "value": mvw["patientweight"].to_numpy(np.float64)})
         parts.append(w.drop_duplicates(["s", "t"]))
-    rec = pd.concat(parts, ignore_index=True) if parts else _empty(spec)
-    rec = build_gcs(rec, spec)
-    rec = range_check(rec, spec, counts)
-    return rec
+    return pd.concat(parts, ignore_index=True) if parts else _empty(spec)

@@ -1,8 +1,9 @@
 """The cohort's resolved view of the clinical concept data (one recipe, fixes applied).
 
 The clinical facts themselves live in ``adrl/mimic/facts`` (loaded by ``adrl.mimic.concepts``); this module
-holds no ITEMID, unit, range or factor. :func:`spec_from_mimic` resolves those files for one set of cohort
-params; tests build a :class:`CohortSpec` directly from hand-made frames.
+holds no ITEMID, unit, range or factor. :func:`adrl.cohort.mimic_adapter.build_spec` resolves those files for one
+set of cohort params (it imports this module; this module imports nothing of the cohort room); tests build a
+:class:`CohortSpec` directly from hand-made frames.
 
 Frames (all lower-case columns):
 
@@ -57,9 +58,3 @@ class CohortSpec:
     def hold_s(self, concept: str) -> float:
         return float(self.concept_info.loc[concept, "hold_h"]) * 3600.0
 
-
-def spec_from_mimic(params) -> CohortSpec:  # pragma: no cover - wired once adrl.mimic.concepts exists
-    """Resolve the ingest helper's concept files for ``params`` (a CohortParams)."""
-    from .mimic_adapter import build_spec
-
-    return build_spec(params)

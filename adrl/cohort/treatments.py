@@ -91,17 +91,25 @@ def expand(s: np.ndarray, start: np.ndarray, end: np.ndarray, g0: np.ndarray, gr
     return row, k - (grid.kmin - 1), np.maximum(ov, 0.0)
 
 
-def fluid_per_bin(rows: pd.DataFrame, g0: np.ndarray, grid: GridSpec, counts: Counter) -> np.ndarray:
-    """[S, nj] fluid volume per bin: interval rows apportioned by overlap, point rows whole at their time.
-
-    A bin total below 0 (negative amounts) is clipped to 0 and counted (reference behaviour)."""
-    S, nj = len(g0), grid.nj
+def fluid_parts(rows: pd.DataFrame, g0: np.ndarray, grid: GridSpec):
+    """(flat cell s * nj + j, volume) of every (row, bin) pair: interval rows apportioned by overlap, point rows
+    whole at their time, in row order (sums over them in this order are those of :func:`fluid_per_bin`)."""
     s = rows["s"].to_numpy(np.int64)
     st, en, vol = (rows[c].to_numpy(np.float64) for c in ("start", "end", "vol"))
     row, j, ov = expand(s, st, en, g0, grid)
     dur = (en - st)[row]
     frac = np.where(dur > 0, ov / np.where(dur > 0, dur, 1.0), 1.0)
-    tot = np.bincount(s[row] * nj + j, weights=vol[row] * frac, minlength=S * nj).reshape(S, nj)
+    return s[row] * grid.nj + j, vol[row] * frac
+
+
+def fluid_per_bin(rows: pd.DataFrame, g0: np.ndarray, grid: GridSpec, counts: Counter) -> np.ndarray:
+    """[S, nj] fluid volume per bin: interval rows apportioned by overlap, point rows whole at their time.
+
+    A bin total below 0 (negative amounts) is clipped to 0 and counted (reference behaviour)."""
+    S, nj = len(g0), grid.nj
+    cell, vol = fluid_parts(rows, g0, grid)
+    # float64 also without any fluid row (np.bincount ignores empty weights and counts in int64)
+    tot = np.bincount(cell, weights=vol, minlength=S * nj).astype(np.float64).reshape(S, nj)
     neg = tot < 0
     counts["fluid bins clipped to 0 (negative total)"] += int(neg[:, 1:].sum())
     tot[neg] = 0.0
@@ -169,22 +177,31 @@ def vaso_per_bin(rows: pd.DataFrame, g0: np.ndarray, grid: GridSpec, weight: np.
     """[S, nj] max NE-eq rate active in the bin; 0 without a row. ``weight``: [S, nj] held Weight_kg."""
     S, nj = len(g0), grid.nj
     s = rows["s"].to_numpy(np.int64)
+    row, j = vaso_pairs(rows, g0, grid)
+    out = np.zeros(S * nj)
+    np.maximum.at(out, s[row] * nj + j, vaso_pair_doses(rows, row, weight[s[row], j], spec, actual_weight))
+    out = out.reshape(S, nj)
+    out[:, 0] = 0.0
+    return out
+
+
+def vaso_pairs(rows: pd.DataFrame, g0: np.ndarray, grid: GridSpec):
+    """(row, slot j) of every bin a vasopressor row is active in (point rows: the bin of their time)."""
+    s = rows["s"].to_numpy(np.int64)
     st, en = rows["start"].to_numpy(np.float64), rows["end"].to_numpy(np.float64)
     row, j, ov = expand(s, st, en, g0, grid)
-    point = (en <= st)[row]
-    ok = point | (ov > 0)
-    row, j = row[ok], j[ok]
+    ok = (en <= st)[row] | (ov > 0)
+    return row[ok], j[ok]
+
+
+def vaso_pair_doses(rows: pd.DataFrame, row: np.ndarray, w: np.ndarray, spec, actual_weight: bool) -> np.ndarray:
+    """NE-eq dose (>= 0) of each (row, bin) pair; ``w``: the pair's held Weight_kg (NaN: the order's
+    PATIENTWEIGHT, else the default weight; always the default when ``actual_weight`` is off)."""
     if actual_weight:
-        w = weight[s[row], j]
         w = np.where(np.isnan(w), rows["pw"].to_numpy(np.float64)[row], w)
         w = np.where(np.isnan(w) | (w <= 0), spec.default_weight_kg, w)
     else:
         w = np.full(len(row), spec.default_weight_kg)
     dose = ne_eq(rows["rate_min"].to_numpy()[row], rows["unit_kind"].to_numpy()[row],
                  rows["drug"].to_numpy()[row], w, spec.vaso_factors)
-    out = np.zeros(S * nj)
-    if len(row):
-        np.maximum.at(out, s[row] * nj + j, np.maximum(dose, 0.0))
-    out = out.reshape(S, nj)
-    out[:, 0] = 0.0
-    return out
+    return np.maximum(dose, 0.0)

@@ -106,9 +106,12 @@ def fmt_num(x, dec):
 
 class Charter:
     def __init__(self, rng, obs, fluid_h, vaso_h, vent, dec, active, t0_s, intime_s, end_s, system, stays_S,
-                 k0, extubated_at=None, admitted=None, weight_before=None):
+                 k0, extubated_at=None, admitted=None, weight_before=None, cohort_only=False):
         """admitted: (n,) bool, the stay's ICU admission lies in these hours (default: every stay active here);
-        weight_before: (n,) last charted weight (kg) before these hours (NaN = none), for slices of a stay."""
+        weight_before: (n,) last charted weight (kg) before these hours (NaN = none), for slices of a stay;
+        cohort_only: leave out the CHARTEVENTS and LABEVENTS rows of items the cohort never reads (their random
+        numbers are still drawn, so every other row is the same)."""
+        self.cohort_only = bool(cohort_only)
         self.rng = rng
         self.obs, self.fluid_h, self.vaso_h, self.vent, self.dec, self.active = obs, fluid_h, vaso_h, vent, dec, active
         self.t0, self.intime, self.end = t0_s, intime_s, end_s
@@ -326,6 +329,8 @@ class Charter:
         for _, r in irr.iterrows():
             lo, hi = map(float, r.sim_scale.split(":")[1:])
             x = rng.uniform(lo, hi, len(ii))
+            if self.cohort_only:
+                continue
             self.le.add(stay=ii, itemid=np.full(len(ii), r.itemid), charttime=t, value=fmt_num(x, 1), valuenum=np.round(x, 1),
                         valueuom=np.full(len(ii), None, object), flag=np.full(len(ii), None, object))
         # blood gases: ventilated or shocked patients, every 6 hours; specimen type row at the same time
@@ -523,7 +528,8 @@ class Charter:
         self.outputs()
         self.inputs()
         self.procedures()
-        self.irrelevant()
+        if not self.cohort_only:  # the last draws of the bin: leaving them out changes no other row
+            self.irrelevant()
         return self
 
 

@@ -59,6 +59,25 @@ class Clinician:
         return fluid, np.round(vaso, 4)
 
 
+class RowsRng:
+    """Draws of a generator for ``n_draw`` patients, row ``rows[i]`` for stay i (the ``random`` and
+    ``standard_normal`` calls of the engine, whose first dimension is the stay): copies of a patient, or a
+    subset of the stays, get the numbers the patient gets in the original batch."""
+
+    def __init__(self, rng: np.random.Generator, n_draw: int, rows: np.ndarray):
+        self.rng, self.n_draw, self.rows = rng, n_draw, rows
+
+    def _draw(self, fn, shape):
+        shape = (shape,) if np.isscalar(shape) else tuple(shape)
+        return fn((self.n_draw,) + shape[1:])[self.rows]
+
+    def random(self, shape):
+        return self._draw(self.rng.random, shape)
+
+    def standard_normal(self, shape):
+        return self._draw(self.rng.standard_normal, shape)
+
+
 def _erfinv(x):
     from scipy.special import erfinv
 
@@ -67,6 +86,9 @@ def _erfinv(x):
 
 class StayBatch:
     """n stays advancing together. statics: dict of (n,) arrays (see world.sample_statics)."""
+
+    PER_STAY = ("z", "nh", "h_start", "k0", "abx_hour", "alive", "death_hour", "death_frac", "vent", "extubated_at",
+                "fluid_bin", "vaso_bin", "cum_fluid")
 
     def __init__(self, z0, S, nh, k0, abx_hour, seed_key, interaction=0.0, confounder=0.0, record=True,
                  h_start=None):
@@ -93,14 +115,61 @@ class StayBatch:
         self.last = {"map": S["map0"].copy(), "spo2": np.full(n, 97.0), "lactate": np.full(n, 1.5),
                      "urine": np.zeros((4, n))}
         self.seed_key = [int(x) for x in seed_key]
+        self.reps = 1
+        self.rows, self.n_draw = None, n  # noise row of each stay (None: its own)
         self.record = record
         self.rec_obs, self.rec_fluid, self.rec_vaso, self.rec_vent, self.rec_dec = [], [], [], [], []
         self.rec_sofa, self.rec_active = [], []
 
     # -------------------------------------------------------------------------------------------------
-    def rng(self, h: int, purpose: int) -> np.random.Generator:
-        """Exogenous noise of hour h for one purpose: the same numbers whatever the treatment (CRN)."""
-        return np.random.default_rng([*self.seed_key, h, purpose])
+    def rng(self, h: int, purpose: int):
+        """Exogenous noise of hour h for one purpose: the same numbers whatever the treatment (CRN). With
+        replicas (:meth:`replicate`) every copy of a stay draws the numbers of the original."""
+        r = np.random.default_rng([*self.seed_key, h, purpose])
+        return r if self.rows is None else RowsRng(r, self.n_draw, self.rows)
+
+    def replicate(self, reps: int, S: dict) -> None:
+        """Copy every stay ``reps`` times (copy r of stay i becomes stay r * n + i), state and noise included,
+        so each copy can be treated differently on the same patient and noise. ``S``: the tiled statics."""
+        if self.reps != 1:
+            raise RuntimeError("StayBatch.replicate: already replicated")
+        def tile(a, axis=0):
+            return np.concatenate([a] * reps, axis=axis)
+
+        for name in self.PER_STAY:
+            setattr(self, name, tile(getattr(self, name)))
+        self.last = {k: tile(v, axis=1 if k == "urine" else 0) for k, v in self.last.items()}
+        self.S = S
+        self.rows = np.tile(np.arange(self.n), reps)
+        self.n_draw = self.n
+        self.n *= reps
+        self.reps = reps
+
+    def take(self, idx: np.ndarray) -> "StayBatch":
+        """The stays ``idx`` as a batch of their own, at the same hour, with the same state and noise (to run on
+        only the stays that still need hours; not recorded)."""
+        b = StayBatch.__new__(StayBatch)
+        b.__dict__.update(self.__dict__)
+        for name in self.PER_STAY:
+            setattr(b, name, getattr(self, name)[idx])
+        b.last = {k: (v[:, idx] if k == "urine" else v[idx]) for k, v in self.last.items()}
+        b.S = {k: v[idx] for k, v in self.S.items()}
+        b.rows = idx if self.rows is None else self.rows[idx]
+        b.n_draw = self.n if self.rows is None else self.n_draw
+        b.n = len(idx)
+        b.record = False
+        return b
+
+    def put(self, idx: np.ndarray, b: "StayBatch") -> None:
+        """Write back the state of ``b = self.take(idx)`` after it advanced."""
+        for name in self.PER_STAY:
+            getattr(self, name)[idx] = getattr(b, name)
+        for k, v in b.last.items():
+            if k == "urine":
+                self.last[k][:, idx] = v
+            else:
+                self.last[k][idx] = v
+        self.h = b.h
 
     def is_decision(self, h: int) -> np.ndarray:
         return ((self.k0 + h) % 4 == 0) | (h == self.h_start)

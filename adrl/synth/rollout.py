@@ -35,10 +35,15 @@ EPOCH_2150 = int(np.datetime64("2150-01-01T00:00:00", "s").astype(np.int64))
 
 
 class RolloutWorld:
-    def __init__(self, n: int, seed: int, params: SynthParams | None = None, events: bool = True):
+    def __init__(self, n: int, seed: int, params: SynthParams | None = None, events: bool = True,
+                 cohort_only: bool = False):
+        """``cohort_only``: chart only what the cohort reads (no rows of irrelevant items; every other row is
+        the same)."""
         params = params or SynthParams()
         self.n, self.seed, self.p = n, seed, params
+        self.n0, self.reps = n, 1
         self.events = bool(events)
+        self.cohort_only = bool(cohort_only)
         rng = np.random.default_rng([seed, 101])
         # draw septic stays exactly as the world does (same statics, infection timeline, antibiotics, cultures
         # and INTIME-to-onset timing) and keep the first n that the cohort would see: an onset, an adult, and
@@ -111,13 +116,36 @@ class RolloutWorld:
         active = act & ~self.done[None, :]
         end = np.where(b.death_hour >= 0, self.t0 + b.death_hour * H + 1800, self.t0 + b.nh * H - 60)
         ext = np.where((b.extubated_at >= h0) & (b.extubated_at < h0 + hours), b.extubated_at - h0, -1)
-        rng = np.random.default_rng([self.seed, 303, h0])
         admitted = (self.h_start >= h0) & (self.h_start < h0 + hours)
-        ch = charting.Charter(rng, obs, fl, va, vent, dec, active, self.t0 + h0 * H, self.intime, end, self.S["system"],
-                              self.S, np.full(self.n, self.hs + h0), ext, admitted=admitted,
-                              weight_before=self._weight).run()
-        self._weight = ch.weight_last
-        return self._frames(ch)
+        n0 = self.n0
+        charters = []
+        for r in range(self.reps):  # each replica charts with the original's random numbers
+            sl = slice(r * n0, (r + 1) * n0)
+            rng = np.random.default_rng([self.seed, 303, h0])
+            charters.append(charting.Charter(
+                rng, obs[:, sl], fl[:, sl], va[:, sl], vent[:, sl], dec[:, sl], active[:, sl], self.t0[sl] + h0 * H,
+                self.intime[sl], end[sl], self.S["system"][sl], {k: v[sl] for k, v in self.S.items()},
+                np.full(n0, self.hs + h0), ext[sl], admitted=admitted[sl], weight_before=self._weight[sl],
+                cohort_only=self.cohort_only).run())
+        self._weight = np.concatenate([ch.weight_last for ch in charters])
+        return self._frames(charters[0] if self.reps == 1 else _merged(charters, n0))
+
+    def replicate(self, reps: int) -> None:
+        """After :meth:`reset`: copy every stay ``reps`` times (copy r of stay i is stay r * n + i, with its own
+        ids), so ``reps`` policies act on the same patients and noise in one batch."""
+        if self.reps != 1 or self.step_i != 1:
+            raise RuntimeError("RolloutWorld.replicate: call once, right after reset()")
+        def tile(a):
+            return np.concatenate([a] * reps, axis=0)
+
+        self.S = {k: tile(v) for k, v in self.S.items()}
+        for name in ("onset", "intime", "h_start", "t0", "done", "_weight"):
+            setattr(self, name, tile(getattr(self, name)))
+        self.batch.replicate(reps, self.S)
+        self.reps = reps
+        self.n = self.n0 * reps
+        self.ids = {"subject_id": 1_000_000 + np.arange(self.n), "hadm_id": 2_000_000 + np.arange(self.n),
+                    "icustay_id": 3_000_000 + np.arange(self.n)}
 
     def _frames(self, ch) -> dict[str, pd.DataFrame]:
         keymap = {"chartevents": ch.ce, "labevents": ch.le, "outputevents": ch.out, "inputevents_cv": ch.icv,
@@ -189,13 +217,31 @@ class RolloutWorld:
         if self._outcome is None:
             b = self.batch
             b.record = False
-            while ((b.death_hour < 0) & (b.h < b.nh)).any():
-                b.advance()
+            # only the stays still in the ICU advance (each stay's course depends on its own state and noise);
+            # the batch shrinks to them every day
+            idx = np.flatnonzero((b.death_hour < 0) & (b.h < b.nh))
+            while len(idx):
+                sub = b.take(idx)
+                for _ in range(24):
+                    sub.advance()
+                b.put(idx, sub)
+                idx = idx[(sub.death_hour < 0) & (sub.h < sub.nh)]
             died_icu = b.death_hour >= 0
-            u = np.random.default_rng([self.seed, 404]).random(self.n)
+            u = np.tile(np.random.default_rng([self.seed, 404]).random(self.n0), self.reps)
             post = ph.post_icu_death_prob(b.z)
             self._outcome = died_icu | (u < post)
         return self._outcome
+
+
+def _merged(charters: list, n0: int):
+    """One charter-like object whose row tables hold the rows of each replica's charter, stays renumbered."""
+    out = charters[0].__class__.__new__(charters[0].__class__)
+    for table in ("ce", "le", "out", "icv", "imv", "pe"):
+        rows = charting.Rows()
+        for r, ch in enumerate(charters):
+            rows.parts += [{**p, "stay": p["stay"] + r * n0} for p in getattr(ch, table).parts]
+        setattr(out, table, rows)
+    return out
 
 
 def rollout(policy: Callable | str, n: int, seed: int, params: SynthParams | None = None,
