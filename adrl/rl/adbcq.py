@@ -162,10 +162,11 @@ class ADBCQ(Learner):
             real = (torch.stack([a_v == 0, a_f == 0]) if self.cfg.reuse_real
                     else torch.zeros(2, B, dtype=torch.bool, device=z.device))
             syn = ~real
-            z_hat, d_hat, r_hat = self.dynamics.sample(
-                torch.cat([z[syn[0]], z[syn[1]]]),
-                torch.cat([a_f[syn[0]], torch.zeros_like(a_f[syn[1]])]),
-                torch.cat([torch.zeros_like(a_v[syn[0]]), a_v[syn[1]]]), self.gen)
+            # the ensemble and its generator stay on the CPU (the same draws on any device)
+            z_hat, d_hat, r_hat = (x.to(z.device) for x in self.dynamics.sample(
+                torch.cat([z[syn[0]], z[syn[1]]]).cpu(),
+                torch.cat([a_f[syn[0]], torch.zeros_like(a_f[syn[1]])]).cpu(),
+                torch.cat([torch.zeros_like(a_v[syn[0]]), a_v[syn[1]]]).cpu(), self.gen))
             src = torch.arange(B, device=z.device).repeat(2, 1)
             src[syn] = B + torch.arange(len(z_hat), device=z.device)
             d_k, r_k = done.repeat(2, 1), r.repeat(2, 1)

@@ -226,6 +226,10 @@ class Learner:
         update_target(self.target, self.net, self.cfg, self.n_updates)
         return stats
 
+    def snapshot(self) -> list[dict[str, torch.Tensor]]:
+        """[the online net's state dict at this step] (a list: one entry per run, as BatchedLearners.snapshot)."""
+        return [{k: v.detach().clone() for k, v in self.net.state_dict().items()}]
+
     def to(self, device) -> "Learner":
         """Move the networks (call before the first update: the optimiser state is created lazily)."""
         self.net.to(device)
