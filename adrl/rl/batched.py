@@ -99,7 +99,7 @@ class BatchedLearners:
     def snapshot(self) -> list[dict[str, torch.Tensor]]:
         """Each run's online parameters (its state dict) at this step."""
         with torch.no_grad():
-            return [{k: self.params[k][i].detach().clone() for k in self.names} for i in range(self.R)]
+            return [{k: self.params[k][i].detach().to("cpu", copy=True) for k in self.names} for i in range(self.R)]
 
 
 def n_params(learner: Learner) -> int:

@@ -228,7 +228,7 @@ class Learner:
 
     def snapshot(self) -> list[dict[str, torch.Tensor]]:
         """[the online net's state dict at this step] (a list: one entry per run, as BatchedLearners.snapshot)."""
-        return [{k: v.detach().clone() for k, v in self.net.state_dict().items()}]
+        return [{k: v.detach().to("cpu", copy=True) for k, v in self.net.state_dict().items()}]
 
     def to(self, device) -> "Learner":
         """Move the networks (call before the first update: the optimiser state is created lazily)."""

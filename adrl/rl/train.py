@@ -8,7 +8,14 @@ Output layout (``out_dir``, e.g. models/train)::
     dynamics/seed<k>/ensemble.pt      the projected dynamics ensemble shared by the augmented AD-BCQ runs
     dynamics/seed<k>/report.json      its validation metrics and loss curves
 
-Everything is seeded: the same params and states give identical checkpoints.
+Runs of one architecture (algorithm, mixer and options; seeds and thresholds may differ) train as one vectorised
+model (adrl/rl/batched.py), in groups of at most train.group_size runs within train.group_memory_mb; the groups and the
+dynamics fits are jobs of train.workers processes. Each run is written atomically as soon as its group finishes, with
+its config hash (params, data, adrl/rl code) in run.json; a rerun keeps the complete runs whose hash matches and trains
+the rest. runs.json is written last.
+
+Everything is seeded: the same params and states give identical checkpoints (a run trained in a group equals its
+single-run training within float tolerance: tests/rl/test_batched.py).
 """
 from __future__ import annotations
 
@@ -302,16 +309,26 @@ def _hash(obj) -> str:
 
 def run_hash(spec: RunSpec, p: TrainParams, d: int, data_key: str) -> str:
     """What a run's checkpoints depend on: the run, its learner config, the loop, the data (and the model's fit)."""
-    return _hash({"format": RUN_FORMAT, "spec": asdict(spec), "d": d, "config": asdict(algo_config(spec, p)),
+    return _hash({"format": RUN_FORMAT, "code": code_hash(), "spec": asdict(spec), "d": d, "config": asdict(algo_config(spec, p)),
                   "loop": [p.steps, p.batch_size, p.checkpoint_every, p.checkpoint_dtype, p.value_check_split],
                   "data": data_key, "dynamics": dynamics_hash(spec.seed, p, data_key) if spec.needs_dynamics else None})
 
 
 def dynamics_hash(seed: int, p: TrainParams, data_key: str) -> str:
-    return _hash({"format": RUN_FORMAT, "seed": seed, "config": asdict(dynamics_config(p)), "data": data_key})
+    return _hash({"format": RUN_FORMAT, "code": code_hash(), "seed": seed, "config": asdict(dynamics_config(p)), "data": data_key})
 
 
 RUN_FORMAT = 1   # bump when the meaning of a stored run changes (forces a retrain of every run)
+_CODE = ("adbcq.py", "batched.py", "bcq.py", "data.py", "dynamics.py", "factored_bcq.py", "nets.py", "train.py",
+         "valuecheck.py")
+
+
+def code_hash() -> str:
+    """The learners' source: a run trained by other code is not the run this code would train."""
+    h = hashlib.sha256()
+    for name in _CODE:
+        h.update((Path(__file__).parent / name).read_bytes())
+    return h.hexdigest()[:16]
 
 
 def arch_key(spec: RunSpec) -> tuple:
@@ -320,14 +337,15 @@ def arch_key(spec: RunSpec) -> tuple:
 
 
 def run_bytes(spec: RunSpec, p: TrainParams, d: int) -> int:
-    """Estimated memory of one run inside a group: parameters, target copy, gradient, two Adam moments, every
-    checkpoint snapshot (float32 until written), and the activations of one step (a generous bound)."""
+    """Estimated memory of one run inside a group: parameters, target copy, gradient, two Adam moments, the run's
+    own single-run networks (kept for its value checks), every checkpoint snapshot (float32 until written) and the
+    activations of one step (a generous bound)."""
     with torch.random.fork_rng(devices=[]):
         net = make_learner(spec, d, p, _NoModel() if spec.needs_dynamics else None).net
     n_par = sum(q.numel() for q in net.parameters())
     n_ck = -(-p.steps // p.checkpoint_every)
     acts = 3 * p.batch_size * (p.hidden * 2 * 4 + 64) * 8   # (B + synthetic rows) x layers x nets, fwd + bwd
-    return 4 * (n_par * (5 + n_ck) + acts)
+    return 4 * (n_par * (7 + n_ck) + acts)   # 7: online, target, gradient, 2 Adam moments, the run's own template
 
 
 class _NoModel:
@@ -438,8 +456,9 @@ def _add_steps(k: int) -> None:
         _COUNTER.value += k
 
 
-def _die_with_parent() -> None:
-    """Linux: the kernel kills this worker when the process that started it dies (PR_SET_PDEATHSIG)."""
+def _die_with_parent(parent: int | None = None) -> None:
+    """Linux: the kernel kills this worker when the process that started it dies (PR_SET_PDEATHSIG); a worker whose
+    parent ``parent`` died before this call exits at once."""
     try:
         import ctypes
         import signal
@@ -447,11 +466,13 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)   # 1 = PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)
 
 
-def _init_worker(counter, threads: int) -> None:
+def _init_worker(counter, threads: int, parent: int | None = None) -> None:
     global _COUNTER
-    _die_with_parent()
+    _die_with_parent(parent)
     _COUNTER = counter
     torch.set_num_threads(threads)
 
@@ -500,7 +521,9 @@ def run_sweep(df: pd.DataFrame, p: TrainParams, out_dir: str | Path, where: str 
     it finishes; runs already there with the same config hash are kept, not retrained.
 
     ``on_dynamics(seed, report, history)`` and ``on_run(record)`` are called as results arrive (the stage
-    uses them to log to MLflow). Returns the manifest (written last, as runs.json).
+    uses them to log to MLflow). Progress is a log line every ``log_every`` seconds (``progress`` is accepted for
+    older callers and not used: the log line works on a terminal or not). Returns the manifest (written last, as
+    runs.json).
     """
     specs = expand_sweep(p)
     device = resolve_device(p.device)
@@ -513,6 +536,7 @@ def run_sweep(df: pd.DataFrame, p: TrainParams, out_dir: str | Path, where: str 
 
 def _sweep(df, p: TrainParams, out_dir: Path, specs: list[RunSpec], where, on_dynamics, on_run, device,
            log_every) -> dict:
+    t_start = time.perf_counter()
     train = transitions(df, "train", where)
     need_dyn = sorted({s.seed for s in specs if s.needs_dynamics})
     check = check_set(df, p.value_check_split, p.gamma, where) if p.value_check_split != "none" else None
@@ -592,6 +616,8 @@ def _sweep(df, p: TrainParams, out_dir: Path, specs: list[RunSpec], where, on_dy
     # rows without a transition are the stays' last rows (no decision is taken there)
     manifest["counts"] = {"train_rows": int(in_train.sum()), "train_stays": int(df.loc[in_train, "traj"].nunique()),
                           "train_transitions": len(train), "val_transitions": len(val) if val is not None else None}
+    manifest["sweep_seconds"] = time.perf_counter() - t_start   # this call's wall time (skipped runs cost ~0)
+    manifest["trained_runs"] = len(todo)
     write_json(out_dir / MANIFEST, manifest)
     return manifest
 
@@ -614,7 +640,7 @@ def _pool_sweep(ctx, counter, groups, dyn_todo, arrays, p, out_dir: Path, where,
         os.environ["OMP_NUM_THREADS"] = str(p.threads)
         try:
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                     initargs=(counter, p.threads)) as ex:
+                                     initargs=(counter, p.threads, os.getpid())) as ex:
                 waiting = [g for g in groups if any(s.needs_dynamics for s in g)]
                 free = [g for g in groups if g not in waiting]
                 jobs = {}
@@ -634,19 +660,27 @@ def _pool_sweep(ctx, counter, groups, dyn_todo, arrays, p, out_dir: Path, where,
                     else:
                         submit_group(x)
                 pending_dyn = set(dyn_todo)
-                while jobs or waiting:
-                    ready = [g for g in waiting if not ({s.seed for s in g} & pending_dyn)]
-                    for g in ready:
-                        waiting.remove(g)
-                        submit_group(g)
-                    finished, _ = wait(list(jobs), return_when=FIRST_COMPLETED)
-                    for fut in finished:
-                        kind, x = jobs.pop(fut)
-                        if kind == "dyn":
-                            dyn_done(*fut.result())
-                            pending_dyn.discard(x)
-                        else:
-                            runs_done(fut.result())
+                try:
+                    while jobs or waiting:
+                        ready = [g for g in waiting if not ({s.seed for s in g} & pending_dyn)]
+                        for g in ready:
+                            waiting.remove(g)
+                            submit_group(g)
+                        finished, _ = wait(list(jobs), return_when=FIRST_COMPLETED)
+                        for fut in finished:
+                            kind, x = jobs.pop(fut)
+                            if kind == "dyn":
+                                dyn_done(*fut.result())
+                                pending_dyn.discard(x)
+                            else:
+                                runs_done(fut.result())
+                except BaseException:
+                    # a failed job or an interrupt: stop the workers now (finished runs are on disk already)
+                    procs = list((getattr(ex, "_processes", None) or {}).values())
+                    ex.shutdown(wait=False, cancel_futures=True)
+                    for proc in procs:
+                        proc.terminate()
+                    raise
         finally:
             if env_threads is None:
                 os.environ.pop("OMP_NUM_THREADS", None)
