@@ -225,6 +225,30 @@ def _cpu() -> float:
     return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
 
 
+def update_scan(df: pd.DataFrame, sizes=(1, 5, 10, 20), rounds: int = 2, steps: int = 40) -> dict:
+    """One process, one thread: BCQ updates per CPU-second of a group of R runs (R = 1: the single-run learner),
+    interleaved rounds, best round per size (load only slows a round down)."""
+    from adrl.rl.batched import BatchedLearners
+    from adrl.rl.train import make_learner
+    tr, p = transitions(df, "train"), TrainParams()
+    data = [torch.from_numpy(getattr(tr, k)) for k in TR_KEYS]
+    out: dict = {}
+    for _ in range(rounds):
+        for R in sizes:
+            idx = torch.from_numpy(np.random.default_rng(0).integers(0, len(tr), size=(steps, R, 100)))
+            learners = [make_learner(RunSpec("bcq", 0.3, s), tr.dim, p) for s in range(R)]
+            lrn = learners[0] if R == 1 else BatchedLearners(learners)
+            step = (lambda i: lrn.update(*(t[idx[i, 0]] for t in data))) if R == 1 else \
+                (lambda i: lrn.update(*(t[idx[i]] for t in data)))
+            for i in range(3):
+                step(i)
+            c0 = time.process_time()
+            for i in range(3, steps):
+                step(i)
+            out[R] = max(out.get(R, 0.0), (steps - 3) * R / (time.process_time() - c0))
+    return {"bcq_run_steps_per_cpu_s": out}
+
+
 def extrapolate(res: dict) -> dict:
     """The full grid from measured rates (stated in sweep.md): pool = F + W / r_pool, batched = F / 2 + W / r_batched,
     with F the serial dynamics fits of 5 seeds (measured per seed in the pool phase), W the grid's run-steps weighted
@@ -250,6 +274,7 @@ def main():
     ap.add_argument("--states", default=str(ROOT / "data" / "processed" / "states.parquet"))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sweep"))
     ap.add_argument("--skip-pool", action="store_true", help="only the batched sweep and d3rlpy (no speedup_vs_pool)")
+    ap.add_argument("--scan-only", action="store_true", help="add the update scan to an existing sweep.json")
     ap.add_argument("--throughput-only", action="store_true",
                     help="add the throughput section (and the extrapolation) to an existing sweep.json")
     args = ap.parse_args()
@@ -258,6 +283,14 @@ def main():
     grid = QUICK if args.quick else FULL
     df = read_states(args.states)
     out = Path(args.out)
+    if args.scan_only:
+        res = json.loads(out.with_suffix(".json").read_text())
+        res["update_scan"] = {**update_scan(df), "command": "python -m benchmarks.bench_sweep --scan-only",
+                              "load": os.getloadavg()}
+        out.with_suffix(".json").write_text(json.dumps(res, indent=1, default=float) + "\n")
+        out.with_suffix(".md").write_text(report(res))
+        print(report(res))
+        return
     if args.throughput_only:
         res = json.loads(out.with_suffix(".json").read_text())
         with tempfile.TemporaryDirectory(prefix="bench_sweep_") as tmp:
@@ -282,6 +315,7 @@ def main():
                                                        "value_check_split")},
                  "device": "cpu", "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"}
     res["vectorisation"] = vectorisation()
+    res["update_scan"] = update_scan(df)
     with tempfile.TemporaryDirectory(prefix="bench_sweep_") as tmp:
         tmp = Path(tmp)
         res["batched"] = batched_sweep(df, p, tmp / "batched")
@@ -345,6 +379,13 @@ def report(res: dict) -> str:
                   f"| batched (two groups of 20) | {tp['batched_wall_s']:.0f} | {tp['batched_run_steps_per_s']:.0f} | "
                   f"{tp['batched_cpu_s']:.0f} |", "",
                   f"Ratio pool / batched: wall {tp['ratio']:.2f}, CPU {tp['ratio_cpu']:.2f}.", ""]
+    if "update_scan" in res:
+        sc = res["update_scan"]["bcq_run_steps_per_cpu_s"]
+        lines += [f"The whole BCQ update, one process and thread, groups of R runs (R = 1: the single-run learner; "
+                  f"`{res['update_scan'].get('command', res['command'])}`, load {res['update_scan'].get('load', '')}), "
+                  "run-steps per CPU-second, best of 2 interleaved rounds:", "",
+                  "| " + " | ".join(f"R = {k}" for k in sc) + " |", "|" + "---|" * len(sc),
+                  "| " + " | ".join(f"{v:.0f}" for v in sc.values()) + " |", ""]
     ex = res.get("full_grid_extrapolated")
     if ex:
         lines += ["Full grid (120 runs x 10,000 steps, 5 dynamics fits), EXTRAPOLATED, not run: pool = F + W / r_pool, "
