@@ -100,7 +100,3 @@ class BatchedLearners:
         """Each run's online parameters (its state dict) at this step."""
         with torch.no_grad():
             return [{k: self.params[k][i].detach().to("cpu", copy=True) for k in self.names} for i in range(self.R)]
-
-
-def n_params(learner: Learner) -> int:
-    return sum(q.numel() for q in learner.net.parameters())
