@@ -67,7 +67,8 @@ def main(cfg, run) -> None:
         "counts": man["counts"],
         "latent_dim": man["d"],
         "states_sha256": states_hash,
-        "train_seconds": float(sum(r["train_seconds"] for r in man["runs"])),
+        "train_seconds": man["sweep_seconds"],   # wall time of the sweep (batched groups share their loop)
+        "trained_runs": man["trained_runs"],     # runs trained by this call (the others were complete before)
         "steps_per_s": {k: float(np.mean(v)) for k, v in sps.items()},
         # the convergence check of each run's last checkpoint (adrl/rl/valuecheck.py): ratio = q_logged / mc_return
         "value_check": {r["run_id"]: {k: r["value_check"][k] for k in VC_KEYS}

@@ -1,10 +1,9 @@
 """AD-BCQ as the project fixes it (method.md section 4): projected heads Q_F, Q_V on a shared trunk, a mixer
 F(q; z), the factored BCQ filter, and the batch modification B -> B_k from a frozen projected dynamics ensemble.
-The whole update is in :meth:`ADBCQ.update`, top to bottom.
+The whole update is in :meth:`ADBCQ.extra` (the model batch) and :meth:`ADBCQ.losses`, top to bottom.
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
@@ -15,9 +14,9 @@ from ..actions import N_ACTIONS, N_VASO
 from ..errors import ConfigError
 from .bcq import BCQConfig, check_value_knobs
 from .dynamics import DynamicsEnsemble
-from .factored_bcq import check_tau_per_head, head_taus
-from .nets import (HYPER_MIXERS, Mixer, factored_logp, joint_mask, joint_q_pairs, masked_argmax, mlp, ratio_mask,
-                   slice_masks, td_loss, update_target)
+from .factored_bcq import check_tau_per_head, register_taus
+from .nets import (HYPER_MIXERS, Learner, Mixer, factored_logp, joint_mask, joint_q_pairs, masked_argmax, mlp, ratio_mask,
+                   slice_masks, td_loss)
 
 BIASED_BY_DEFAULT = ("linear", "mlp2", "relu")
 MIXERS = ("mean", "sum", "linear", "mlp2", "relu")
@@ -93,8 +92,7 @@ class ADBCQNet(nn.Module):
 
     def __init__(self, d: int, cfg: ADBCQConfig):
         super().__init__()
-        self.tau = float(cfg.tau)
-        self.tau_k = head_taus(cfg.tau, cfg.tau_per_head)
+        register_taus(self, cfg)
         self.joint_filter = cfg.bc_filter == "joint"
         self.heads_net = mlp(d, cfg.hidden, 10) if cfg.heads == "shared" else SeparateHeads(d, cfg.hidden)
         self.imit = mlp(d, cfg.hidden, N_ACTIONS if self.joint_filter else 10)
@@ -136,52 +134,59 @@ class ADBCQNet(nn.Module):
         return self.mixer(joint_q_pairs(self.heads(z)), z), self.masks(z)[1]
 
 
-class ADBCQ:
+class ADBCQ(Learner):
     algorithm = "adbcq"
+    diag_every = 10
 
     def __init__(self, d: int, cfg: ADBCQConfig, seed: int, dynamics: DynamicsEnsemble | None = None):
         if cfg.augment and cfg.lambda_proj > 0 and dynamics is None:
             raise ValueError("AD-BCQ with augmentation needs a fitted dynamics ensemble")
         torch.manual_seed(seed)
-        self.cfg = cfg
-        self.net = ADBCQNet(d, cfg)
-        self.target = copy.deepcopy(self.net)
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+        super().__init__(ADBCQNet(d, cfg), cfg, seed)
         self.augment = cfg.augment and cfg.lambda_proj > 0
         self.dynamics = dynamics if self.augment else None
         self.gen = torch.Generator().manual_seed(seed)  # model noise: member choice and xi
-        self.n_updates, self.diag_every = 0, 10
 
-    def update(self, z, a, r, z2, done) -> dict[str, torch.Tensor]:
-        cfg, net, tgt = self.cfg, self.net, self.target
+    def extra(self, z, a, r, z2, done) -> tuple:
+        """1. Batch modification B -> B_k (augmentation on; method.md 4.5): a row whose other sub-action is no-op is
+        already a sample of M_k and is reused; otherwise a uniformly drawn member, queried at (a_k, no-op), gives the
+        next state, a soft termination and the model reward (reward scale).
+
+        Returns (z_hat (n_syn, d): the synthetic next states, B_F's then B_V's; src (2, B): the row of
+        [z2; z_hat] holding the next state of row i of B_k; d_k, r_k (2, B): termination and reward of B_k)."""
+        if not self.augment:
+            return ()
+        B = z.shape[0]
+        a_f, a_v = a // N_VASO, a % N_VASO
+        with torch.no_grad():
+            real = (torch.stack([a_v == 0, a_f == 0]) if self.cfg.reuse_real
+                    else torch.zeros(2, B, dtype=torch.bool, device=z.device))
+            syn = ~real
+            # the ensemble and its generator stay on the CPU (the same draws on any device)
+            z_hat, d_hat, r_hat = (x.to(z.device) for x in self.dynamics.sample(
+                torch.cat([z[syn[0]], z[syn[1]]]).cpu(),
+                torch.cat([a_f[syn[0]], torch.zeros_like(a_f[syn[1]])]).cpu(),
+                torch.cat([torch.zeros_like(a_v[syn[0]]), a_v[syn[1]]]).cpu(), self.gen))
+            src = torch.arange(B, device=z.device).repeat(2, 1)
+            src[syn] = B + torch.arange(len(z_hat), device=z.device)
+            d_k, r_k = done.repeat(2, 1), r.repeat(2, 1)
+            d_k[syn], r_k[syn] = d_hat, r_hat
+        return z_hat, src, d_k, r_k
+
+    def losses(self, net, tgt, z, a, r, z2, done, z_hat=None, src=None, d_k=None, r_k=None,
+               diag: bool = True) -> tuple[torch.Tensor, dict]:
+        cfg = self.cfg
         B = z.shape[0]
         scale = cfg.value_scale
         r = r / scale   # values in training units (the model's reward too, below)
-        a_f, a_v = a // N_VASO, a % N_VASO
-        a2d = torch.stack([a_f, a_v], 1)
+        a2d = torch.stack([a // N_VASO, a % N_VASO], 1)
+        augment = z_hat is not None   # the model batch of extra() (step 1)
         stats: dict[str, torch.Tensor] = {}
 
         with torch.no_grad():
-            # 1. batch modification B -> B_k (augmentation on): a row whose other sub-action is no-op is
-            #    already a sample of M_k and is reused; otherwise a uniformly drawn member, queried at
-            #    (a_k, no-op), gives the next state, a soft termination and the model reward
-            nxt = z2
-            if self.augment:
-                real = (torch.stack([a_v == 0, a_f == 0]) if cfg.reuse_real
-                        else torch.zeros(2, B, dtype=torch.bool))
-                syn_f, syn_v = ~real[0], ~real[1]
-                z_hat, d_hat, r_hat = self.dynamics.sample(
-                    torch.cat([z[syn_f], z[syn_v]]),
-                    torch.cat([a_f[syn_f], torch.zeros_like(a_f[syn_v])]),
-                    torch.cat([torch.zeros_like(a_v[syn_f]), a_v[syn_v]]), self.gen)
-                nxt = torch.cat([z2, z_hat])   # rows 0..B-1: real z'; then synthetic z' of B_F, then of B_V
-                # src[k, i]: the row of `nxt` holding the next state of row i of B_k
-                src = torch.arange(B).repeat(2, 1)
-                syn = torch.stack([syn_f, syn_v])
-                src[syn] = B + torch.arange(len(z_hat))
-                d_k, r_k = done.repeat(2, 1), r.repeat(2, 1)
-                d_k[syn], r_k[syn] = d_hat, r_hat / scale
             # one pass of the online heads, the imitation net and the target heads over every next state
+            # (rows 0..B-1: the real z'; then the synthetic z' of B_F, then of B_V)
+            nxt = torch.cat([z2, z_hat]) if augment else z2
             q_n, (m_n, mm_n), tq_n = net.heads(nxt), net.masks(nxt), tgt.heads(nxt)
 
             # 2. mixed target on the real batch: a* = argmax_{a in M(z')} F(q(z', a); z'), by the target copies
@@ -192,12 +197,13 @@ class ADBCQ:
             y = r + cfg.gamma * (1.0 - done) * f2_target
 
             # 3. projected targets on B_k: a*_k = argmax over A_k(z'_k) of online Q_k, evaluated by target Q_k
-            if self.augment:
-                y_k = torch.empty(2, B)
+            if augment:
+                y_k = []
                 for k in range(2):
-                    a_k = masked_argmax(q_n[src[k], k], m_n[src[k], k])
-                    t_k = tq_n[src[k], k].gather(1, a_k[:, None]).squeeze(1)
-                    y_k[k] = r_k[k] + cfg.gamma * (1.0 - d_k[k]) * t_k
+                    q_k, m_k, t_k = (x.index_select(0, src[k])[:, k] for x in (q_n, m_n, tq_n))
+                    a_k = masked_argmax(q_k, m_k)
+                    y_k.append(r_k[k] / scale + cfg.gamma * (1.0 - d_k[k]) * t_k.gather(1, a_k[:, None]).squeeze(1))
+                y_k = torch.stack(y_k)
 
         # 4. mixed loss on the real batch (gradients flow into the heads unless switched off)
         q_pair = net.heads(z).gather(2, a2d[:, :, None]).squeeze(2)  # (B, 2) = [Q_F(z, a_F), Q_V(z, a_V)]
@@ -206,32 +212,27 @@ class ADBCQ:
         loss_mix = td_loss(f - y, cfg.loss)
 
         # 5. projected losses: head k on B_k (z and a_k as logged, consequences from B_k)
-        loss_proj = torch.zeros(2)
-        if self.augment:
+        loss_proj = torch.zeros(2, device=z.device)
+        if augment:
             loss_proj = torch.stack([td_loss(q_pair[:, 0] - y_k[0], cfg.loss), td_loss(q_pair[:, 1] - y_k[1], cfg.loss)])
 
         # 6. imitation loss on the real batch: NLL_F + NLL_V (joint filter: 25-way NLL) + logit penalty
         loss_bc = net.imitation_loss(z, a, cfg.logit_penalty)
 
-        # 7. total loss, one Adam step, Polyak update of the target copies
-        loss = loss_mix + cfg.lambda_proj * loss_proj.sum() + loss_bc if self.augment else loss_mix + loss_bc
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        self.n_updates += 1
-        update_target(tgt, net, cfg, self.n_updates)
+        # 7. total loss (one Adam step and the target update follow: Learner.update)
+        loss = loss_mix + cfg.lambda_proj * loss_proj.sum() + loss_bc if augment else loss_mix + loss_bc
 
-        # diagnostics (method.md 4.10): losses every step, the rest every `diag_every` steps
+        # diagnostics (method.md 4.10): losses every step, the rest every `diag_every` steps (before the step)
         stats.update({"loss/mix": loss_mix.detach(), "loss/proj_F": loss_proj[0].detach(),
                       "loss/proj_V": loss_proj[1].detach(), "loss/bc": loss_bc.detach()})
-        if (self.n_updates - 1) % self.diag_every:
-            return stats
+        if not diag:
+            return loss, stats
         with torch.no_grad():   # values on the reward scale (training units x value_scale)
-            qp, f, y, f2, q2 = q_pair.detach() * scale, f.detach() * scale, y * scale, f2 * scale, q2 * scale
+            qp, fd, yd, f2, q2 = q_pair.detach() * scale, f.detach() * scale, y * scale, f2 * scale, q2 * scale
             stats.update({
                 "q/F_mean": qp[:, 0].mean(), "q/F_std": qp[:, 0].std(), "q/V_mean": qp[:, 1].mean(),
-                "q/V_std": qp[:, 1].std(), "mix/mean": f.detach().mean(), "mix/std": f.detach().std(),
-                "target/mean": y.mean(), "mix/action_std": f2.std(-1).mean(),
+                "q/V_std": qp[:, 1].std(), "mix/mean": fd.mean(), "mix/std": fd.std(),
+                "target/mean": yd.mean(), "mix/action_std": f2.std(-1).mean(),
                 "heads/action_std": q2.std(-1).mean(),
                 "allowed/F": m2[:, 0].sum(-1, dtype=torch.float32).mean(),
                 "allowed/V": m2[:, 1].sum(-1, dtype=torch.float32).mean(),
@@ -239,9 +240,9 @@ class ADBCQ:
                 "agree/proj": (a_star == masked_argmax(q2[:, 0], m2[:, 0]) * N_VASO
                                + masked_argmax(q2[:, 1], m2[:, 1])).float().mean(),
             })
-            if self.augment:
-                stats["real_frac/F"] = 1.0 - syn_f.float().mean()
-                stats["real_frac/V"] = 1.0 - syn_v.float().mean()
+            if augment:
+                stats["real_frac/F"] = (src[0] < B).float().mean()
+                stats["real_frac/V"] = (src[1] < B).float().mean()
                 stats["target/proj_F_mean"], stats["target/proj_V_mean"] = y_k[0].mean() * scale, y_k[1].mean() * scale
             w = net.mixer.weights()
             if w is None and net.mixer.hyper is not None:  # per-state weights: their batch mean and spread
@@ -252,4 +253,4 @@ class ADBCQ:
                 stats["mixer/w_F"], stats["mixer/w_V"] = w[0], w[1]
             if b is not None:
                 stats["mixer/b_mean"], stats["mixer/b_std"] = b.detach().mean() * scale, b.detach().std() * scale
-        return stats
+        return loss, stats

@@ -1,10 +1,9 @@
 """Discrete BCQ (Fujimoto et al. 2019, discrete variant as implemented by Tang et al.; method.md 3.1).
 
-The whole update is in :meth:`BCQ.update`, top to bottom.
+The whole update is in :meth:`BCQ.losses`, top to bottom (the optimiser step: adrl/rl/nets.py Learner.update).
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
@@ -13,7 +12,7 @@ from torch.nn import functional as F
 
 from ..actions import N_ACTIONS
 from ..errors import ConfigError
-from .nets import TD_LOSSES, masked_argmax, mlp, ratio_mask, td_loss, update_target
+from .nets import TD_LOSSES, Learner, masked_argmax, mlp, ratio_mask, td_loss
 
 
 @dataclass(frozen=True)
@@ -50,7 +49,7 @@ class BCQNet(nn.Module):
 
     def __init__(self, d: int, cfg: BCQConfig):
         super().__init__()
-        self.tau = float(cfg.tau)
+        self.register_buffer("tau", torch.tensor(float(cfg.tau)), persistent=False)  # see register_taus
         self.q = mlp(d, cfg.hidden, N_ACTIONS)
         self.imit = mlp(d, cfg.hidden, N_ACTIONS)
 
@@ -59,37 +58,28 @@ class BCQNet(nn.Module):
         return self.q(z), ratio_mask(F.log_softmax(self.imit(z), -1), self.tau)
 
 
-class BCQ:
+class BCQ(Learner):
     algorithm = "bcq"
 
     def __init__(self, d: int, cfg: BCQConfig, seed: int):
         torch.manual_seed(seed)
-        self.cfg = cfg
-        self.net = BCQNet(d, cfg)
-        self.target = copy.deepcopy(self.net)
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
-        self.n_updates = 0
+        super().__init__(BCQNet(d, cfg), cfg, seed)
 
-    def update(self, z, a, r, z2, done) -> dict[str, torch.Tensor]:
-        cfg, net = self.cfg, self.net
+    def losses(self, net, target, z, a, r, z2, done, diag: bool = True) -> tuple[torch.Tensor, dict]:
+        cfg = self.cfg
         r = r / cfg.value_scale   # values in training units
         # target: the online net picks a' among the allowed actions at z', the target net evaluates it
         with torch.no_grad():
             q2, allowed2 = net(z2)
             a2 = masked_argmax(q2, allowed2)
-            q2_target = self.target.q(z2).gather(1, a2[:, None]).squeeze(1)
+            q2_target = target.q(z2).gather(1, a2[:, None]).squeeze(1)
             y = r + cfg.gamma * (1.0 - done) * q2_target
-        # losses: Huber TD + imitation NLL + logit penalty
+        # losses: TD + imitation NLL + logit penalty
         q = net.q(z)
         q_sa = q.gather(1, a[:, None]).squeeze(1)
         loss_q = td_loss(q_sa - y, cfg.loss)
         logits = net.imit(z)
         loss_bc = F.nll_loss(F.log_softmax(logits, -1), a) + cfg.logit_penalty * logits.pow(2).mean()
-        loss = loss_q + loss_bc
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        self.n_updates += 1
-        update_target(self.target, net, cfg, self.n_updates)
-        return {"loss/q": loss_q.detach(), "loss/bc": loss_bc.detach(), "q/mean": q_sa.detach().mean() * cfg.value_scale,
-                "target/mean": y.mean() * cfg.value_scale, "allowed/joint": allowed2.sum(1, dtype=torch.float32).mean()}
+        return loss_q + loss_bc, {
+            "loss/q": loss_q.detach(), "loss/bc": loss_bc.detach(), "q/mean": q_sa.detach().mean() * cfg.value_scale,
+            "target/mean": y.mean() * cfg.value_scale, "allowed/joint": allowed2.sum(1, dtype=torch.float32).mean()}

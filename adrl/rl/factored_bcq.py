@@ -1,9 +1,8 @@
 """Factored BCQ (Tang et al. 2022; method.md 3.2): additive per-sub-action Q, per-sub-action imitation
-softmaxes and the product mask M = A_F x A_V. The whole update is in :meth:`FactoredBCQ.update`.
+softmaxes and the product mask M = A_F x A_V. The whole update is in :meth:`FactoredBCQ.losses`.
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
@@ -13,7 +12,7 @@ from torch.nn import functional as F
 from ..actions import N_VASO
 from ..errors import ConfigError
 from .bcq import BCQConfig, check_value_knobs
-from .nets import factored_logp, joint_mask, joint_q_pairs, masked_argmax, mlp, ratio_mask, td_loss, update_target
+from .nets import Learner, factored_logp, joint_mask, joint_q_pairs, masked_argmax, mlp, ratio_mask, td_loss
 
 
 def check_tau_per_head(v) -> tuple[float, float] | None:
@@ -29,10 +28,17 @@ def check_tau_per_head(v) -> tuple[float, float] | None:
     return t
 
 
-def head_taus(tau: float, tau_per_head: tuple[float, float] | None) -> float | torch.Tensor:
-    """The factored filter's threshold: the shared tau, or a (2, 1) tensor (tau_F, tau_V) that
+def head_taus(tau: float, tau_per_head: tuple[float, float] | None) -> torch.Tensor:
+    """The factored filter's threshold: the shared tau (a 0-d tensor), or a (2, 1) tensor (tau_F, tau_V) that
     broadcasts against (N, 2, 5) log-probabilities."""
-    return float(tau) if tau_per_head is None else torch.tensor(tau_per_head, dtype=torch.float32)[:, None]
+    return torch.tensor(float(tau)) if tau_per_head is None else torch.tensor(tau_per_head, dtype=torch.float32)[:, None]
+
+
+def register_taus(net: nn.Module, cfg) -> None:
+    """The thresholds as non-persistent buffers (not in checkpoints: run.json's config holds them), so that runs
+    with different thresholds can share one batched network (adrl/rl/batched.py swaps them per run)."""
+    net.register_buffer("tau", torch.tensor(float(cfg.tau)), persistent=False)
+    net.register_buffer("tau_k", head_taus(cfg.tau, getattr(cfg, "tau_per_head", None)), persistent=False)
 
 
 @dataclass(frozen=True)
@@ -50,8 +56,7 @@ class FactoredBCQNet(nn.Module):
 
     def __init__(self, d: int, cfg: FactoredBCQConfig):
         super().__init__()
-        self.tau = float(cfg.tau)
-        self.tau_k = head_taus(cfg.tau, cfg.tau_per_head)
+        register_taus(self, cfg)
         self.q = mlp(d, cfg.hidden, 10)
         self.imit = mlp(d, cfg.hidden, 10)
 
@@ -64,26 +69,22 @@ class FactoredBCQNet(nn.Module):
         return q25, joint_mask(ratio_mask(factored_logp(self.imit(z)), self.tau_k))
 
 
-class FactoredBCQ:
+class FactoredBCQ(Learner):
     algorithm = "factored_bcq"
 
     def __init__(self, d: int, cfg: FactoredBCQConfig, seed: int):
         torch.manual_seed(seed)
-        self.cfg = cfg
-        self.net = FactoredBCQNet(d, cfg)
-        self.target = copy.deepcopy(self.net)
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
-        self.n_updates = 0
+        super().__init__(FactoredBCQNet(d, cfg), cfg, seed)
 
-    def update(self, z, a, r, z2, done) -> dict[str, torch.Tensor]:
-        cfg, net = self.cfg, self.net
+    def losses(self, net, target, z, a, r, z2, done, diag: bool = True) -> tuple[torch.Tensor, dict]:
+        cfg = self.cfg
         r = r / cfg.value_scale   # values in training units
         a2d = torch.stack([a // N_VASO, a % N_VASO], 1)  # (B, 2) = (a_F, a_V)
         # target: argmax of the additive Q over the product mask at z' (online), evaluated by the target net
         with torch.no_grad():
             q2, allowed2 = net(z2)
             a2 = masked_argmax(q2, allowed2)
-            q2_target = joint_q_pairs(self.target.heads(z2)).sum(-1).gather(1, a2[:, None]).squeeze(1)
+            q2_target = joint_q_pairs(target.heads(z2)).sum(-1).gather(1, a2[:, None]).squeeze(1)
             y = r + cfg.gamma * (1.0 - done) * q2_target
         # Q(z, a) = q_F(z, a_F) + q_V(z, a_V)
         q_pair = net.heads(z).gather(2, a2d[:, :, None]).squeeze(2)  # (B, 2)
@@ -94,11 +95,6 @@ class FactoredBCQ:
         logp = factored_logp(logits)
         loss_bc = (F.nll_loss(logp[:, 0], a2d[:, 0]) + F.nll_loss(logp[:, 1], a2d[:, 1])
                    + cfg.logit_penalty * logits.pow(2).mean())
-        loss = loss_q + loss_bc
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        self.n_updates += 1
-        update_target(self.target, net, cfg, self.n_updates)
-        return {"loss/q": loss_q.detach(), "loss/bc": loss_bc.detach(), "q/mean": q_sa.detach().mean() * cfg.value_scale,
-                "target/mean": y.mean() * cfg.value_scale, "allowed/joint": allowed2.sum(1, dtype=torch.float32).mean()}
+        return loss_q + loss_bc, {
+            "loss/q": loss_q.detach(), "loss/bc": loss_bc.detach(), "q/mean": q_sa.detach().mean() * cfg.value_scale,
+            "target/mean": y.mean() * cfg.value_scale, "allowed/joint": allowed2.sum(1, dtype=torch.float32).mean()}

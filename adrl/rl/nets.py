@@ -1,6 +1,7 @@
 """Networks shared by the learners: MLPs, BCQ filters, joint enumeration and the AD-BCQ mixers (method.md 4.2)."""
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -176,16 +177,61 @@ class Mixer(nn.Module):
         return None if self.bias is None else self.bias(z).squeeze(-1)
 
 
-def update_target(target: nn.Module, online: nn.Module, cfg, n_updates: int) -> None:
+def update_target(target, online, cfg, n_updates: int) -> None:
     """After update number ``n_updates``: Polyak averaging at ``cfg.polyak`` (``cfg.target_every`` = 0), or a hard
-    copy every ``cfg.target_every`` updates."""
+    copy every ``cfg.target_every`` updates. ``target``, ``online``: modules or lists of (stacked) tensors."""
     if cfg.target_every <= 0:
         polyak_(target, online, cfg.polyak)
     elif n_updates % cfg.target_every == 0:
         polyak_(target, online, 1.0)
 
 
-def polyak_(target: nn.Module, online: nn.Module, rate: float) -> None:
+def polyak_(target, online, rate: float) -> None:
     """target <- (1 - rate) target + rate online, for every parameter (one fused call)."""
+    if isinstance(target, nn.Module):
+        target, online = list(target.parameters()), list(online.parameters())
     with torch.no_grad():
-        torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), rate)
+        torch._foreach_lerp_(target, online, rate)
+
+
+class Learner:
+    """What the three learners share around their losses: an online net, its target copy, one fused Adam.
+
+    A learner defines ``losses(net, target, z, a, r, z2, done, *extra, diag=...) -> (loss, stats)``, a pure function
+    of the networks and the batch (the whole update, top to bottom), and may define ``extra(z, a, r, z2, done)``
+    (per-run random inputs such as AD-BCQ's model batch, drawn outside ``losses``). :meth:`update` is one step of
+    one run; adrl/rl/batched.py steps many runs at once through the same ``losses``.
+    """
+    diag_every = 1   # stats beyond the losses are computed every `diag_every` updates
+
+    def __init__(self, net: nn.Module, cfg, seed: int):
+        self.cfg, self.seed = cfg, seed
+        self.net = net
+        self.target = copy.deepcopy(net)
+        for q in self.target.parameters():
+            q.requires_grad_(False)
+        self.opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+        self.n_updates = 0
+
+    def extra(self, z, a, r, z2, done) -> tuple:
+        return ()
+
+    def update(self, z, a, r, z2, done) -> dict[str, torch.Tensor]:
+        loss, stats = self.losses(self.net, self.target, z, a, r, z2, done, *self.extra(z, a, r, z2, done),
+                                  diag=self.n_updates % self.diag_every == 0)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.n_updates += 1
+        update_target(self.target, self.net, self.cfg, self.n_updates)
+        return stats
+
+    def snapshot(self) -> list[dict[str, torch.Tensor]]:
+        """[the online net's state dict at this step] (a list: one entry per run, as BatchedLearners.snapshot)."""
+        return [{k: v.detach().to("cpu", copy=True) for k, v in self.net.state_dict().items()}]
+
+    def to(self, device) -> "Learner":
+        """Move the networks (call before the first update: the optimiser state is created lazily)."""
+        self.net.to(device)
+        self.target.to(device)
+        return self

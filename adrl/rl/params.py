@@ -81,7 +81,10 @@ class TrainParams(Section):
     tau_per_head: tuple[float, float] | None = None  # (tau_F, tau_V): replaces the thresholds sweep of the factored filters
     # execution
     threads: int = Field(1, ge=1, le=64, description="torch threads per training process")
-    workers: int = Field(2, ge=1, le=64, description="training runs executed in parallel (processes)")
+    workers: int = Field(2, ge=1, le=64, description="processes running batched groups and dynamics fits in parallel")
+    device: Literal["cpu", "cuda", "auto"] = "auto"   # auto: cuda where torch sees one, else cpu (said in the log)
+    group_size: int = Field(1, ge=1, description="most runs of one architecture trained as one batched model")
+    group_memory_mb: int = Field(2048, ge=1, description="memory budget of one batched group; larger groups are split")
     checkpoint_dtype: Literal["float32", "float16"] = "float32"
     dynamics: DynamicsParams = DynamicsParams()
 

@@ -8,16 +8,27 @@ Output layout (``out_dir``, e.g. models/train)::
     dynamics/seed<k>/ensemble.pt      the projected dynamics ensemble shared by the augmented AD-BCQ runs
     dynamics/seed<k>/report.json      its validation metrics and loss curves
 
-Everything is seeded: the same params and states give identical checkpoints.
+Runs of one architecture (algorithm, mixer and options; seeds and thresholds may differ) train as one vectorised
+model (adrl/rl/batched.py), in groups of at most train.group_size runs within train.group_memory_mb; the groups and the
+dynamics fits are jobs of train.workers processes. Each run is written atomically as soon as its group finishes, with
+its config hash (params, data, adrl/rl code) in run.json; a rerun keeps the complete runs whose hash matches and trains
+the rest. runs.json is written last.
+
+Everything is seeded: the same params and states give identical checkpoints (a run trained in a group equals its
+single-run training within float tolerance: tests/rl/test_batched.py).
 """
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 import os
+import shutil
+import tempfile
+import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -28,7 +39,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InputError
 from ..io import atomic_path, write_json
 from ..progress import Progress
 from .adbcq import ADBCQ, ADBCQConfig
@@ -41,6 +52,7 @@ from .policy import CKPT_FILE, MANIFEST, RUN_FILE
 from .valuecheck import KEYS as CHECK_KEYS, CheckSet, check_set, converged, value_check
 
 log = logging.getLogger("adrl.rl")
+TR_KEYS = ("z", "a", "r", "z2", "done")
 
 
 @dataclass(frozen=True)
@@ -121,17 +133,38 @@ def fit_loop(learner, data: Transitions, steps: int, batch_size: int, checkpoint
     Returns (checkpoint steps, list of state dicts, history {stat: [mean over the steps since the last
     checkpoint]}, seconds spent in the loop).
     """
+    bar = tqdm(total=steps, desc=desc, disable=None if progress is None else not progress, leave=False,
+               mininterval=2.0)
+    ck_steps, states, hists, secs = fit_runs(learner, data, steps, batch_size, checkpoint_every, [seed],
+                                             tick=bar.update, lr_schedule=lr_schedule)
+    bar.close()
+    return ck_steps, states[0], hists[0], secs
+
+
+def fit_runs(learner, data: Transitions, steps: int, batch_size: int, checkpoint_every: int, seeds: list[int],
+             tick: Callable[[int], None] | None = None, device: torch.device | str = "cpu",
+             lr_schedule: str = "constant"):
+    """The training loop of one learner (``len(seeds) == 1``) or of a batched group (adrl/rl/batched.py; run r
+    draws its batches from ``seeds[r]``, exactly as alone). ``tick(n)`` is called every few steps with the steps
+    done since its last call. ``lr_schedule``: constant, or linear (the learning rate decays linearly to 0 at the
+    last step; elementwise, so a batched group decays exactly as its runs alone).
+
+    Returns (checkpoint steps, [per run: list of state dicts], [per run: history], seconds in the loop).
+    """
     n = len(data)
     if n == 0:
         raise ConfigError("no transitions to train on")
-    z, a, r = torch.from_numpy(data.z), torch.from_numpy(data.a), torch.from_numpy(data.r)
-    z2, done = torch.from_numpy(data.z2), torch.from_numpy(data.done)
-    idx_all = torch.from_numpy(np.random.default_rng(seed).integers(0, n, size=(steps, batch_size)))
-    ck_steps, ck_states, hist, window = [], [], {}, []
+    R = len(seeds)
+    z, a, r, z2, done = (torch.from_numpy(getattr(data, k)).to(device) for k in TR_KEYS)
+    idx_all = torch.from_numpy(np.stack([np.random.default_rng(s).integers(0, n, size=(steps, batch_size))
+                                         for s in seeds], 1)).to(device)   # (steps, R, B)
+    if R == 1:
+        idx_all = idx_all[:, 0]
+    ck_steps, ck_states, window = [], [[] for _ in range(R)], []
+    hists: list[dict[str, list]] = [{} for _ in range(R)]
     lr0 = [g["lr"] for g in learner.opt.param_groups]
-    t0 = time.perf_counter()
-    for step in tqdm(range(1, steps + 1), desc=desc, disable=None if progress is None else not progress,
-                     leave=False, mininterval=2.0):
+    t0, last_tick = time.perf_counter(), 0
+    for step in range(1, steps + 1):
         idx = idx_all[step - 1]
         if lr_schedule == "linear":
             for g, lr in zip(learner.opt.param_groups, lr0):
@@ -139,18 +172,24 @@ def fit_loop(learner, data: Transitions, steps: int, batch_size: int, checkpoint
         window.append(learner.update(z[idx], a[idx], r[idx], z2[idx], done[idx]))
         if step % checkpoint_every == 0 or step == steps:
             ck_steps.append(step)
-            ck_states.append({k: v.detach().clone() for k, v in learner.net.state_dict().items()})
+            for i, state in enumerate(learner.snapshot()):
+                ck_states[i].append(state)
             for key in dict.fromkeys(k for w in window for k in w):  # some stats are not computed every step
-                vals = [w[key] for w in window if key in w]
-                hist.setdefault(key, []).append(float(torch.stack(vals).float().mean()))
-            hist.setdefault("step", []).append(step)
+                means = torch.stack([w[key] for w in window if key in w]).float().mean(0).reshape(R).tolist()
+                for i in range(R):
+                    hists[i].setdefault(key, []).append(means[i])
+            for i in range(R):
+                hists[i].setdefault("step", []).append(step)
             window = []
-    return ck_steps, ck_states, hist, time.perf_counter() - t0
+        if tick is not None and (step - last_tick >= 50 or step == steps):
+            tick(step - last_tick)
+            last_tick = step
+    return ck_steps, ck_states, hists, time.perf_counter() - t0
 
 
 def checkpoint_checks(learner, ck_states: list[dict], check: CheckSet) -> dict[str, list[float]]:
     """The value check (adrl/rl/valuecheck.py) of every checkpoint: {key: [value per checkpoint]}."""
-    net = copy.deepcopy(learner.net)
+    net = copy.deepcopy(learner.net).cpu()
     out: dict[str, list[float]] = {k: [] for k in CHECK_KEYS}
     for state in ck_states:
         net.load_state_dict(state)
@@ -159,14 +198,49 @@ def checkpoint_checks(learner, ck_states: list[dict], check: CheckSet) -> dict[s
     return out
 
 
-def train_run(spec: RunSpec, data: Transitions, p: TrainParams, out_dir: Path,
-              dynamics: DynamicsEnsemble | None = None, dynamics_id: str | None = None,
-              progress: bool | None = None, check: CheckSet | None = None) -> dict:
-    """Train one run and write runs/<run_id>/ atomically; return its record (with the loss history and, given a
-    check set, the value check of every checkpoint and of the last one)."""
-    learner = make_learner(spec, data.dim, p, dynamics)
-    ck_steps, ck_states, hist, secs = fit_loop(learner, data, p.steps, p.batch_size, p.checkpoint_every,
-                                               spec.seed, progress, desc=spec.run_id, lr_schedule=p.lr_schedule)
+def resolve_device(name: str) -> torch.device:
+    """train.device: cpu | cuda | auto (cuda where torch sees one, else cpu, said in the log)."""
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("train.device is cuda, but torch finds no CUDA device on this machine "
+                              f"(torch {torch.__version__}, torch.cuda.is_available() is False); "
+                              "set train.device: cpu, or auto to use a GPU only where there is one")
+        return torch.device("cuda")
+    if name == "auto":
+        dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        log.info("train.device: auto -> %s%s", dev, "" if dev.type == "cuda" else " (no CUDA device found)")
+        return dev
+    raise ConfigError(f"train.device: expected cpu, cuda or auto, got {name!r}")
+
+
+def train_group(specs: list[RunSpec], data: Transitions, p: TrainParams, out_dir: Path,
+                dynamics: dict[int, DynamicsEnsemble] | None = None, check: CheckSet | None = None,
+                hashes: dict[str, str] | None = None, device: torch.device | str = "cpu",
+                tick: Callable[[int], None] | None = None) -> list[dict]:
+    """Train runs of one architecture together (one run: the single-run learner; several: adrl/rl/batched.py) and
+    write each runs/<run_id>/ atomically; return their records."""
+    dynamics = dynamics or {}
+    learners = [make_learner(s, data.dim, p, dynamics.get(s.seed)).to(device) for s in specs]
+    if len(specs) == 1:
+        learner = learners[0]
+    else:
+        from .batched import BatchedLearners
+        learner = BatchedLearners(learners)
+    group_tick = None if tick is None else (lambda k: tick(k * len(specs)))
+    ck_steps, states, hists, secs = fit_runs(learner, data, p.steps, p.batch_size, p.checkpoint_every,
+                                             [s.seed for s in specs], tick=group_tick, device=device,
+                                             lr_schedule=p.lr_schedule)
+    return [write_run(s, lrn, data, p, out_dir, ck_steps, st, h, secs, check, len(specs),
+                      (hashes or {}).get(s.run_id))
+            for s, lrn, st, h in zip(specs, learners, states, hists)]
+
+
+def write_run(spec: RunSpec, learner, data: Transitions, p: TrainParams, out_dir: Path, ck_steps: list[int],
+              ck_states: list[dict], hist: dict, secs: float, check: CheckSet | None, group_size: int = 1,
+              config_hash: str | None = None, dynamics_id: str | None = None) -> dict:
+    """The value checks of a trained run's checkpoints, then runs/<run_id>/ (run.json, checkpoints.pt) atomically."""
     checks = checkpoint_checks(learner, ck_states, check) if check is not None else None
     final_check = {k: v[-1] for k, v in checks.items()} if checks else None
     if final_check is not None:
@@ -179,8 +253,10 @@ def train_run(spec: RunSpec, data: Transitions, p: TrainParams, out_dir: Path,
         "run_id": spec.run_id, "algorithm": spec.algorithm, "mixer": spec.mixer, "augment": spec.augment,
         "tau": spec.tau, "seed": spec.seed, "d": data.dim, "config": asdict(learner.cfg),
         "steps": ck_steps, "n_train_transitions": len(data), "batch_size": p.batch_size,
-        "train_seconds": secs, "steps_per_s": p.steps / secs if secs > 0 else float("nan"),
-        "threads": torch.get_num_threads(), "dynamics": dynamics_id if spec.needs_dynamics else None,
+        # train_seconds: the loop's wall time (shared by the runs of a batched group); steps_per_s per run
+        "train_seconds": secs, "steps_per_s": p.steps / secs if secs > 0 else float("nan"), "group_size": group_size,
+        "threads": torch.get_num_threads(), "dynamics": (dynamics_id or f"seed{spec.seed}") if spec.needs_dynamics else None,
+        "config_hash": config_hash,
         "final": {k: v[-1] for k, v in hist.items() if k != "step"}, "history": hist,
         "value_check": final_check, "value_check_history": checks,
     }
@@ -196,6 +272,18 @@ def train_run(spec: RunSpec, data: Transitions, p: TrainParams, out_dir: Path,
     else:
         log.info("%s: %d steps, %.0f steps/s", spec.run_id, p.steps, record["steps_per_s"])
     return record
+
+
+def train_run(spec: RunSpec, data: Transitions, p: TrainParams, out_dir: Path,
+              dynamics: DynamicsEnsemble | None = None, dynamics_id: str | None = None,
+              progress: bool | None = None, check: CheckSet | None = None) -> dict:
+    """Train one run (the single-run learner) and write runs/<run_id>/ atomically; return its record (with the loss
+    history and, given a check set, the value check of every checkpoint and of the last one)."""
+    learner = make_learner(spec, data.dim, p, dynamics)
+    ck_steps, ck_states, hist, secs = fit_loop(learner, data, p.steps, p.batch_size, p.checkpoint_every,
+                                               spec.seed, progress, desc=spec.run_id, lr_schedule=p.lr_schedule)
+    return write_run(spec, learner, data, p, out_dir, ck_steps, ck_states, hist, secs, check,
+                     dynamics_id=dynamics_id)
 
 
 # ---- dynamics persistence ---------------------------------------------------------------------------
@@ -216,110 +304,396 @@ def load_dynamics(path: str | Path) -> DynamicsEnsemble:
 
 
 # ---- sweep ------------------------------------------------------------------------------------------
-TR_KEYS = ("z", "a", "r", "z2", "done")
+def data_hash(*arrays: np.ndarray) -> str:
+    h = hashlib.sha256()
+    for x in arrays:
+        h.update(str((x.dtype, x.shape)).encode())
+        h.update(np.ascontiguousarray(x).tobytes())
+    return h.hexdigest()[:16]
 
 
-def _worker(spec: RunSpec, data_path: str, p_json: str, out_dir: str, dyn_path: str | None,
-            dyn_id: str | None) -> dict:
-    p = TrainParams.model_validate_json(p_json)
-    torch.set_num_threads(p.threads)
+def _hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def run_hash(spec: RunSpec, p: TrainParams, d: int, data_key: str) -> str:
+    """What a run's checkpoints depend on: the run, its learner config, the loop, the data (and the model's fit)."""
+    return _hash({"format": RUN_FORMAT, "code": code_hash(), "spec": asdict(spec), "d": d, "config": asdict(algo_config(spec, p)),
+                  "loop": [p.steps, p.batch_size, p.checkpoint_every, p.checkpoint_dtype, p.value_check_split],
+                  "data": data_key, "dynamics": dynamics_hash(spec.seed, p, data_key) if spec.needs_dynamics else None})
+
+
+def dynamics_hash(seed: int, p: TrainParams, data_key: str) -> str:
+    return _hash({"format": RUN_FORMAT, "code": code_hash(), "seed": seed, "config": asdict(dynamics_config(p)), "data": data_key})
+
+
+RUN_FORMAT = 1   # bump when the meaning of a stored run changes (forces a retrain of every run)
+_CODE = ("adbcq.py", "batched.py", "bcq.py", "data.py", "dynamics.py", "factored_bcq.py", "nets.py", "train.py",
+         "valuecheck.py")
+
+
+def code_hash() -> str:
+    """The learners' source: a run trained by other code is not the run this code would train."""
+    h = hashlib.sha256()
+    for name in _CODE:
+        h.update((Path(__file__).parent / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def arch_key(spec: RunSpec) -> tuple:
+    """Runs with the same key share one network architecture and train as one batched model."""
+    return (spec.algorithm, spec.mixer, spec.augment, spec.tau_k)
+
+
+def run_bytes(spec: RunSpec, p: TrainParams, d: int) -> int:
+    """Estimated memory of one run inside a group: parameters, target copy, gradient, two Adam moments, the run's
+    own single-run networks (kept for its value checks), every checkpoint snapshot (float32 until written) and the
+    activations of one step (a generous bound)."""
+    with torch.random.fork_rng(devices=[]):
+        net = make_learner(spec, d, p, _NoModel() if spec.needs_dynamics else None).net
+    n_par = sum(q.numel() for q in net.parameters())
+    n_ck = -(-p.steps // p.checkpoint_every)
+    acts = 3 * p.batch_size * (p.hidden * 2 * 4 + 64) * 8   # (B + synthetic rows) x layers x nets, fwd + bwd
+    return 4 * (n_par * (7 + n_ck) + acts)   # 7: online, target, gradient, 2 Adam moments, the run's own template
+
+
+class _NoModel:
+    """Stands in for a dynamics ensemble when only the network's size is needed."""
+
+
+def plan_groups(specs: list[RunSpec], p: TrainParams, d: int) -> list[list[RunSpec]]:
+    """Split the sweep into batched groups: runs of one architecture, at most train.group_size of them and no more
+    than train.group_memory_mb holds (a group that would not fit is split, never attempted)."""
+    by_arch: dict[tuple, list[RunSpec]] = {}
+    for s in specs:
+        by_arch.setdefault(arch_key(s), []).append(s)
+    budget = p.group_memory_mb * 2**20
+    groups = []
+    for runs in by_arch.values():
+        per_run = run_bytes(runs[0], p, d)
+        fit = max(1, int(budget // per_run))
+        size = min(p.group_size, fit)
+        if fit < min(p.group_size, len(runs)):
+            log.info("sweep: %d %s run(s) split into groups of <= %d: about %.0f MB per run, train.group_memory_mb = %d",
+                     len(runs), runs[0].run_id.split("-tau")[0], fit, per_run / 2**20, p.group_memory_mb)
+        if per_run > budget:
+            log.warning("sweep: one %s run needs about %.0f MB, more than train.group_memory_mb = %d; training it alone",
+                        runs[0].algorithm, per_run / 2**20, p.group_memory_mb)
+        groups += [runs[i:i + size] for i in range(0, len(runs), size)]
+    return groups
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _complete(run_dir: Path, want: str) -> dict | None:
+    """The record of a finished run trained with config hash ``want``, else None."""
+    rec = _read_json(run_dir / RUN_FILE)
+    if rec is None or rec.get("config_hash") != want or not (run_dir / CKPT_FILE).is_file():
+        return None
+    return rec
+
+
+def _prepare_out_dir(out_dir: Path, run_ids: set[str]) -> None:
+    """Refuse a folder that is not a training output; clear staging leftovers, the old manifest and the runs of an
+    earlier sweep that this one does not have (each said in the log)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir}: the training output folder is a file; move it away or choose another path")
+    if out_dir.is_dir():
+        mine = {MANIFEST, "runs", "dynamics"}
+        foreign = [q.name for q in out_dir.iterdir() if q.name not in mine and not q.name.startswith(".")]
+        if foreign:
+            raise InputError(f"{out_dir}: exists and holds {len(foreign)} entr(ies) that are not a training output "
+                             f"(e.g. {sorted(foreign)[:3]}); refusing to write into it: move it away or choose another path")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in [*out_dir.glob(".*.tmp"), *out_dir.glob("runs/.*.tmp"), *out_dir.glob("dynamics/.*.tmp"),
+                  *out_dir.glob("dynamics/*/.*.tmp")]:
+        shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+    if (out_dir / MANIFEST).exists():
+        (out_dir / MANIFEST).unlink()   # rewritten when the sweep completes
+    old = [q for q in (out_dir / "runs").glob("*") if q.is_dir() and q.name not in run_ids]
+    if old:
+        log.info("sweep: removing %d run(s) of an earlier sweep in %s that this sweep does not have (e.g. %s)",
+                 len(old), out_dir, old[0].name)
+        for q in old:
+            shutil.rmtree(q)
+
+
+class Progress:
+    """runs done / total and run-steps/s, as a log line every ``every`` seconds (terminal or not)."""
+
+    def __init__(self, total_runs: int, steps: int, counter, every: float = 5.0, skipped: int = 0):
+        self.total, self.steps, self.counter, self.every = total_runs, steps, counter, every
+        self.done, self.skipped, self.dyn = skipped, skipped, ""
+        self.t0, self.last = time.perf_counter(), (time.perf_counter(), 0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.line()
+
+    def _loop(self):
+        while not self._stop.wait(self.every):
+            self.line()
+
+    def line(self):
+        now, n = time.perf_counter(), self.counter.value
+        t_prev, n_prev = self.last
+        rate = (n - n_prev) / (now - t_prev) if now > t_prev else 0.0
+        self.last = (now, n)
+        todo = (self.total - self.skipped) * self.steps
+        log.info("train: %d/%d runs done%s, %d/%d run-steps, %.0f run-steps/s, %.0f s%s", self.done, self.total,
+                 f" ({self.skipped} complete before)" if self.skipped else "", n, todo, rate,
+                 now - self.t0, self.dyn)
+
+
+_COUNTER = None   # a worker's shared run-step counter (set by _init_worker)
+
+
+def _add_steps(k: int) -> None:
+    with _COUNTER.get_lock():
+        _COUNTER.value += k
+
+
+def _die_with_parent(parent: int | None = None) -> None:
+    """Linux: the kernel kills this worker when the process that started it dies (PR_SET_PDEATHSIG); a worker whose
+    parent ``parent`` died before this call exits at once."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)   # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)
+
+
+def _init_worker(counter, threads: int, parent: int | None = None) -> None:
+    global _COUNTER
+    _die_with_parent(parent)
+    _COUNTER = counter
+    torch.set_num_threads(threads)
+
+
+def _load_data(data_path: str):
     with np.load(data_path) as f:
         data = Transitions(*(f[k] for k in TR_KEYS))
+        val = Transitions(*(f["val_" + k] for k in TR_KEYS)) if "val_z" in f else None
         check = (CheckSet(Transitions(*(f["check_" + k] for k in TR_KEYS)), f["check_mc"], str(f["check_split"]))
                  if "check_mc" in f else None)
-    dyn = load_dynamics(dyn_path) if dyn_path else None
-    return train_run(spec, data, p, Path(out_dir), dyn, dyn_id, progress=False, check=check)
+    return data, val, check
+
+
+def _group_job(specs: list[RunSpec], data_path: str, p_json: str, out_dir: str, hashes: dict, device: str) -> list[dict]:
+    p = TrainParams.model_validate_json(p_json)
+    data, _, check = _load_data(data_path)
+    dyn = {s.seed: load_dynamics(Path(out_dir) / "dynamics" / f"seed{s.seed}" / "ensemble.pt")
+           for s in specs if s.needs_dynamics}
+    return train_group(specs, data, p, Path(out_dir), dyn, check, hashes, device, _add_steps)
+
+
+def _dynamics_job(seed: int, data_path: str, p_json: str, out_dir: str, where: str, dyn_hash: str):
+    p = TrainParams.model_validate_json(p_json)
+    data, val, _ = _load_data(data_path)
+    return fit_and_save_dynamics(seed, data, val, p, Path(out_dir), where, dyn_hash)
+
+
+def fit_and_save_dynamics(seed: int, train: Transitions, val: Transitions, p: TrainParams, out_dir: Path, where: str,
+                          dyn_hash: str, progress: bool | None = False):
+    t0 = time.perf_counter()
+    model, report, hist = fit_dynamics(train, val, dynamics_config(p), seed, where, progress)
+    report["fit_seconds"] = time.perf_counter() - t0
+    rel = Path("dynamics") / f"seed{seed}"
+    with atomic_path(out_dir / rel) as tmp:
+        tmp.mkdir()
+        save_dynamics(model, dynamics_config(p), tmp / "ensemble.pt")
+        write_json(tmp / "report.json", {"seed": seed, "config_hash": dyn_hash, "report": report, "history": hist})
+    return seed, report, hist
 
 
 def run_sweep(df: pd.DataFrame, p: TrainParams, out_dir: str | Path, where: str = "states table",
               progress: bool | None = None,
               on_dynamics: Callable[[int, dict, dict], None] | None = None,
-              on_run: Callable[[dict], None] | None = None) -> dict:
-    """Fit the dynamics ensembles, train every run of the sweep, write ``out_dir`` atomically.
+              on_run: Callable[[dict], None] | None = None, log_every: float = 5.0) -> dict:
+    """Fit the dynamics ensembles and train every run of the sweep into ``out_dir``, each run written atomically as
+    it finishes; runs already there with the same config hash are kept, not retrained.
 
     ``on_dynamics(seed, report, history)`` and ``on_run(record)`` are called as results arrive (the stage
-    uses them to log to MLflow). Returns the manifest.
+    uses them to log to MLflow). Progress is a log line every ``log_every`` seconds (``progress`` is accepted for
+    older callers and not used: the log line works on a terminal or not). Returns the manifest (written last, as
+    runs.json).
     """
     specs = expand_sweep(p)
+    device = resolve_device(p.device)
     threads_before = torch.get_num_threads()
     try:
-        return _sweep(df, p, Path(out_dir), specs, where, progress, on_dynamics, on_run)
+        return _sweep(df, p, Path(out_dir), specs, where, on_dynamics, on_run, device, log_every)
     finally:
         torch.set_num_threads(threads_before)
 
 
-def _sweep(df, p: TrainParams, out_dir: Path, specs: list[RunSpec], where, progress, on_dynamics, on_run) -> dict:
+def _sweep(df, p: TrainParams, out_dir: Path, specs: list[RunSpec], where, on_dynamics, on_run, device,
+           log_every) -> dict:
+    t_start = time.perf_counter()
     train = transitions(df, "train", where)
-    dyn_seeds = sorted({s.seed for s in specs if s.needs_dynamics})
+    need_dyn = sorted({s.seed for s in specs if s.needs_dynamics})
     check = check_set(df, p.value_check_split, p.gamma, where) if p.value_check_split != "none" else None
-    val = transitions(df, "val", where) if dyn_seeds else None
+    val = transitions(df, "val", where) if need_dyn else None
     torch.set_num_threads(p.threads)  # 2 threads measured fragile on a shared machine (benchmarks/results/train.md)
-    log.info("sweep: %d runs on %d train transitions (d=%d); dynamics fits for seeds %s",
-             len(specs), len(train), train.dim, dyn_seeds)
-    in_train = df["split"] == "train"
-    manifest: dict = {"n_train_transitions": len(train), "d": train.dim, "dynamics": {}, "runs": [],
-                      # rows without a transition are the stays' last rows (no decision is taken there)
-                      "counts": {"train_rows": int(in_train.sum()), "train_stays": int(df.loc[in_train, "traj"].nunique()),
-                                 "train_transitions": len(train),
-                                 "val_transitions": len(val) if val is not None else None}}
-    with atomic_path(out_dir) as tmp:
-        tmp.mkdir()
-        dyn_paths: dict[int, Path] = {}
-        for seed in dyn_seeds:
-            t0 = time.perf_counter()
-            model, report, hist = fit_dynamics(train, val, dynamics_config(p), seed, where, progress)
-            report["fit_seconds"] = time.perf_counter() - t0
-            rel = Path("dynamics") / f"seed{seed}"
-            save_dynamics(model, dynamics_config(p), tmp / rel / "ensemble.pt")
-            write_json(tmp / rel / "report.json", {"seed": seed, "report": report, "history": hist})
-            dyn_paths[seed] = tmp / rel / "ensemble.pt"
-            manifest["dynamics"][f"seed{seed}"] = {"path": str(rel / "ensemble.pt"), "report": report}
-            if on_dynamics:
-                on_dynamics(seed, report, hist)
-        records = []
-        if p.workers > 1 and len(specs) > 1:
-            data_path = tmp / ".train_transitions.npz"
-            arrays = {k: getattr(train, k) for k in TR_KEYS}
-            if check is not None:
-                arrays |= {"check_" + k: getattr(check.data, k) for k in TR_KEYS}
-                arrays |= {"check_mc": check.mc, "check_split": np.array(check.split)}
-            np.savez(data_path, **arrays)
-            ctx = mp.get_context("spawn")
-            env_threads = os.environ.get("OMP_NUM_THREADS")
-            os.environ["OMP_NUM_THREADS"] = str(p.threads)
-            try:
-                with ProcessPoolExecutor(max_workers=min(p.workers, len(specs)), mp_context=ctx) as ex:
-                    futs = [ex.submit(_worker, s, str(data_path), p.model_dump_json(), str(tmp),
-                                      str(dyn_paths[s.seed]) if s.needs_dynamics else None,
-                                      f"seed{s.seed}" if s.needs_dynamics else None) for s in specs]
-                    bar = Progress(total=len(futs), desc="train", unit="runs", logger=log, enabled=progress,
-                                   work=p.steps, work_unit="steps")
-                    for fut in futs:
-                        while not wait([fut], timeout=1.0).done:  # a progress line while runs are busy
-                            bar.set_postfix(running=sum(f.running() for f in futs))
-                            bar.tick()
-                        rec = fut.result()
-                        bar.update()
-                        records.append(rec)
-                        if on_run:
-                            on_run(rec)
-                    bar.close()
-            finally:
-                if env_threads is None:
-                    os.environ.pop("OMP_NUM_THREADS", None)
-                else:
-                    os.environ["OMP_NUM_THREADS"] = env_threads
-            data_path.unlink()
+    arrays = {k: getattr(train, k) for k in TR_KEYS}
+    if val is not None:
+        arrays |= {"val_" + k: getattr(val, k) for k in TR_KEYS}
+    if check is not None:
+        arrays |= {"check_" + k: getattr(check.data, k) for k in TR_KEYS}
+        arrays |= {"check_mc": check.mc, "check_split": np.array(check.split)}
+    key = data_hash(*(arrays[k] for k in sorted(arrays)))
+    hashes = {s.run_id: run_hash(s, p, train.dim, key) for s in specs}
+    _prepare_out_dir(out_dir, {s.run_id for s in specs})
+
+    records: dict[str, dict] = {}
+    for s in specs:
+        rec = _complete(out_dir / "runs" / s.run_id, hashes[s.run_id])
+        if rec is not None:
+            records[s.run_id] = rec
+    todo = [s for s in specs if s.run_id not in records]
+    dyn_reports: dict[int, dict] = {}
+    dyn_todo = []
+    for seed in need_dyn:
+        rep = _read_json(out_dir / "dynamics" / f"seed{seed}" / "report.json")
+        if rep is not None and rep.get("config_hash") == dynamics_hash(seed, p, key) \
+                and (out_dir / "dynamics" / f"seed{seed}" / "ensemble.pt").is_file():
+            dyn_reports[seed] = rep
+        elif any(s.needs_dynamics and s.seed == seed for s in todo):
+            dyn_todo.append(seed)
+    groups = plan_groups(todo, p, train.dim)
+    log.info("sweep: %d runs on %d train transitions (d=%d) on %s; %d complete before (same config hash), %d to train "
+             "in %d batched group(s); dynamics fits for seeds %s", len(specs), len(train), train.dim, device.type,
+             len(records), len(todo), len(groups), dyn_todo)
+    for rec in records.values():
+        if on_run:
+            on_run(rec)
+    for seed, rep in sorted(dyn_reports.items()):
+        if on_dynamics:
+            on_dynamics(seed, rep["report"], rep["history"])
+
+    def dyn_done(seed, report, hist):
+        dyn_reports[seed] = {"report": report, "history": hist}
+        prog.dyn = f"; dynamics {sum(1 for s in need_dyn if s in dyn_reports)}/{len(need_dyn)} fitted"
+        if on_dynamics:
+            on_dynamics(seed, report, hist)
+
+    def runs_done(recs):
+        for rec in recs:
+            records[rec["run_id"]] = rec
+            prog.done += 1
+            if on_run:
+                on_run(rec)
+
+    ctx = mp.get_context("spawn")
+    counter = ctx.Value("q", 0)
+    with Progress(len(specs), p.steps, counter, log_every, skipped=len(records)) as prog:
+        if p.workers == 1 or len(groups) + len(dyn_todo) <= 1:
+            _init_counter(counter)
+            for seed in dyn_todo:
+                dyn_done(*fit_and_save_dynamics(seed, train, val, p, out_dir, where, dynamics_hash(seed, p, key)))
+            dyn = {seed: load_dynamics(out_dir / "dynamics" / f"seed{seed}" / "ensemble.pt") for seed in need_dyn
+                   if any(s.needs_dynamics and s.seed == seed for s in todo)}
+            for g in groups:
+                runs_done(train_group(g, train, p, out_dir, dyn, check, hashes, device, _add_steps))
         else:
-            dyn_models = {s: load_dynamics(pth) for s, pth in dyn_paths.items()}
-            for s in Progress(specs, desc="train", unit="runs", logger=log, enabled=progress, work=p.steps,
-                              work_unit="steps"):
-                rec = train_run(s, train, p, tmp, dyn_models.get(s.seed) if s.needs_dynamics else None,
-                                f"seed{s.seed}" if s.needs_dynamics else None, progress, check=check)
-                records.append(rec)
-                if on_run:
-                    on_run(rec)
-        manifest["runs"] = [{k: v for k, v in r.items() if k not in ("history", "config", "value_check_history")}
-                            | {"run_dir": f"runs/{r['run_id']}"} for r in records]
-        write_json(tmp / MANIFEST, manifest)
+            _pool_sweep(ctx, counter, groups, dyn_todo, arrays, p, out_dir, where, hashes, key, device, dyn_done,
+                        runs_done, min(p.workers, len(groups) + len(dyn_todo)))
+
+    manifest: dict = {"n_train_transitions": len(train), "d": train.dim, "device": device.type,
+                      "dynamics": {f"seed{seed}": {"path": f"dynamics/seed{seed}/ensemble.pt", "report": r["report"]}
+                                   for seed, r in sorted(dyn_reports.items())},
+                      "runs": [{k: v for k, v in records[s.run_id].items()
+                                if k not in ("history", "config", "value_check_history")}
+                               | {"run_dir": f"runs/{s.run_id}"} for s in specs]}
+    in_train = df["split"] == "train"
+    # rows without a transition are the stays' last rows (no decision is taken there)
+    manifest["counts"] = {"train_rows": int(in_train.sum()), "train_stays": int(df.loc[in_train, "traj"].nunique()),
+                          "train_transitions": len(train), "val_transitions": len(val) if val is not None else None}
+    manifest["sweep_seconds"] = time.perf_counter() - t_start   # this call's wall time (skipped runs cost ~0)
+    manifest["trained_runs"] = len(todo)
+    write_json(out_dir / MANIFEST, manifest)
     return manifest
+
+
+def _init_counter(counter) -> None:
+    global _COUNTER
+    _COUNTER = counter
+
+
+def _pool_sweep(ctx, counter, groups, dyn_todo, arrays, p, out_dir: Path, where, hashes, key, device, dyn_done,
+                runs_done, workers: int) -> None:
+    """Dynamics fits and groups as jobs of ``workers`` processes: the fits interleaved with the groups that need no
+    model, the augmented groups submitted as soon as their seeds' models are written."""
+    stage = Path(tempfile.mkdtemp(prefix=".sweep-", suffix=".tmp", dir=out_dir))
+    try:
+        data_path = stage / "transitions.npz"
+        np.savez(data_path, **arrays)
+        p_json = p.model_dump_json()
+        env_threads = os.environ.get("OMP_NUM_THREADS")
+        os.environ["OMP_NUM_THREADS"] = str(p.threads)
+        try:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                                     initargs=(counter, p.threads, os.getpid())) as ex:
+                waiting = [g for g in groups if any(s.needs_dynamics for s in g)]
+                free = [g for g in groups if g not in waiting]
+                jobs = {}
+
+                def submit_group(g):
+                    jobs[ex.submit(_group_job, g, str(data_path), p_json, str(out_dir),
+                                   {s.run_id: hashes[s.run_id] for s in g}, device.type)] = ("group", g)
+
+                order = [("dyn", s) for s in dyn_todo]
+                mixed = []
+                for i in range(max(len(order), len(free))):   # interleave fits and model-free groups
+                    mixed += order[i:i + 1] + [("group", g) for g in free[i:i + 1]]
+                for kind, x in mixed:
+                    if kind == "dyn":
+                        jobs[ex.submit(_dynamics_job, x, str(data_path), p_json, str(out_dir), where,
+                                       dynamics_hash(x, p, key))] = ("dyn", x)
+                    else:
+                        submit_group(x)
+                pending_dyn = set(dyn_todo)
+                try:
+                    while jobs or waiting:
+                        ready = [g for g in waiting if not ({s.seed for s in g} & pending_dyn)]
+                        for g in ready:
+                            waiting.remove(g)
+                            submit_group(g)
+                        finished, _ = wait(list(jobs), return_when=FIRST_COMPLETED)
+                        for fut in finished:
+                            kind, x = jobs.pop(fut)
+                            if kind == "dyn":
+                                dyn_done(*fut.result())
+                                pending_dyn.discard(x)
+                            else:
+                                runs_done(fut.result())
+                except BaseException:
+                    # a failed job or an interrupt: stop the workers now (finished runs are on disk already)
+                    procs = list((getattr(ex, "_processes", None) or {}).values())
+                    ex.shutdown(wait=False, cancel_futures=True)
+                    for proc in procs:
+                        proc.terminate()
+                    raise
+        finally:
+            if env_threads is None:
+                os.environ.pop("OMP_NUM_THREADS", None)
+            else:
+                os.environ["OMP_NUM_THREADS"] = env_threads
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)

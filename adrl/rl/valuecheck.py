@@ -102,7 +102,10 @@ def checkpoint_check(run_dir, step: int) -> dict | None:
     import json
     from pathlib import Path
 
-    rec = json.loads((Path(run_dir) / "run.json").read_text())
+    f = Path(run_dir) / "run.json"
+    if not f.exists():
+        return None
+    rec = json.loads(f.read_text())
     hist = rec.get("value_check_history")
     if not hist or step not in rec["steps"]:
         return None

@@ -10,7 +10,7 @@ from adrl.rl.policy import Policy, greedy_matrix, list_runs
 from adrl.rl.train import RunSpec, fit_loop, make_learner, run_sweep
 from tests.rl.factored_mdp import encode, make_states, optimal_action
 
-FAST = dict(hidden=64, lr=2e-3, steps=900, checkpoint_every=300, workers=1,
+FAST = dict(hidden=64, lr=2e-3, steps=1500, checkpoint_every=500, workers=1,
             dynamics=dict(ensemble=3, hidden=64, max_epochs=150, patience=15))
 
 
@@ -48,7 +48,7 @@ def test_greedy_matrix_matches_each_checkpoint(sweep):
     z, _ = supported_states()
     for r in list_runs(out):
         steps, acts = greedy_matrix(r.run_dir, z, row_chunk=7)
-        assert steps.tolist() == [300, 600, 900] == r.steps
+        assert steps.tolist() == [500, 1000, 1500] == r.steps
         assert acts.shape == (3, len(z)) and acts.dtype == np.int64
         for i, s in enumerate(steps):
             np.testing.assert_array_equal(acts[i], Policy.load(r.run_dir, step=int(s)).greedy(z))
@@ -74,7 +74,7 @@ def test_policy_api(sweep, tmp_path):
         Policy.load(out / "runs" / "bcq-tau0-s0", step=7)
     exported = Policy.load(pol.save(tmp_path / "exported"))          # one checkpoint, e.g. the selected one
     np.testing.assert_array_equal(exported.greedy(z), g)
-    assert exported.step == pol.step == 900
+    assert exported.step == pol.step == 1500
     rec = man["runs"][0]
     assert rec["steps_per_s"] > 0 and "dynamics" in man and man["dynamics"]["seed0"]["report"]["epochs"] >= 1
 

@@ -65,7 +65,8 @@ def test_option_trains_saves_and_reloads(algorithm, mixer, augment, opts, key, d
         assert key in pol.net.state_dict()
     # the same seed retrained in memory gives the reloaded policy's greedy actions
     learner = make_learner(spec, tr.dim, p, dyn if spec.needs_dynamics else None)
-    fit_loop(learner, tr, p.steps, p.batch_size, p.checkpoint_every, spec.seed, progress=False)
+    fit_loop(learner, tr, p.steps, p.batch_size, p.checkpoint_every, spec.seed, progress=False,
+             lr_schedule=p.lr_schedule)
     z = np.random.default_rng(0).random((64, D)).astype(np.float32)
     np.testing.assert_array_equal(pol.greedy(z), Policy(learner.net).greedy(z))
     np.testing.assert_allclose(pol.q_values(z), Policy(learner.net).q_values(z), rtol=1e-6, atol=1e-5)

@@ -1,0 +1,402 @@
+"""A whole sweep three ways, in one run on one machine (issue 13):
+
+- pool: the way main trained a sweep before batching: the dynamics ensembles fitted one seed after another in the
+  parent, then every run a separate single-run training in a pool of `train.workers` processes;
+- batched: adrl.rl.train.run_sweep (runs of one architecture as one vectorised model, dynamics fits as pool jobs
+  beside the model-free groups);
+- d3rlpy: DiscreteBCQ over the same BCQ configurations (threshold = action_flexibility, seed), the configurations
+  split over the same number of processes, each training its share one after another (its own venv: /tmp/d3 or
+  $ADRL_D3RLPY_PYTHON).
+
+speedup_vs_pool = pool wall / batched wall (whole grid); speedup_vs_d3rlpy = d3rlpy wall / our batched wall of
+the BCQ configurations alone (run separately). Also: the vectorisation choice (torch.func vmap over the learner's own
+losses vs hand-written batched matmuls vs one run after another), per CPU-second, on the MLP that dominates a step.
+
+    python -m benchmarks.bench_sweep [--quick] [--states data/processed/states.parquet]
+
+--quick: thresholds [0.1, 0.3], seeds [0, 1], 1,000 steps (12 runs, 2 dynamics fits); default: the method's grid,
+8 thresholds x 5 seeds x 10,000 steps x (BCQ, factored BCQ, AD-BCQ with augmentation) = 120 runs, 5 fits.
+Writes benchmarks/results/sweep.{md,json}.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import multiprocessing as mp
+import numpy as np
+import pandas as pd
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from adrl.rl.data import read_states, transitions  # noqa: E402
+from adrl.rl.params import TrainParams  # noqa: E402
+from adrl.rl.train import (TR_KEYS, RunSpec, _die_with_parent, dynamics_config, expand_sweep, fit_dynamics,  # noqa: E402
+                           load_dynamics, run_sweep, save_dynamics, train_run)
+from adrl.rl.valuecheck import CheckSet, check_set  # noqa: E402
+from benchmarks.bench_train import D3_PY, d3_dataset  # noqa: E402
+
+FULL = dict(thresholds=[0, 0.01, 0.05, 0.1, 0.3, 0.5, 0.75, 0.9999], seeds=[0, 1, 2, 3, 4], steps=10000)
+QUICK = dict(thresholds=[0.1, 0.3], seeds=[0, 1], steps=1000)
+
+
+# ---- the pool, as main ran a sweep ----------------------------------------------------------------
+def _pool_worker(spec: RunSpec, data_path: str, p_json: str, out: str, dyn_path: str | None) -> dict:
+    p = TrainParams.model_validate_json(p_json)
+    torch.set_num_threads(p.threads)
+    with np.load(data_path) as f:
+        from adrl.rl.data import Transitions
+        data = Transitions(*(f[k] for k in TR_KEYS))
+        check = (CheckSet(Transitions(*(f["check_" + k] for k in TR_KEYS)), f["check_mc"], str(f["check_split"]))
+                 if "check_mc" in f else None)
+    dyn = load_dynamics(dyn_path) if dyn_path else None
+    rec = train_run(spec, data, p, Path(out), dyn, f"seed{spec.seed}" if dyn else None, progress=False, check=check)
+    return {"run_id": rec["run_id"], "steps_per_s": rec["steps_per_s"]}
+
+
+def pool_sweep(df: pd.DataFrame, p: TrainParams, out: Path) -> dict:
+    """Main's way: serial dynamics fits in this process, then one process per run (train.workers at a time)."""
+    t0 = time.perf_counter()
+    torch.set_num_threads(p.threads)
+    specs = expand_sweep(p)
+    train, val = transitions(df, "train"), transitions(df, "val")
+    check = check_set(df, p.value_check_split, p.gamma) if p.value_check_split != "none" else None
+    dyn_paths, fit_s = {}, {}
+    for seed in sorted({s.seed for s in specs if s.needs_dynamics}):
+        t1 = time.perf_counter()
+        model, _, _ = fit_dynamics(train, val, dynamics_config(p), seed, progress=False)
+        fit_s[seed] = time.perf_counter() - t1
+        dyn_paths[seed] = out / "dynamics" / f"seed{seed}.pt"
+        save_dynamics(model, dynamics_config(p), dyn_paths[seed])
+    t_dyn = time.perf_counter() - t0
+    data_path = out / "transitions.npz"
+    arrays = {k: getattr(train, k) for k in TR_KEYS}
+    if check is not None:
+        arrays |= {"check_" + k: getattr(check.data, k) for k in TR_KEYS}
+        arrays |= {"check_mc": check.mc, "check_split": np.array(check.split)}
+    np.savez(data_path, **arrays)
+    os.environ["OMP_NUM_THREADS"] = str(p.threads)
+    with ProcessPoolExecutor(max_workers=p.workers, mp_context=mp.get_context("spawn"), initializer=_die_with_parent,
+                             initargs=(os.getpid(),)) as ex:
+        futs = [ex.submit(_pool_worker, s, str(data_path), p.model_dump_json(), str(out),
+                          str(dyn_paths[s.seed]) if s.needs_dynamics else None) for s in specs]
+        recs = [f.result() for f in futs]
+    sps = {a: float(np.median([r["steps_per_s"] for r, s in zip(recs, specs) if s.algorithm == a]))
+           for a in dict.fromkeys(s.algorithm for s in specs)}
+    return {"wall_s": time.perf_counter() - t0, "dynamics_serial_s": t_dyn, "dynamics_fit_s": fit_s,
+            "runs": len(recs), "steps_per_s_per_run": sps,
+            "relative_cost": {a: sps.get("bcq", v) / v for a, v in sps.items()}}
+
+
+def batched_sweep(df: pd.DataFrame, p: TrainParams, out: Path) -> dict:
+    t0 = time.perf_counter()
+    man = run_sweep(df, p, out, progress=False)
+    return {"wall_s": time.perf_counter() - t0, "runs": len(man["runs"]),
+            "groups": sorted({r["group_size"] for r in man["runs"]}),
+            "dynamics_fit_s": {k: v["report"]["fit_seconds"] for k, v in man["dynamics"].items()}}
+
+
+# ---- d3rlpy ---------------------------------------------------------------------------------------
+D3_SWEEP = textwrap.dedent("""
+    import json, sys, time, warnings
+    warnings.filterwarnings("ignore")
+    import numpy as np, torch, d3rlpy
+    from d3rlpy.algos import DiscreteBCQConfig
+    from d3rlpy.models.encoders import VectorEncoderFactory
+    from d3rlpy.optimizers import AdamFactory
+    torch.set_num_threads(1)
+    f = np.load(sys.argv[1])
+    cfg = json.loads(sys.argv[2])
+    ds = d3rlpy.dataset.MDPDataset(observations=f["obs"], actions=f["act"].reshape(-1, 1), rewards=f["rew"],
+                                   terminals=f["term"], timeouts=f["timeout"], action_size=25)
+    t0 = time.perf_counter()
+    for tau, seed in cfg["runs"]:
+        d3rlpy.seed(seed)
+        algo = DiscreteBCQConfig(batch_size=cfg["batch"], learning_rate=cfg["lr"], gamma=0.99, action_flexibility=tau,
+                                 beta=0.01, share_encoder=False, n_critics=1, target_update_interval=8000,
+                                 encoder_factory=VectorEncoderFactory(hidden_units=[cfg["hidden"]] * 2),
+                                 optim_factory=AdamFactory(weight_decay=1e-3)).create(device="cpu:0")
+        algo.build_with_dataset(ds)
+        for _ in range(cfg["steps"]):
+            algo.update(ds.sample_transition_batch(cfg["batch"]))
+    print("@@" + json.dumps({"wall_s": time.perf_counter() - t0, "runs": len(cfg["runs"])}), flush=True)
+""")
+
+
+def d3rlpy_sweep(df: pd.DataFrame, p: TrainParams, tmp: Path) -> dict:
+    d3_dataset(df, tmp / "d3.npz")
+    script = tmp / "d3_sweep.py"
+    script.write_text(D3_SWEEP)
+    runs = [(float(t), int(s)) for t in p.thresholds for s in p.seeds]
+    shares = [runs[i::p.workers] for i in range(p.workers)]
+    t0 = time.perf_counter()
+    procs = [subprocess.Popen([D3_PY, str(script), str(tmp / "d3.npz"),
+                               json.dumps({"runs": sh, "steps": p.steps, "batch": p.batch_size, "lr": p.lr,
+                                           "hidden": p.hidden})],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"}) for sh in shares if sh]
+    outs = []
+    for pr in procs:
+        out, _ = pr.communicate()
+        lines = [ln for ln in out.splitlines() if ln.startswith("@@")]
+        if pr.returncode or not lines:
+            raise RuntimeError(f"d3rlpy worker ({D3_PY}) failed; run it by hand to see why")
+        outs.append(json.loads(lines[-1][2:]))
+    ver = subprocess.run([D3_PY, "-c", "import d3rlpy, torch; print(d3rlpy.__version__, torch.__version__)"],
+                         capture_output=True, text=True).stdout.strip()
+    return {"wall_s": time.perf_counter() - t0, "runs": sum(o["runs"] for o in outs), "versions": ver}
+
+
+# ---- vectorisation choice -------------------------------------------------------------------------
+def vectorisation(R: int = 20, d: int = 64, h: int = 256, B: int = 100, seconds: float = 3.0) -> dict:
+    """Forward + backward of R MLPs d -> h -> h -> 25 on their own batches, run-steps per CPU-second: one after
+    another, torch.func vmap over functional_call (what adrl/rl/batched.py uses), hand-written baddbmm."""
+    from torch.func import functional_call, stack_module_state, vmap
+
+    from adrl.rl.nets import mlp
+    torch.manual_seed(0)
+    nets = [mlp(d, h, 25) for _ in range(R)]
+    z = torch.randn(R, B, d)
+    params, _ = stack_module_state(nets)
+    base = copy.deepcopy(nets[0])
+    W = [torch.stack([n[i].weight.detach().T for n in nets]).requires_grad_() for i in (0, 2, 4)]
+    b = [torch.stack([n[i].bias.detach()[None] for n in nets]).requires_grad_() for i in (0, 2, 4)]
+
+    def seq():
+        for i in range(R):
+            nets[i](z[i]).pow(2).mean().backward()
+
+    def vm():
+        vmap(lambda q, x: functional_call(base, q, (x,)).pow(2).mean())(params, z).sum().backward()
+
+    def bmm():
+        x = z
+        for i in range(3):
+            x = torch.baddbmm(b[i], x, W[i])
+            x = x.relu() if i < 2 else x
+        x.pow(2).mean((1, 2)).sum().backward()
+
+    out = {}
+    for _ in range(2):   # interleaved rounds; the better round counts (load only slows a round down)
+        for name, fn in (("sequential", seq), ("vmap_functional_call", vm), ("bmm", bmm)):
+            for _ in range(3):
+                fn()
+            c0, n = time.process_time(), 0
+            while time.process_time() - c0 < seconds:
+                fn()
+                n += 1
+            out[name] = max(out.get(name, 0.0), n * R / (time.process_time() - c0))
+    return {"R": R, "run_steps_per_cpu_s": out}
+
+
+def throughput(df: pd.DataFrame, tmp: Path, steps: int = 300) -> dict:
+    """Training alone at the method's grid shape: 40 BCQ runs (8 thresholds x 5 seeds, no value check), pool vs
+    batched (two groups of 20 on the two workers); run-steps per wall second and CPU seconds, back to back."""
+    p = TrainParams(algorithms=["bcq"], steps=steps, value_check_split="none", **{k: FULL[k] for k in ("thresholds", "seeds")})
+    (tmp / "tp_pool").mkdir()
+    c0 = _cpu()
+    pool = pool_sweep(df, p, tmp / "tp_pool")
+    c1 = _cpu()
+    bat = batched_sweep(df, p, tmp / "tp_batched")
+    c2 = _cpu()
+    work = 40 * steps
+    return {"runs": 40, "steps": steps, "pool_wall_s": pool["wall_s"], "batched_wall_s": bat["wall_s"],
+            "pool_run_steps_per_s": work / pool["wall_s"], "batched_run_steps_per_s": work / bat["wall_s"],
+            "ratio": pool["wall_s"] / bat["wall_s"], "pool_cpu_s": c1 - c0, "batched_cpu_s": c2 - c1,
+            "ratio_cpu": (c1 - c0) / (c2 - c1), "load_after": os.getloadavg()}
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and its finished children (the pool's workers are joined at shutdown)."""
+    import resource
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+
+def update_scan(df: pd.DataFrame, sizes=(1, 5, 10, 20), rounds: int = 2, steps: int = 40) -> dict:
+    """One process, one thread: BCQ updates per CPU-second of a group of R runs (R = 1: the single-run learner),
+    interleaved rounds, best round per size (load only slows a round down)."""
+    from adrl.rl.batched import BatchedLearners
+    from adrl.rl.train import make_learner
+    tr, p = transitions(df, "train"), TrainParams()
+    data = [torch.from_numpy(getattr(tr, k)) for k in TR_KEYS]
+    out: dict = {}
+    for _ in range(rounds):
+        for R in sizes:
+            idx = torch.from_numpy(np.random.default_rng(0).integers(0, len(tr), size=(steps, R, 100)))
+            learners = [make_learner(RunSpec("bcq", 0.3, s), tr.dim, p) for s in range(R)]
+            lrn = learners[0] if R == 1 else BatchedLearners(learners)
+            step = (lambda i: lrn.update(*(t[idx[i, 0]] for t in data))) if R == 1 else \
+                (lambda i: lrn.update(*(t[idx[i]] for t in data)))
+            for i in range(3):
+                step(i)
+            c0 = time.process_time()
+            for i in range(3, steps):
+                step(i)
+            out[R] = max(out.get(R, 0.0), (steps - 3) * R / (time.process_time() - c0))
+    return {"bcq_run_steps_per_cpu_s": out}
+
+
+def extrapolate(res: dict) -> dict:
+    """The full grid from measured rates (stated in sweep.md): pool = F + W / r_pool, batched = F / 2 + W / r_batched,
+    with F the serial dynamics fits of 5 seeds (measured per seed in the pool phase), W the grid's run-steps weighted
+    by each algorithm's cost relative to BCQ (from the pool's measured per-run steps/s), and r the BCQ throughputs of
+    the throughput section; batched assumes the fits share the 2 cores with training (F / 2)."""
+    tp, pool = res["throughput"], res.get("pool")
+    if pool is None:
+        return {}
+    f = 5 * float(np.mean(list(pool["dynamics_fit_s"].values())))
+    # where this run's pool phase did not record per-algorithm rates: benchmarks/results/train.md's steps per
+    # CPU-second (BCQ 322, factored BCQ 315, AD-BCQ with augmentation 193; same learner code)
+    rel = res["pool"].get("relative_cost") or {"bcq": 1.0, "factored_bcq": 322 / 315, "adbcq": 322 / 193}
+    w = 40 * 10000 * sum(rel.values())
+    t_pool = f + w / tp["pool_run_steps_per_s"]
+    t_bat = f / 2 + w / tp["batched_run_steps_per_s"]
+    return {"pool_s": t_pool, "batched_s": t_bat, "speedup": t_pool / t_bat, "dynamics_serial_s": f,
+            "weighted_run_steps": w, "relative_cost": rel}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--states", default=str(ROOT / "data" / "processed" / "states.parquet"))
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sweep"))
+    ap.add_argument("--skip-pool", action="store_true", help="only the batched sweep and d3rlpy (no speedup_vs_pool)")
+    ap.add_argument("--scan-only", action="store_true", help="add the update scan to an existing sweep.json")
+    ap.add_argument("--throughput-only", action="store_true",
+                    help="add the throughput section (and the extrapolation) to an existing sweep.json")
+    args = ap.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
+    grid = QUICK if args.quick else FULL
+    df = read_states(args.states)
+    out = Path(args.out)
+    if args.scan_only:
+        res = json.loads(out.with_suffix(".json").read_text())
+        res["update_scan"] = {**update_scan(df), "command": "python -m benchmarks.bench_sweep --scan-only",
+                              "load": os.getloadavg()}
+        out.with_suffix(".json").write_text(json.dumps(res, indent=1, default=float) + "\n")
+        out.with_suffix(".md").write_text(report(res))
+        print(report(res))
+        return
+    if args.throughput_only:
+        res = json.loads(out.with_suffix(".json").read_text())
+        with tempfile.TemporaryDirectory(prefix="bench_sweep_") as tmp:
+            res["throughput"] = throughput(df, Path(tmp))
+        res["throughput"]["command"] = "python -m benchmarks.bench_sweep --throughput-only"
+        res["throughput"]["load_before"] = res["load_average"]["end"]
+        res["full_grid_extrapolated"] = extrapolate(res)
+        out.with_suffix(".json").write_text(json.dumps(res, indent=1, default=float) + "\n")
+        out.with_suffix(".md").write_text(report(res))
+        print(report(res))
+        return
+    p = TrainParams(algorithms=["bcq", "factored_bcq", "adbcq"], mixers=["linear"], augment=[True], **grid)
+    p_bcq = TrainParams(algorithms=["bcq"], **grid)
+    load = {"start": os.getloadavg()}
+    t_start = time.time()
+    res: dict = {"command": "python -m benchmarks.bench_sweep" + (" --quick" if args.quick else ""),
+                 "mode": "quick" if args.quick else "full", "states": args.states,
+                 "n_train_transitions": len(transitions(df, "train")),
+                 "grid": {**grid, "algorithms": p.algorithms, "runs": len(expand_sweep(p))},
+                 "params": {k: getattr(p, k) for k in ("workers", "threads", "group_size", "group_memory_mb",
+                                                       "batch_size", "hidden", "checkpoint_every", "lr",
+                                                       "value_check_split")},
+                 "device": "cpu", "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"}
+    res["vectorisation"] = vectorisation()
+    res["update_scan"] = update_scan(df)
+    with tempfile.TemporaryDirectory(prefix="bench_sweep_") as tmp:
+        tmp = Path(tmp)
+        res["batched"] = batched_sweep(df, p, tmp / "batched")
+        load["after_batched"] = os.getloadavg()
+        if not args.skip_pool:
+            (tmp / "pool").mkdir()
+            res["pool"] = pool_sweep(df, p, tmp / "pool")
+            load["after_pool"] = os.getloadavg()
+        res["batched_bcq"] = batched_sweep(df, p_bcq, tmp / "batched_bcq")
+        res["d3rlpy"] = d3rlpy_sweep(df, p_bcq, tmp)
+        load["end"] = os.getloadavg()
+        if not args.quick:
+            res["throughput"] = throughput(df, tmp)
+    res["load_average"] = load
+    res["wall_s"] = time.time() - t_start
+    if "pool" in res:
+        res["speedup_vs_pool"] = res["pool"]["wall_s"] / res["batched"]["wall_s"]
+    if "throughput" in res:
+        res["full_grid_extrapolated"] = extrapolate(res)
+    res["speedup_vs_d3rlpy"] = res["d3rlpy"]["wall_s"] / res["batched_bcq"]["wall_s"]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(res, indent=1, default=float) + "\n")
+    out.with_suffix(".md").write_text(report(res))
+    print(report(res))
+
+
+def report(res: dict) -> str:
+    g, v = res["grid"], res["vectorisation"]["run_steps_per_cpu_s"]
+    la = res["load_average"]
+    lines = [
+        "# A sweep as one vectorised model (`benchmarks/bench_sweep.py`)", "",
+        f"Command: `{res['command']}` ({res['mode']} mode); states: {res['states']} "
+        f"({res['n_train_transitions']:,} train transitions).",
+        f"Grid: {', '.join(g['algorithms'])} (AD-BCQ linear mixer with augmentation) x thresholds {g['thresholds']} "
+        f"x seeds {g['seeds']} = {g['runs']} runs, {g['steps']:,} steps each; params {res['params']}.",
+        f"Machine: {res['machine']}, device cpu; shared with other agents: load average (1/5/15 min) at start "
+        f"{la['start']}, at end {la['end']}. Wall time of the benchmark {res['wall_s']:.0f} s. All figures below come "
+        "from this one run; compare the ratios, not the absolute times.", "",
+        "| way | wall s | speedup |", "|---|---|---|",
+    ]
+    if "pool" in res:
+        lines.append(f"| pool (main's way: dynamics serially in the parent, {res['params']['workers']} processes x 1 run) "
+                     f"| {res['pool']['wall_s']:.0f} (dynamics {res['pool']['dynamics_serial_s']:.0f}) | 1.00 |")
+    lines.append(f"| batched (this branch, groups of {res['batched']['groups']}) | {res['batched']['wall_s']:.0f} | "
+                 f"{res.get('speedup_vs_pool', float('nan')):.2f} (speedup_vs_pool) |")
+    lines += ["", f"BCQ configurations alone ({len(g['thresholds']) * len(g['seeds'])} runs):", "",
+              "| way | wall s | speedup |", "|---|---|---|",
+              f"| d3rlpy DiscreteBCQ ({res['d3rlpy']['versions']}), {res['params']['workers']} processes | "
+              f"{res['d3rlpy']['wall_s']:.0f} | 1.00 |",
+              f"| ours batched | {res['batched_bcq']['wall_s']:.0f} | {res['speedup_vs_d3rlpy']:.2f} (speedup_vs_d3rlpy) |",
+              "", f"Vectorisation choice (forward + backward of {res['vectorisation']['R']} MLPs 64 -> 256 -> 256 -> 25, "
+              "batch 100, run-steps per CPU-second, best of 2 interleaved rounds):", "",
+              "| sequential | torch.func vmap | baddbmm |", "|---|---|---|",
+              f"| {v['sequential']:.0f} | {v['vmap_functional_call']:.0f} | {v['bmm']:.0f} |", ""]
+    if "throughput" in res:
+        tp = res["throughput"]
+        lines += [f"Training alone at the full group size (`{tp.get('command', res['command'])}`; {tp['runs']} BCQ runs x "
+                  f"{tp['steps']:,} steps, no value check, back to back; load after {tp['load_after']}):", "",
+                  "| way | wall s | run-steps/s | CPU s (all processes) |", "|---|---|---|---|",
+                  f"| pool | {tp['pool_wall_s']:.0f} | {tp['pool_run_steps_per_s']:.0f} | {tp['pool_cpu_s']:.0f} |",
+                  f"| batched (two groups of 20) | {tp['batched_wall_s']:.0f} | {tp['batched_run_steps_per_s']:.0f} | "
+                  f"{tp['batched_cpu_s']:.0f} |", "",
+                  f"Ratio pool / batched: wall {tp['ratio']:.2f}, CPU {tp['ratio_cpu']:.2f}.", ""]
+    if "update_scan" in res:
+        sc = res["update_scan"]["bcq_run_steps_per_cpu_s"]
+        lines += [f"The whole BCQ update, one process and thread, groups of R runs (R = 1: the single-run learner; "
+                  f"`{res['update_scan'].get('command', res['command'])}`, load {res['update_scan'].get('load', '')}), "
+                  "run-steps per CPU-second, best of 2 interleaved rounds:", "",
+                  "| " + " | ".join(f"R = {k}" for k in sc) + " |", "|" + "---|" * len(sc),
+                  "| " + " | ".join(f"{v:.0f}" for v in sc.values()) + " |", ""]
+    ex = res.get("full_grid_extrapolated")
+    if ex:
+        lines += ["Full grid (120 runs x 10,000 steps, 5 dynamics fits), EXTRAPOLATED, not run: pool = F + W / r_pool, "
+                  "batched = F / 2 + W / r_batched, with F = 5 x the mean serial fit time measured above "
+                  f"({ex['dynamics_serial_s']:.0f} s), W = 40 x 10,000 run-steps per algorithm weighted by its cost "
+                  f"relative to BCQ in the pool ({ {k: round(v, 2) for k, v in ex['relative_cost'].items()} }), "
+                  "r = the BCQ throughputs just above; the value checks are left out (they cost the same both ways).",
+                  "", f"| pool | batched | ratio |", "|---|---|---|",
+                  f"| {ex['pool_s'] / 60:.0f} min | {ex['batched_s'] / 60:.0f} min | {ex['speedup']:.2f} |", ""]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

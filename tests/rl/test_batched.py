@@ -1,0 +1,157 @@
+"""Batched sweeps (issue 13): a group of runs trained as one vectorised model equals each run trained alone; a killed
+sweep resumes where it stopped; train.device; groups split by the memory budget; the output folder is never
+silently replaced.
+
+Why not bitwise equality: the batched path runs the same losses through vmap, so the matrix products are batched
+(bmm kernels, and AD-BCQ's synthetic rows padded to the longest run of the group); float32 sums are then accumulated
+in another order. Differences start at ~1e-7 relative and grow slowly with training; what holds, and is tested: the
+loss histories and checkpoints agree to TOL after every checkpoint, and the greedy actions of every checkpoint agree
+on at least 99% of states (a near-tie between two allowed actions can flip).
+"""
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from adrl.errors import ConfigError, InputError
+from adrl.rl import train as T
+from adrl.rl.data import states_of, transitions
+from adrl.rl.dynamics import fit_dynamics
+from adrl.rl.params import TrainParams
+from adrl.rl.policy import greedy_matrix
+from adrl.rl.train import RunSpec, dynamics_config, plan_groups, run_sweep, train_group, train_run
+from tests.rl.factored_mdp import make_states
+
+SMALL = dict(hidden=32, steps=60, checkpoint_every=20, batch_size=50, workers=1, value_check_split="none",
+             dynamics=dict(ensemble=2, hidden=16, layers=1, max_epochs=3, patience=3))
+RTOL, ATOL = 1e-3, 1e-5      # checkpoints and loss histories after 60 steps
+GREEDY_AGREE = 0.99
+
+
+@pytest.fixture(scope="module")
+def data():
+    df = make_states(300, seed=4)
+    return df, transitions(df, "train"), transitions(df, "val")
+
+
+@pytest.mark.parametrize("algorithm,mixer,augment", [("bcq", None, None), ("factored_bcq", None, None),
+                                                     ("adbcq", "linear", True)])
+def test_batched_group_equals_single_runs(data, tmp_path, algorithm, mixer, augment):
+    df, tr, va = data
+    p = TrainParams(**SMALL)
+    specs = [RunSpec(algorithm, tau, seed, mixer, augment) for tau, seed in [(0.3, 0), (0.0, 1), (0.9, 0)]]
+    dyn = {s: fit_dynamics(tr, va, dynamics_config(p), s, progress=False)[0] for s in (0, 1)} if augment else {}
+    batched = train_group(specs, tr, p, tmp_path / "batched", dyn)
+    z = states_of(df, "val")
+    for spec, rec_b in zip(specs, batched):
+        assert rec_b["group_size"] == 3
+        rec_s = train_run(spec, tr, p, tmp_path / "single", dyn.get(spec.seed), f"seed{spec.seed}", progress=False)
+        for key, vals in rec_s["history"].items():
+            np.testing.assert_allclose(rec_b["history"][key], vals, rtol=RTOL, atol=ATOL, err_msg=f"{spec.run_id} {key}")
+        ck_b = torch.load(tmp_path / "batched" / "runs" / spec.run_id / "checkpoints.pt", weights_only=True)
+        ck_s = torch.load(tmp_path / "single" / "runs" / spec.run_id / "checkpoints.pt", weights_only=True)
+        assert ck_b["steps"].tolist() == ck_s["steps"].tolist() == [20, 40, 60]
+        for k, v in ck_s["params"].items():
+            torch.testing.assert_close(ck_b["params"][k], v, rtol=RTOL, atol=ATOL, msg=f"{spec.run_id} {k}")
+        _, g_b = greedy_matrix(tmp_path / "batched" / "runs" / spec.run_id, z)
+        _, g_s = greedy_matrix(tmp_path / "single" / "runs" / spec.run_id, z)
+        assert (g_b == g_s).mean() >= GREEDY_AGREE, spec.run_id
+    # the runs of a group are not the same run: different seeds/thresholds give different networks
+    ck = [torch.load(tmp_path / "batched" / "runs" / s.run_id / "checkpoints.pt", weights_only=True) for s in specs]
+    first = next(iter(ck[0]["params"]))
+    assert not torch.allclose(ck[0]["params"][first], ck[1]["params"][first])
+
+
+SWEEP = dict(SMALL, algorithms=["bcq", "factored_bcq"], thresholds=[0.1, 0.3], seeds=[0, 1], group_size=1)
+
+
+def test_killed_sweep_reruns_only_what_is_missing(data, tmp_path, monkeypatch):
+    df = data[0]
+    p = TrainParams(**SWEEP)
+    trained: list[str] = []
+    real = T.train_group
+
+    def counting(specs, *a, **k):
+        trained.extend(s.run_id for s in specs)
+        return real(specs, *a, **k)
+
+    monkeypatch.setattr(T, "train_group", counting)
+
+    def crash_after_3(rec):
+        if len(trained) == 3:
+            raise KeyboardInterrupt("killed")
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(df, p, tmp_path / "m", on_run=crash_after_3)
+    done_before = sorted(q.name for q in (tmp_path / "m" / "runs").iterdir())
+    assert len(done_before) == 3 and not (tmp_path / "m" / "runs.json").exists()
+    mtimes = {n: (tmp_path / "m" / "runs" / n / "run.json").stat().st_mtime_ns for n in done_before}
+    trained.clear()
+    man = run_sweep(df, p, tmp_path / "m")
+    all_ids = [r["run_id"] for r in man["runs"]]
+    assert len(all_ids) == 8 and sorted(trained) == sorted(set(all_ids) - set(done_before))
+    assert all((tmp_path / "m" / "runs" / n / "run.json").stat().st_mtime_ns == t for n, t in mtimes.items())
+    # the resumed sweep holds what an uninterrupted one trains
+    trained.clear()
+    run_sweep(df, p, tmp_path / "fresh")
+    for rid in all_ids:
+        a = torch.load(tmp_path / "m" / "runs" / rid / "checkpoints.pt", weights_only=True)
+        b = torch.load(tmp_path / "fresh" / "runs" / rid / "checkpoints.pt", weights_only=True)
+        assert all(torch.equal(a["params"][k], b["params"][k]) for k in a["params"]), rid
+    # a rerun with everything complete trains nothing; a changed knob retrains every run it touches
+    trained.clear()
+    run_sweep(df, p, tmp_path / "m")
+    assert trained == []
+    run_sweep(df, TrainParams(**{**SWEEP, "steps": 40}), tmp_path / "m")
+    assert sorted(trained) == sorted(all_ids)
+    assert json.loads((tmp_path / "m" / "runs" / all_ids[0] / "run.json").read_text())["steps"][-1] == 40
+
+
+def test_existing_folder_that_is_not_a_training_output_is_refused(data, tmp_path):
+    out = tmp_path / "m"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="refusing to write into it"):
+        run_sweep(data[0], TrainParams(**{**SWEEP, "algorithms": ["bcq"]}), out)
+    assert (out / "notes.txt").read_text() == "mine" and sorted(q.name for q in out.iterdir()) == ["notes.txt"]
+
+
+def test_runs_of_an_earlier_sweep_are_removed_and_said(data, tmp_path, caplog):
+    p = TrainParams(**{**SWEEP, "algorithms": ["bcq"], "thresholds": [0.3]})
+    run_sweep(data[0], TrainParams(**{**SWEEP, "algorithms": ["bcq"], "thresholds": [0.1]}), tmp_path / "m")
+    with caplog.at_level(logging.INFO, logger="adrl.rl"):
+        man = run_sweep(data[0], p, tmp_path / "m")
+    assert sorted(q.name for q in (tmp_path / "m" / "runs").iterdir()) == sorted(r["run_id"] for r in man["runs"])
+    assert "removing 2 run(s) of an earlier sweep" in caplog.text
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")
+def test_cuda_without_a_gpu_is_a_clear_error_and_auto_falls_back(data, tmp_path, caplog):
+    with pytest.raises(ConfigError, match="train.device is cuda, but torch finds no CUDA device"):
+        run_sweep(data[0], TrainParams(**{**SWEEP, "device": "cuda"}), tmp_path / "m")
+    assert not (tmp_path / "m").exists()
+    with caplog.at_level(logging.INFO, logger="adrl.rl"):
+        man = run_sweep(data[0], TrainParams(**{**SWEEP, "algorithms": ["bcq"], "thresholds": [0.3],
+                                                "seeds": [0], "device": "auto"}), tmp_path / "m")
+    assert man["device"] == "cpu" and "train.device: auto -> cpu (no CUDA device found)" in caplog.text
+
+
+def test_groups_that_would_not_fit_are_split(data, tmp_path, caplog):
+    d = data[1].dim
+    p = TrainParams(**{**SWEEP, "group_size": 20, "group_memory_mb": 2048})
+    specs = T.expand_sweep(p)
+    assert [len(g) for g in plan_groups(specs, p, d)] == [4, 4]          # one group per architecture
+    per_run = T.run_bytes(specs[0], p, d)
+    budget = int(np.ceil(2.5 * per_run / 2**20))
+    small = TrainParams(**{**SWEEP, "group_size": 20, "group_memory_mb": budget})
+    n_fit = int(budget * 2**20 // per_run)
+    assert 1 <= n_fit < 4, "the test needs a budget that holds some but not all of a group"
+    groups = plan_groups(specs, small, d)
+    assert all(len(g) <= n_fit for g in groups) and sorted(s.run_id for g in groups for s in g) == \
+        sorted(s.run_id for s in specs)
+    with caplog.at_level(logging.INFO, logger="adrl.rl"):
+        man = run_sweep(data[0], small, tmp_path / "m", log_every=0.05)
+    assert len(man["runs"]) == 8 and "split into groups of <=" in caplog.text
+    assert "8/8 runs done" in caplog.text
