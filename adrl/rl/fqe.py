@@ -207,3 +207,46 @@ def fit_fqe(train: Transitions, next_actions, start_z, start_actions, cfg: FQECo
         log.warning("FQE: %d of %d policies did not converge (start value moved > %.2f points over the last %d "
                     "target copies, or non-finite)", int((~conv["converged"]).sum()), K, cfg.tol, cfg.trend_window)
     return res
+
+
+def fqe_checkpoints(candidates, runs, greedy_fn, train: Transitions, z: dict, cfg: FQEConfig = FQEConfig(),
+                    progress: bool | None = None) -> dict:
+    """FQE of the candidate checkpoints ``candidates`` (rows with run_id, step), fitted on ``train``.
+
+    ``runs``: records with run_id and run_dir; ``greedy_fn(run_dir, z) -> (steps, (C, N) actions)`` (e.g.
+    :func:`adrl.rl.policy.greedy_matrix`), called once per run on all the states needed at once. ``z``:
+    {name: (N, d)} states to score; "start" (episode-start states) feeds the convergence record.
+    Returns {"greedy": {name: (K, N)}, "q": {name: (K, N, 25)} (0-100 scale), "convergence": {converged,
+    drift, value, td_rmse: (K,)}, "history": {steps, value (H, K), td_rmse (H, K)}, "config": cfg}.
+    """
+    from dataclasses import asdict
+
+    names = list(z)
+    blocks = [train.z2, *[np.asarray(z[n], np.float32) for n in names]]
+    bounds = np.cumsum([0, *[len(b) for b in blocks]])
+    allz = np.concatenate(blocks).astype(np.float32)
+    by_id = {str(getattr(r, "run_id", None) or r["run_id"]): r for r in runs}
+    K = len(candidates)
+    acts = np.empty((K, len(allz)), np.int64)
+    rid = candidates["run_id"].astype(str).to_numpy()
+    steps_c = candidates["step"].to_numpy(np.int64)
+    for run_id in dict.fromkeys(rid):
+        if run_id not in by_id:
+            raise InputError(f"FQE: no training run {run_id!r}")
+        r = by_id[run_id]
+        steps, a = greedy_fn(getattr(r, "run_dir", None) or r["run_dir"], allz)
+        steps = np.asarray(steps)
+        for k in np.flatnonzero(rid == run_id):
+            hit = np.flatnonzero(steps == steps_c[k])
+            if len(hit) == 0:
+                raise InputError(f"FQE: run {run_id} has no checkpoint at step {steps_c[k]}")
+            acts[k] = a[hit[0]]
+    part = {n: acts[:, bounds[i + 1]:bounds[i + 2]] for i, n in enumerate(names)}
+    start = part.get("start")
+    if start is None:
+        raise InputError("FQE: z needs 'start' (episode-start states) for the convergence record")
+    res = fit_fqe(train, acts[:, :bounds[1]], z["start"], start, cfg, progress=progress)
+    conv = res.convergence()
+    return {"greedy": part, "q": {n: res.q_values(z[n]) for n in names if n != "start"},
+            "convergence": conv, "history": {"steps": res.history_steps, "value": res.history_value,
+                                             "td_rmse": res.history_td_rmse}, "config": asdict(cfg)}

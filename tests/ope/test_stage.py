@@ -65,7 +65,9 @@ def stage(tmp_path, monkeypatch):
     fake = FakeRuns()
     monkeypatch.setattr(ev, "rl_api", lambda: (lambda models_dir: fake.runs, fake.greedy))
     cfg = validate_config({"evaluate": {"knn_k": 10, "bootstrap": 50, "calibration_rows": 200,
-                                        "truth": {"n_patients": 0}}})  # no simulator here
+                                        "truth": {"n_patients": 0}, "audit": {"candidates": 0},  # no simulator
+                                        "fqe": {"candidates": 12, "steps": 200, "target_every": 20,
+                                                "hidden": 16}}})
     return ev, cfg, tmp_path
 
 
@@ -84,7 +86,17 @@ def test_stage_writes_table_selection_and_plots(stage):
     assert table["rows"][0]["ess"] == 50 and table["rows"][0]["agreement"] == 1.0
     assert table["rows"][3]["variant"] in {"adbcq[linear,aug]", "adbcq[mlp2,noaug]"}
     ev_json = strict((root / "reports/metrics/evaluate.json").read_text())
-    assert set(ev_json["selected"]) == {"bcq", "factored_bcq", "adbcq", "adbcq[linear,aug]", "adbcq[mlp2,noaug]"}
+    # the AD-BCQ pick is listed once, under adbcq; the other variant under its own name
+    other = ({"adbcq[linear,aug]", "adbcq[mlp2,noaug]"} - {table["rows"][3]["variant"]}).pop()
+    assert set(ev_json["selected"]) == {"bcq", "factored_bcq", "adbcq", other}
+    # FQE / WDR beside WIS for every selected policy, with CIs; FQE's convergence record is reported
+    for r in table["rows"][1:]:
+        assert np.isfinite(r["fqe"]) and r["fqe_ci"][0] <= r["fqe"] <= r["fqe_ci"][1] and np.isfinite(r["wdr"])
+        assert isinstance(r["fqe_converged"], bool) and isinstance(r["flagged"], bool)
+        assert r["flagged"] == bool(r["flags"])
+        assert (not r["fqe_converged"]) <= any("FQE not converged" in f for f in r["flags"])
+    assert ev_json["fqe"]["n_candidates"] >= 8 and ev_json["select_by"] == "wis_ess_pareto"
+    assert ev_json["audit"] is None and "0" in ev_json["audit_info"]["skipped"]
     for s in ev_json["selected"].values():
         assert s["validation"]["wis"] is not None and s["n_candidates"] == 20
         assert s["cutoff_sensitivity"][0]["cutoff_from"] == 0
