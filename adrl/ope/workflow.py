@@ -282,7 +282,7 @@ def add_model_scores(scores: pd.DataFrame, cand: np.ndarray, fq: Mapping, data: 
     output ({"greedy": {"val": (K, N)}, "q": {"val": (K, N, 25)}, "convergence": {key: (K,)}})."""
     scores = scores.copy()
     m = model_scores(data, fq["greedy"]["val"], fq["q"]["val"], train_proba, epsilon, clip)
-    for col in ("fqe", "wdr", "pdwis", "fqe_converged", "fqe_drift", "fqe_td_rmse", "fqe_index"):
+    for col in ("fqe", "wdr", "pdwis", "fqe_converged", "fqe_drift", "fqe_td_rmse", "fqe_td_mean", "fqe_index"):
         scores[col] = np.nan if col != "fqe_converged" else None
     scores.loc[cand, "fqe"] = m["fqe"]
     scores.loc[cand, "wdr"] = m["wdr"]
@@ -291,6 +291,7 @@ def add_model_scores(scores: pd.DataFrame, cand: np.ndarray, fq: Mapping, data: 
     scores.loc[cand, "fqe_converged"] = np.asarray(conv["converged"], bool)
     scores.loc[cand, "fqe_drift"] = np.asarray(conv["drift"], float)
     scores.loc[cand, "fqe_td_rmse"] = np.asarray(conv["td_rmse"], float)
+    scores.loc[cand, "fqe_td_mean"] = np.asarray(conv["td_mean"], float)
     scores.loc[cand, "fqe_index"] = np.arange(len(cand))
     scores["combined"] = combined_score(scores)
     return scores
@@ -521,7 +522,8 @@ def chosen_rows(scores: pd.DataFrame, sel: dict) -> dict[str, dict]:
                 out[name].update({"val_fqe": _num_or_none(row["fqe"]), "val_wdr": _num_or_none(row["wdr"]),
                                   "fqe_converged": None if pd.isna(row["fqe_converged"]) else bool(row["fqe_converged"]),
                                   "fqe_drift": _num_or_none(row["fqe_drift"]),
-                                  "fqe_td_rmse": _num_or_none(row["fqe_td_rmse"])})
+                                  "fqe_td_rmse": _num_or_none(row["fqe_td_rmse"]),
+                                  "fqe_td_mean": _num_or_none(row["fqe_td_mean"])})
     return out
 
 
@@ -689,7 +691,8 @@ def promotion_flags(row: Mapping, chosen: Mapping | None, ess_cutoff: float,
     if c.get("flagged"):
         out.append("selection flagged")
     if c.get("fqe_converged") is False:
-        out.append(f"FQE not converged (start value moved {c.get('fqe_drift', float('nan')):.2f} points)")
+        out.append(f"FQE not converged (start value moved {c.get('fqe_drift') or float('nan'):.2f} points, mean TD "
+                   f"error {c.get('fqe_td_mean') or float('nan'):.2f})")
     vc = c.get("value_check")
     if vc and vc.get("ratio") is not None and not (VALUE_CHECK_RANGE[0] <= vc["ratio"] <= VALUE_CHECK_RANGE[1]):
         out.append(f"learner not converged (value check ratio {vc['ratio']:.2f})")

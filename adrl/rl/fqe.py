@@ -14,7 +14,9 @@ as WIS and the simulator's truth.
 Convergence is checked, never assumed (:class:`FQEResult`): at every target copy the mean value of the
 episode starts, V(z_0) = Q(z_0, pi(z_0)), and the RMS TD error on a fixed sample of transitions are recorded;
 a policy's fit has converged when its start value moved by at most ``tol`` points over the last
-``trend_window`` copies and everything is finite.
+``trend_window`` copies, its mean TD error on the monitor transitions (the regression's bias against its own
+targets: about 0 at a fixed point, large for a fit that has not learned) is within ``tol`` points, and
+everything is finite.
 """
 from __future__ import annotations
 
@@ -36,12 +38,12 @@ log = logging.getLogger("adrl.rl")
 
 @dataclass(frozen=True)
 class FQEConfig:
-    steps: int = 3000           # gradient steps
-    batch_size: int = 256
+    steps: int = 2000           # gradient steps
+    batch_size: int = 1024
     lr: float = 1e-3
     hidden: int = 128
     layers: int = 2             # trunk layers (the heads are linear)
-    target_every: int = 100     # hard target copy (one FQE iteration) every this many steps
+    target_every: int = 50      # hard target copy (one FQE iteration) every this many steps
     gamma: float = 1.0
     r_max: float = 100.0        # rewards are divided by this during fitting; values are reported times it
     tol: float = 1.0            # converged: start value moved <= tol points over the last trend_window copies
@@ -52,9 +54,8 @@ class FQEConfig:
 
 class BatchedQ(nn.Module):
     """Q of K policies: one shared trunk z -> h (ReLU MLP, :func:`adrl.rl.nets.mlp`) and a linear head of 25
-    outputs per policy. The trunk learns features from all K regressions at once; a head costs h x 25
-    weights. Training reads only the head column of the action it needs (:meth:`pick`), so K heads cost
-    about K x batch x h multiply-adds per step, not 25 times that."""
+    outputs per policy. The trunk learns features from all K regressions at once; all K heads are one
+    (B, h) x (h, 25 K) matrix product (measured 5x faster on CPU than gathering each row's head column)."""
 
     def __init__(self, K: int, d: int, hidden: int, layers: int):
         super().__init__()
@@ -75,18 +76,11 @@ class BatchedQ(nn.Module):
 
     def pick(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """(K, B) Q(z_b, actions[k, b]) for (K, B) or (B,) actions, without the other 24 columns."""
-        f = self.features(z)
         if actions.dim() == 1:
             actions = actions.expand(self.K, -1)
-        w = torch.gather(self.head_w, 1, actions[..., None].expand(-1, -1, self.head_w.shape[2]))
-        return (w * f[None]).sum(-1) + torch.gather(self.head_b, 1, actions)
-
-
-def _pick(q: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-    """(K, B, 25), (K, B) or (B,) actions -> (K, B)."""
-    if actions.dim() == 1:
-        actions = actions.expand(q.shape[0], -1)
-    return q.gather(2, actions[..., None]).squeeze(2)
+        f = self.features(z)
+        q = (f @ self.head_w.reshape(self.K * N_ACTIONS, -1).T).view(len(f), self.K, N_ACTIONS) + self.head_b[None]
+        return q.gather(2, actions.T[..., None]).squeeze(2).T
 
 
 @dataclass
@@ -98,6 +92,7 @@ class FQEResult:
     history_steps: list[int]
     history_value: np.ndarray    # (H, K) mean start value after each target copy
     history_td_rmse: np.ndarray  # (H, K) RMS TD error on the monitor transitions
+    history_td_mean: np.ndarray  # (H, K) mean TD error (Q - target) on the monitor transitions
     diagnostics: dict = field(default_factory=dict)
 
     @property
@@ -115,16 +110,19 @@ class FQEResult:
 
     def convergence(self) -> dict[str, np.ndarray]:
         """Per policy: converged (bool), drift (points over the last trend_window copies), final value,
-        final RMS TD error (points)."""
+        final RMS and mean TD error (points)."""
         v = self.history_value
         w = min(self.cfg.trend_window, len(v))
         tail = v[-w:]
         drift = np.max(np.abs(tail - tail[-1]), axis=0) if len(tail) else np.full(self.K, np.inf)
         td = self.history_td_rmse[-1] if len(self.history_td_rmse) else np.full(self.K, np.nan)
-        finite = np.isfinite(tail).all(axis=0) & np.isfinite(td)
+        bias = self.history_td_mean[-1] if len(self.history_td_mean) else np.full(self.K, np.nan)
+        finite = np.isfinite(tail).all(axis=0) & np.isfinite(td) & np.isfinite(bias)
         enough = len(v) >= self.cfg.trend_window
-        return {"converged": finite & (drift <= self.cfg.tol) & enough, "drift": drift,
-                "value": v[-1] if len(v) else np.full(self.K, np.nan), "td_rmse": td}
+        with np.errstate(invalid="ignore"):
+            ok = finite & (drift <= self.cfg.tol) & (np.abs(bias) <= self.cfg.tol) & enough
+        return {"converged": ok, "drift": drift, "value": v[-1] if len(v) else np.full(self.K, np.nan),
+                "td_rmse": td, "td_mean": bias}
 
 
 def fit_fqe(train: Transitions, next_actions, start_z, start_actions, cfg: FQEConfig = FQEConfig(),
@@ -181,7 +179,7 @@ def fit_fqe(train: Transitions, next_actions, start_z, start_actions, cfg: FQECo
         with torch.no_grad():
             return r[idx] + cont[idx] * tnet.pick(z2[idx], nat[:, idx])
 
-    steps_h, vals, tds = [], [], []
+    steps_h, vals, tds, tdm = [], [], [], []
     for step in tqdm(range(1, cfg.steps + 1), desc="FQE", disable=True if progress is False else None,
                      leave=False, mininterval=5):
         idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)
@@ -195,17 +193,20 @@ def fit_fqe(train: Transitions, next_actions, start_z, start_actions, cfg: FQECo
         if step % cfg.target_every == 0:
             target.load_state_dict(net.state_dict())
             with torch.no_grad():
-                v0 = _pick(net(sz), sat).mean(1) * cfg.r_max
-                td = (_pick(net(z[mon]), a[mon]) - targets(mon, net)).pow(2).mean(1).sqrt() * cfg.r_max
+                v0 = net.pick(sz, sat).mean(1) * cfg.r_max
+                res_td = net.pick(z[mon], a[mon]) - targets(mon, net)
             steps_h.append(step)
             vals.append(v0.numpy())
-            tds.append(td.numpy())
-    res = FQEResult(net.eval(), cfg, steps_h, np.array(vals).reshape(-1, K), np.array(tds).reshape(-1, K))
+            tds.append((res_td.pow(2).mean(1).sqrt() * cfg.r_max).numpy())
+            tdm.append((res_td.mean(1) * cfg.r_max).numpy())
+    res = FQEResult(net.eval(), cfg, steps_h, np.array(vals).reshape(-1, K), np.array(tds).reshape(-1, K),
+                    np.array(tdm).reshape(-1, K))
     conv = res.convergence()
     res.diagnostics = {k: v.tolist() for k, v in conv.items()}
     if not conv["converged"].all():
-        log.warning("FQE: %d of %d policies did not converge (start value moved > %.2f points over the last %d "
-                    "target copies, or non-finite)", int((~conv["converged"]).sum()), K, cfg.tol, cfg.trend_window)
+        log.warning("FQE: %d of %d policies did not converge (start value moved, or mean TD error, > %.2f points "
+                    "over the last %d target copies, or non-finite)", int((~conv["converged"]).sum()), K, cfg.tol,
+                    cfg.trend_window)
     return res
 
 
@@ -249,4 +250,5 @@ def fqe_checkpoints(candidates, runs, greedy_fn, train: Transitions, z: dict, cf
     conv = res.convergence()
     return {"greedy": part, "q": {n: res.q_values(z[n]) for n in names if n != "start"},
             "convergence": conv, "history": {"steps": res.history_steps, "value": res.history_value,
-                                             "td_rmse": res.history_td_rmse}, "config": asdict(cfg)}
+                                             "td_rmse": res.history_td_rmse, "td_mean": res.history_td_mean},
+            "config": asdict(cfg)}
