@@ -179,3 +179,54 @@ def test_same_params_same_numbers(stage):
     b = wf.run_evaluation(cfg.evaluate, ev.read_states(), fake.runs, fake.greedy)
     assert json.dumps(a["table"]) == json.dumps(b["table"])
     pd.testing.assert_frame_equal(a["scores"], b["scores"])
+
+
+def test_unknown_select_by_names_the_key(stage):
+    from adrl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="evaluate.select_by"):
+        validate_config({"evaluate": {"select_by": "best_guess"}})
+    ev, cfg, root = stage
+    scores = wf.run_evaluation(cfg.evaluate, ev.read_states(), FakeRuns().runs, FakeRuns().greedy)["scores"]
+    with pytest.raises(InputError, match="evaluate.select_by: unknown rule 'best_guess'"):
+        wf.select_models(scores, 50, 0.069, select_by="best_guess")
+    no_fqe = cfg.evaluate.model_copy(update={"select_by": "fqe",
+                                             "fqe": cfg.evaluate.fqe.model_copy(update={"candidates": 0})})
+    with pytest.raises(InputError, match="evaluate.select_by: fqe needs FQE, but evaluate.fqe.candidates is 0"):
+        wf.run_evaluation(no_fqe, ev.read_states(), FakeRuns().runs, FakeRuns().greedy)
+
+
+def test_fqe_that_does_not_converge_is_reported_and_flagged(stage, capsys):
+    from adrl.cli import main as cli
+    ev, cfg, root = stage
+    raw = {"evaluate": {**cfg.evaluate.model_dump(), "select_by": "fqe",
+                        "fqe": {"candidates": 8, "steps": 40, "target_every": 20, "lr": 1e-5, "hidden": 8}}}
+    bad = validate_config(raw)
+    ev.main(bad, StageRun())
+    ev_json = json.loads((root / "reports/metrics/evaluate.json").read_text())
+    assert ev_json["fqe"]["n_converged"] == 0
+    n = ev_json["fqe"]["n_candidates"]
+    assert n >= 8 and any(f"FQE: {n} of {n} fits did not converge" in w for w in ev_json["warnings"])
+    table = json.loads((root / "reports/metrics/test_table.json").read_text())
+    for r in table["rows"][1:]:
+        assert r["fqe_converged"] is False and r["flagged"] is True
+        assert any(f.startswith("FQE not converged") for f in r["flags"])
+        assert "selection flagged" in r["flags"]           # no converged fit to choose from
+    capsys.readouterr()
+    assert cli(["show", "--table", str(root / "reports/metrics/test_table.json")]) == 0
+    shown = capsys.readouterr().out
+    assert "FQE not converged" in shown and "never get the alias `champion`" in shown
+
+
+def test_audit_on_a_real_source_says_so_and_the_rest_runs(stage, caplog):
+    ev, cfg, root = stage
+    raw = {"source": {"kind": "demo"},
+           "evaluate": {**cfg.evaluate.model_dump(), "audit": {"candidates": 10, "n_patients": 50}}}
+    real = validate_config(raw)
+    with caplog.at_level("WARNING"):
+        ev.main(real, StageRun())
+    assert "evaluate.audit: source.kind is demo, which has no simulator truth: the audit is skipped" in caplog.text
+    ev_json = json.loads((root / "reports/metrics/evaluate.json").read_text())
+    assert ev_json["audit"] is None and "no simulator truth" in ev_json["audit_info"]["skipped"]
+    assert set(ev_json["selected"]) >= {"bcq", "factored_bcq", "adbcq"} and ev_json["fqe"]["n_candidates"] > 0
+    assert (root / "reports/plots/audit.csv").read_text().startswith("run_id,algorithm")   # header only
