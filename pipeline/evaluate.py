@@ -68,7 +68,8 @@ def fqe_api(cfg, states: pd.DataFrame, runs, greedy_fn):
 
     f = cfg.evaluate.fqe
     fc = FQEConfig(steps=f.steps, batch_size=f.batch_size, lr=f.lr, hidden=f.hidden, layers=f.layers,
-                   target_every=f.target_every, gamma=f.gamma, r_max=cfg.train.r_max, tol=f.tol,
+                   target_every=f.target_every, gamma=f.gamma, r_max=cfg.train.r_max, clip_values=f.clip_values,
+                   tol=f.tol,
                    trend_window=f.trend_window, seed=f.seed)
     train = transitions(states, "train", where=str(paths.STATES))
     return lambda cands, z: fqe_checkpoints(cands, runs, greedy_fn, train, z, fc)

@@ -21,12 +21,13 @@ class FqeParams(Section):
 
     candidates: int = Field(120, ge=0, description="checkpoints that get FQE: every run's final one, the WIS "
                             "rule's picks, then evenly spaced ones up to this many (0 = no FQE)")
-    steps: int = Field(2000, ge=1)
+    steps: int = Field(3000, ge=1)
     batch_size: int = Field(1024, ge=1)
     lr: float = Field(1e-3, gt=0)
     hidden: int = Field(128, ge=1)
     layers: int = Field(2, ge=1, le=6)
-    target_every: int = Field(50, ge=1, description="hard target copy (one FQE iteration) every this many steps")
+    target_every: int = Field(100, ge=1, description="hard target copy (one FQE iteration) every this many steps")
+    clip_values: bool = Field(True, description="bootstrap values clipped to [0, R_max] (returns are bounded)")
     gamma: float = Field(1.0, gt=0, le=1, description="1: the undiscounted survival rate, as WIS and the truth")
     tol: float = Field(1.0, gt=0, description="converged: start value moved <= tol points over trend_window copies")
     trend_window: int = Field(5, ge=2)

@@ -38,14 +38,16 @@ log = logging.getLogger("adrl.rl")
 
 @dataclass(frozen=True)
 class FQEConfig:
-    steps: int = 2000           # gradient steps
+    steps: int = 3000           # gradient steps
     batch_size: int = 1024
     lr: float = 1e-3
     hidden: int = 128
     layers: int = 2             # trunk layers (the heads are linear)
-    target_every: int = 50      # hard target copy (one FQE iteration) every this many steps
+    target_every: int = 100     # hard target copy (one FQE iteration) every this many steps
     gamma: float = 1.0
     r_max: float = 100.0        # rewards are divided by this during fitting; values are reported times it
+    clip_values: bool = True    # bootstrap values clipped to [0, R_max]: a terminal-only 0 / R_max reward bounds
+                                # every return, and unclipped fits extrapolate past it for rarely logged actions
     tol: float = 1.0            # converged: start value moved <= tol points over the last trend_window copies
     trend_window: int = 5
     monitor_rows: int = 4096    # transitions of the TD-error monitor
@@ -177,7 +179,10 @@ def fit_fqe(train: Transitions, next_actions, start_z, start_actions, cfg: FQECo
 
     def targets(idx, tnet):
         with torch.no_grad():
-            return r[idx] + cont[idx] * tnet.pick(z2[idx], nat[:, idx])
+            v2 = tnet.pick(z2[idx], nat[:, idx])
+            if cfg.clip_values:
+                v2 = v2.clamp(0.0, 1.0)
+            return r[idx] + cont[idx] * v2
 
     steps_h, vals, tds, tdm = [], [], [], []
     for step in tqdm(range(1, cfg.steps + 1), desc="FQE", disable=True if progress is False else None,
