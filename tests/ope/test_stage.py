@@ -161,7 +161,8 @@ def test_stage_with_real_training_runs(stage):
     ev, _, root = stage
     cfg = validate_config({"train": {"algorithms": ["bcq", "factored_bcq"], "steps": 100, "checkpoint_every": 50,
                                      "hidden": 32, "batch_size": 32},
-                           "evaluate": {"knn_k": 10, "bootstrap": 50, "calibration_rows": 200}})
+                           "evaluate": {"knn_k": 10, "bootstrap": 50, "calibration_rows": 200,
+                                        "fqe": {"candidates": 4, "steps": 100, "target_every": 20, "hidden": 16}}})
     train.run_sweep(pd.read_parquet(root / "data/processed/states.parquet"), cfg.train, root / "models/train",
                     progress=False)
     runs = policy.list_runs(root / "models/train")
