@@ -38,7 +38,6 @@ EVALUATE_JSON = paths.METRICS / "evaluate.json"
 TEST_TABLE = paths.METRICS / "test_table.json"
 SELECTED = paths.REPORTS / "selected.json"
 AUDIT_CSV = paths.PLOTS / "audit.csv"
-TRAIN_JSON = paths.METRICS / "train.json"
 AUDIT_COLUMNS = ["run_id", "algorithm", "variant", "tau", "seed", "step", "wis", "ess", "pdwis", "fqe", "wdr",
                  "combined", "fqe_converged", "true_value", "true_value_se"]
 FIG_PARETO = paths.FIGURES / "pareto.png"
@@ -275,15 +274,6 @@ def table_metrics(table: dict) -> dict:
     return out
 
 
-def read_value_check() -> dict | None:
-    """reports/metrics/train.json's per-run ``value_check`` (issue 11), when the train stage writes one."""
-    import json
-
-    if not TRAIN_JSON.exists():
-        return None
-    return json.loads(TRAIN_JSON.read_text()).get("value_check")
-
-
 def main(cfg, run) -> None:
     p = cfg.evaluate
     states = read_states()
@@ -292,8 +282,8 @@ def main(cfg, run) -> None:
     log.info("evaluating %d run(s) from %s", len(runs), MODELS_TRAIN)
     fqe_fn = fqe_api(cfg, states, runs, greedy_matrix) if p.fqe.candidates > 0 else None
     out = wf.run_evaluation(p, states, runs, greedy_matrix, where=str(paths.STATES), fqe_fn=fqe_fn)
-    # the learners' own convergence check (train.json value_check, issue 11) for the selected checkpoints
-    wf.carry_value_check(out["chosen"], read_value_check())
+    # HERE the learners' own convergence check joins the selected checkpoints (main: carry_value_checks(out["chosen"])
+    # of issue 11): wf.promotion_flags flags a chosen[name]["value_check"] that is not converged
     s = wf.stage_summary(out, p)
     synthetic = cfg.source.kind == "synthetic"
     truths, tools = None, None

@@ -672,13 +672,6 @@ def stage_summary(out: dict, p) -> dict:
 VALUE_CHECK_RANGE = (0.8, 1.25)
 
 
-def carry_value_check(chosen: Mapping[str, dict], value_check: Mapping | None) -> None:
-    """Attach the train stage's per-run ``value_check`` (reports/metrics/train.json, issue 11) to the chosen
-    checkpoints, in place; a run without one gets None."""
-    for c in chosen.values():
-        c["value_check"] = (value_check or {}).get(c["run_id"])
-
-
 def promotion_flags(row: Mapping, chosen: Mapping | None, ess_cutoff: float,
                     clinician_true: float | None) -> list[str]:
     """Why a selected policy must not be promoted (empty: it may be): test ESS below the cutoff, a
@@ -693,9 +686,11 @@ def promotion_flags(row: Mapping, chosen: Mapping | None, ess_cutoff: float,
     if c.get("fqe_converged") is False:
         out.append(f"FQE not converged (start value moved {c.get('fqe_drift') or float('nan'):.2f} points, mean TD "
                    f"error {c.get('fqe_td_mean') or float('nan'):.2f})")
-    vc = c.get("value_check")
-    if vc and vc.get("ratio") is not None and not (VALUE_CHECK_RANGE[0] <= vc["ratio"] <= VALUE_CHECK_RANGE[1]):
-        out.append(f"learner not converged (value check ratio {vc['ratio']:.2f})")
+    vc = c.get("value_check")   # the train stage's check of the learner (issue 11), when evaluate carries it
+    if vc and vc.get("ratio") is not None:
+        ok = vc["converged"] if "converged" in vc else VALUE_CHECK_RANGE[0] <= vc["ratio"] <= VALUE_CHECK_RANGE[1]
+        if not ok:
+            out.append(f"learner not converged (value check ratio {vc['ratio']:.2f})")
     tv = row.get("true_value")
     if tv is not None and clinician_true is not None and tv < clinician_true:
         out.append(f"true value {tv:.1f} below the clinicians' {clinician_true:.1f}")

@@ -34,3 +34,19 @@ def test_audit_rejects_mismatched_input():
         audit({"wis": np.ones(3)}, np.arange(4.0))
     with pytest.raises(InputError, match="finite true values"):
         audit({"wis": np.ones(2)}, np.array([1.0, np.nan]))
+
+
+def test_promotion_flags_name_every_reason():
+    from adrl.ope.workflow import promotion_flags
+
+    good = {"ess": 40.0, "true_value": 80.0}
+    assert promotion_flags(good, {"fqe_converged": True, "flagged": False}, 13.6, 77.9) == []
+    flags = promotion_flags({"ess": 1.5, "true_value": 72.7},
+                            {"fqe_converged": False, "fqe_drift": 3.2, "fqe_td_mean": 0.4, "flagged": True,
+                             "value_check": {"ratio": 0.02, "converged": False}}, 13.6, 77.9)
+    assert flags[0] == "test ESS 1.5 below the cutoff 13.6" and "selection flagged" in flags
+    assert any(f.startswith("FQE not converged (start value moved 3.20") for f in flags)
+    assert "learner not converged (value check ratio 0.02)" in flags
+    assert flags[-1] == "true value 72.7 below the clinicians' 77.9"
+    # no truth (a real source): no truth flag; a value check in range is fine
+    assert promotion_flags({"ess": 40.0, "true_value": None}, {"value_check": {"ratio": 1.1}}, 13.6, None) == []
