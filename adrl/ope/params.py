@@ -19,7 +19,7 @@ SelectBy = Literal["wis_ess_pareto", "fqe", "wdr", "combined"]
 class FqeParams(Section):
     """Fitted Q evaluation of candidate checkpoints (adrl/rl/fqe.py), fitted on train, scored on val / test."""
 
-    candidates: int = Field(120, ge=0, description="checkpoints that get FQE: every run's final one, the WIS "
+    candidates: int = Field(60, ge=0, description="checkpoints that get FQE: every run's final one, the WIS "
                             "rule's picks, then evenly spaced ones up to this many (0 = no FQE)")
     steps: int = Field(3000, ge=1)
     batch_size: int = Field(1024, ge=1)
@@ -37,9 +37,9 @@ class FqeParams(Section):
 class AuditParams(Section):
     """The selection audit against the simulator's truth (synthetic source only)."""
 
-    candidates: int = Field(30, ge=0, description="FQE'd checkpoints rolled out for the audit: every run's "
+    candidates: int = Field(20, ge=0, description="FQE'd checkpoints rolled out for the audit: every run's "
                             "final one, then evenly spaced ones (0 = no audit)")
-    n_patients: int = Field(300, ge=0, description="simulated patients per audit roll-out (0 = no audit)")
+    n_patients: int = Field(200, ge=0, description="simulated patients per audit roll-out (0 = no audit)")
 
 
 class EvaluateParams(Section):
@@ -59,6 +59,6 @@ class EvaluateParams(Section):
     cutoff_grid: int = Field(51, ge=2, description="cutoffs in [0, 1.25 c N_val] for the sensitivity sweep")
     warn_max_weight_share: float = Field(0.1, gt=0, le=1, description="warn when one episode holds more weight")
     chunk_candidates: int = Field(256, ge=1, description="candidate policies per vectorised block (memory bound)")
-    select_by: SelectBy = "wis_ess_pareto"
+    select_by: SelectBy = "fqe"
     fqe: FqeParams = FqeParams()
     audit: AuditParams = AuditParams()

@@ -65,6 +65,7 @@ def stage(tmp_path, monkeypatch):
     fake = FakeRuns()
     monkeypatch.setattr(ev, "rl_api", lambda: (lambda models_dir: fake.runs, fake.greedy))
     cfg = validate_config({"evaluate": {"knn_k": 10, "bootstrap": 50, "calibration_rows": 200,
+                                        "select_by": "wis_ess_pareto",  # run_evaluation without FQE below
                                         "truth": {"n_patients": 0}, "audit": {"candidates": 0},  # no simulator
                                         "fqe": {"candidates": 12, "steps": 200, "target_every": 20,
                                                 "hidden": 16}}})
@@ -162,7 +163,7 @@ def test_stage_with_real_training_runs(stage):
     cfg = validate_config({"train": {"algorithms": ["bcq", "factored_bcq"], "steps": 100, "checkpoint_every": 50,
                                      "hidden": 32, "batch_size": 32},
                            "evaluate": {"knn_k": 10, "bootstrap": 50, "calibration_rows": 200,
-                                        "fqe": {"candidates": 4, "steps": 100, "target_every": 20, "hidden": 16}}})
+                                        "select_by": "wis_ess_pareto"}})
     train.run_sweep(pd.read_parquet(root / "data/processed/states.parquet"), cfg.train, root / "models/train",
                     progress=False)
     runs = policy.list_runs(root / "models/train")
