@@ -3,7 +3,7 @@
     adrl repro [dvc repro args]   run the pipeline (dvc repro) under one MLflow parent run
     adrl ui [--port N]            the MLflow UI on 127.0.0.1
     adrl check-params             validate params.yaml and print the effective cohort settings
-    adrl show                     the last test table (WIS, ESS, CIs, agreement, true value)
+    adrl show                     the last test table (WIS, ESS, FQE, WDR, CIs, true value, flags)
     adrl apply --states F --out O [--policy adbcq]
                                   apply a selected policy to a states file (the states contract): greedy
                                   actions and the probabilities of all 25 actions per row
@@ -103,16 +103,25 @@ def cmd_show(args: argparse.Namespace) -> int:
     def f(v, fmt="{:.2f}"):
         return "-" if v is None else fmt.format(v)
 
-    def ci(c):
+    def ci(c, note=None):
+        if note:
+            return "not estimable"
         return "-" if not c or c[0] is None else f"({c[0]:.1f}, {c[1]:.1f})"
 
-    head = f"{'policy':<14}{'WIS':>8} {'95% CI':>15}{'ESS':>9} {'95% CI':>17}{'agree':>8}{'true':>8}{'+-SE':>7}"
+    head = (f"{'policy':<14}{'WIS':>8} {'95% CI':>15}{'ESS':>9}{'FQE':>8} {'95% CI':>15}{'WDR':>8}{'agree':>8}"
+            f"{'true':>8}{'+-SE':>7}  flags")
     print(head)
     print("-" * len(head))
     for r in table["rows"]:
-        print(f"{r['policy']:<14}{f(r.get('wis')):>8} {ci(r.get('wis_ci')):>15}{f(r.get('ess'), '{:.1f}'):>9} "
-              f"{ci(r.get('ess_ci')):>17}{f(r.get('agreement'), '{:.3f}'):>8}{f(r.get('true_value')):>8}"
-              f"{f(r.get('true_value_se')):>7}")
+        flags = "; ".join(r.get("flags") or []) if r["policy"] != "clinician" else ""
+        if r["policy"] != "clinician" and "flags" in r and not r["flags"]:
+            flags = "none (champion)"
+        print(f"{r['policy']:<14}{f(r.get('wis')):>8} {ci(r.get('wis_ci'), r.get('wis_ci_note')):>15}"
+              f"{f(r.get('ess'), '{:.1f}'):>9}{f(r.get('fqe')):>8} {ci(r.get('fqe_ci')):>15}{f(r.get('wdr')):>8}"
+              f"{f(r.get('agreement'), '{:.3f}'):>8}{f(r.get('true_value')):>8}{f(r.get('true_value_se')):>7}"
+              f"  {flags}")
+    if any(r.get("flagged") for r in table["rows"]):
+        print("\nflagged policies are registered but never get the alias `champion`")
     print(f"\nfrom {path}; the full report: reports/report.html")
     return 0
 

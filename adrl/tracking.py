@@ -242,6 +242,13 @@ class StageRun:
         if self.active:
             self._client.log_table(self.run_id, df, artifact_file=name)
 
+    def log_parent_metrics(self, metrics: Mapping[str, float]) -> None:
+        """The same metrics on the pipeline's parent run (``$ADRL_PARENT_RUN_ID``), so pipeline executions
+        compare at the top level; nothing when the stage runs without a parent (plain ``dvc repro``)."""
+        parent = os.environ.get(PARENT_ENV)
+        if self.active and parent:
+            StageRun(self._mlflow, parent).log_metrics(metrics)
+
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         if self.active:
             for k, v in tags.items():
@@ -399,8 +406,10 @@ def _quiet_model_logging():
 
 
 def log_policy_model(run: StageRun, run_dir: str | os.PathLike, step: int, name: str,
-                     registered_name: str | None = None, description: str = "") -> str | None:
-    """Log one checkpoint of a trained run as an MLflow pyfunc model (and register it). Returns the model URI."""
+                     registered_name: str | None = None, description: str = "",
+                     version_tags: Mapping[str, Any] | None = None, alias: str | None = None) -> str | None:
+    """Log one checkpoint of a trained run as an MLflow pyfunc model (and register it, with ``version_tags``
+    on the new model version and ``alias`` pointing at it). Returns the model URI."""
     if not run.active:
         return None
     import mlflow
@@ -424,4 +433,13 @@ def log_policy_model(run: StageRun, run_dir: str | os.PathLike, step: int, name:
                 artifacts={"run_dir": str(one), "meta": str(meta)},
                 pip_requirements=[f"adrl=={__version__}", "torch==2.13.0", "numpy", "pandas"],
                 registered_model_name=registered_name, metadata={"description": description})
+    if registered_name and info.registered_model_version is not None:
+        client = mlflow.MlflowClient()
+        version = str(info.registered_model_version)
+        if description:
+            client.update_model_version(registered_name, version, description=description)
+        for k, v in (version_tags or {}).items():
+            client.set_model_version_tag(registered_name, version, k, "" if v is None else str(v))
+        if alias:
+            client.set_registered_model_alias(registered_name, alias, version)
     return info.model_uri

@@ -223,15 +223,72 @@ def padded_rewards(data: LoggedData) -> np.ndarray:
     return R
 
 
+def padded(data: LoggedData, x: np.ndarray) -> np.ndarray:
+    """(C, N) per-decision values -> (C, E, T), zero after each episode's end."""
+    out = np.zeros((x.shape[0], data.n_episodes, data.horizon))
+    out[:, data.episode_index, data.position] = x
+    return out
+
+
+def _per_step_normalised(W: np.ndarray, X: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:
+    """sum_t sum_i c_i W_{i,t} X_{i,t} / sum_i c_i W_{i,t} for (C, E, T) W and X (a step with zero total
+    weight contributes 0); ``counts`` (B, E) resample counts give (B, C), else (C,)."""
+    if counts is None:
+        num, den = np.einsum("cet,cet->ct", W, X), W.sum(axis=1)
+    else:
+        C, E, T = W.shape
+        num = (counts @ (W * X).transpose(1, 0, 2).reshape(E, C * T)).reshape(-1, C, T)
+        den = (counts @ W.transpose(1, 0, 2).reshape(E, C * T)).reshape(-1, C, T)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1), 0.0).sum(axis=-1)
+
+
 def pdwis(data: LoggedData, log_rho: np.ndarray, clip: float) -> np.ndarray:
     """Per-decision WIS per candidate (method 5.3); a time step with zero total weight contributes 0."""
     W = step_weights(data, log_rho, clip)
-    R = padded_rewards(data)
-    num = np.einsum("cet,et->ct", W, R)
-    den = W.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        terms = np.where(den > 0, num / np.where(den > 0, den, 1), 0.0)
-    return terms.sum(axis=1)
+    return _per_step_normalised(W, np.broadcast_to(padded_rewards(data)[None], W.shape))
+
+
+def check_model_values(data: LoggedData, q_logged, v_e, where: str = "model values") -> tuple[np.ndarray, np.ndarray]:
+    """(C, N) model values Q(z_t, A_t) of the logged action and V_e(z_t) = sum_a pi_e(a|z_t) Q(z_t, a)."""
+    q = np.atleast_2d(np.asarray(q_logged, dtype=np.float64))
+    v = np.atleast_2d(np.asarray(v_e, dtype=np.float64))
+    if q.shape != v.shape or q.shape[1] != data.n_decisions:
+        raise InputError(f"{where}: Q of logged actions {q.shape} and V {v.shape} must both be "
+                         f"(candidates, {data.n_decisions})")
+    if not (np.isfinite(q).all() and np.isfinite(v).all()):
+        raise InputError(f"{where}: non-finite model values (the FQE fit diverged?)")
+    return q, v
+
+
+def wdr_terms(data: LoggedData, log_rho: np.ndarray, clip: float, q_logged, v_e):
+    """(W, X, Wprev, V) of weighted per-decision doubly robust (Thomas & Brunskill 2016), undiscounted:
+
+        WDR = sum_t sum_i wbar_{i,t} (r_{i,t} - Q(z_{i,t}, A_{i,t})) + wbar_{i,t-1} V(z_{i,t}),
+
+    wbar_{i,t} = w_{i,t} / sum_j w_{j,t} with the (clipped, frozen after the end) step weights of PDWIS and
+    wbar_{i,-1} = 1 / E. With Q and V of the evaluation policy exact, every term r + V(z') - Q(z, a) has
+    mean zero given the past, so WDR is unbiased; with a wrong model it stays consistent (the PDWIS part)."""
+    q, v = check_model_values(data, q_logged, v_e)
+    W = step_weights(data, log_rho, clip)
+    R = padded_rewards(data)[None]
+    X = R - padded(data, q)
+    Wprev = np.concatenate([np.ones_like(W[:, :, :1]), W[:, :, :-1]], axis=2)
+    return W, X, Wprev, padded(data, v)
+
+
+def wdr(data: LoggedData, log_rho: np.ndarray, clip: float, q_logged, v_e) -> np.ndarray:
+    """Weighted doubly robust estimate per candidate (:func:`wdr_terms`)."""
+    W, X, Wp, V = wdr_terms(data, log_rho, clip, q_logged, v_e)
+    return _per_step_normalised(W, X) + _per_step_normalised(Wp, V)
+
+
+def fqe_start_values(data: LoggedData, v) -> np.ndarray:
+    """(C, E) model value of each episode's first state; the FQE estimate is its mean over episodes."""
+    v = np.atleast_2d(np.asarray(v, dtype=np.float64))
+    if v.shape[1] != data.n_decisions:
+        raise InputError(f"FQE values of shape {v.shape}; expected (candidates, {data.n_decisions})")
+    return v[:, data.starts]
 
 
 def resample_counts(n_episodes: int, n_boot: int, seed: int) -> np.ndarray:
@@ -249,11 +306,14 @@ class Bootstrap:
     wis: np.ndarray      # (B, k), NaN where a resample has zero total weight
     ess: np.ndarray      # (B, k)
     pdwis: np.ndarray | None  # (B, k)
+    wdr: np.ndarray | None = None  # (B, k)
+    fqe: np.ndarray | None = None  # (B, k)
 
 
 def bootstrap(data: LoggedData, w: np.ndarray, counts: np.ndarray,
-              W_steps: np.ndarray | None = None) -> Bootstrap:
-    """Resample episodes (rows of ``counts``) for the (k, E) weights ``w`` (and (k, E, T) step weights)."""
+              W_steps: np.ndarray | None = None, wdr_parts=None, v0: np.ndarray | None = None) -> Bootstrap:
+    """Resample episodes (rows of ``counts``) for the (k, E) weights ``w`` (and (k, E, T) step weights,
+    the :func:`wdr_terms` of the same k policies, their (k, E) model start values)."""
     sw = counts @ w.T
     sw2 = counts @ (w * w).T
     swg = counts @ (w * data.returns[None, :]).T
@@ -263,13 +323,13 @@ def bootstrap(data: LoggedData, w: np.ndarray, counts: np.ndarray,
         ess = np.where(ok, sw * sw / sw2, 0.0)
     pd = None
     if W_steps is not None:
-        k, E, T = W_steps.shape
-        R = padded_rewards(data)
-        num = (counts @ (W_steps * R[None]).transpose(1, 0, 2).reshape(E, k * T)).reshape(-1, k, T)
-        den = (counts @ W_steps.transpose(1, 0, 2).reshape(E, k * T)).reshape(-1, k, T)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            pd = np.where(den > 0, num / np.where(den > 0, den, 1), 0.0).sum(axis=2)
-    return Bootstrap(wis, ess, pd)
+        pd = _per_step_normalised(W_steps, np.broadcast_to(padded_rewards(data)[None], W_steps.shape), counts)
+    dr = None
+    if wdr_parts is not None:
+        W, X, Wp, V = wdr_parts
+        dr = _per_step_normalised(W, X, counts) + _per_step_normalised(Wp, V, counts)
+    fq = None if v0 is None else (counts @ v0.T) / counts.sum(axis=1, keepdims=True)
+    return Bootstrap(wis, ess, pd, dr, fq)
 
 
 def summarize_replicates(x: np.ndarray, level: float = 0.95) -> dict:

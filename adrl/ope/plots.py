@@ -71,3 +71,33 @@ def calibration_figure(metrics: dict):
         ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+AUDIT_ESTIMATORS = ("wis", "pdwis", "fqe", "wdr")
+
+
+def audit_figure(points: pd.DataFrame, audit: dict | None = None):
+    """The selection audit: one panel per estimator, each candidate's validation estimate against its true
+    value (simulator roll-out), coloured by algorithm, with the identity line and the Spearman correlation."""
+    plt = _plt()
+    est = [e for e in AUDIT_ESTIMATORS if e in points]
+    fig, axes = plt.subplots(1, len(est), figsize=(3.8 * len(est), 3.6), squeeze=False)
+    algs = sorted(points["algorithm"].unique())
+    colours = dict(zip(algs, plt.cm.tab10.colors))
+    lo = np.nanmin(points[["true_value", *est]].to_numpy(np.float64))
+    hi = np.nanmax(points[["true_value", *est]].to_numpy(np.float64))
+    for ax, e in zip(axes[0], est):
+        for alg in algs:
+            d = points[points["algorithm"] == alg]
+            ax.scatter(d["true_value"], d[e], s=14, alpha=0.75, color=colours[alg], label=alg)
+        ax.plot([lo, hi], [lo, hi], color="0.5", lw=0.8, ls="--")
+        r = (audit or {}).get(e, {})
+        title = e.upper()
+        if r:
+            title += f"  (Spearman {r['spearman']:.2f}, regret {r['regret']:.1f})"
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("true value (simulator)")
+        ax.set_ylabel(f"validation {e}")
+    axes[0][0].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig

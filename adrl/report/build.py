@@ -251,13 +251,48 @@ def clinical_table(stays: pd.DataFrame, raw: pd.DataFrame, outcome: str | None =
 def test_table(rows: list[dict]) -> Table:
     out = []
     for r in rows:
-        out.append([NAMES.get(r["policy"], r["policy"]), _num(r.get("wis")), _ci(r.get("wis_ci")),
-                    _num(r.get("ess"), "{:.1f}"), _ci(r.get("ess_ci")), _num(r.get("agreement"), "{:.3f}"),
+        out.append([NAMES.get(r["policy"], r["policy"]), _num(r.get("wis")),
+                    "not estimable" if r.get("wis_ci_note") else _ci(r.get("wis_ci")),
+                    _num(r.get("ess"), "{:.1f}"), _ci(r.get("ess_ci")), _num(r.get("fqe")), _ci(r.get("fqe_ci")),
+                    _num(r.get("wdr")), _ci(r.get("wdr_ci")), _num(r.get("agreement"), "{:.3f}"),
                     _num(r.get("true_value")), _num(r.get("true_value_se")), r.get("n_episodes"),
-                    r.get("variant", "") or ""])
-    return Table(["policy", "WIS", "WIS 95% CI", "ESS", "ESS 95% CI", "agreement", "true value", "true SE",
-                  "episodes", "selected"], out, "Test split: WIS and ESS with episode-bootstrap 95% CIs; agreement "
-                 "with clinician actions; true value from simulator roll-outs (synthetic source only)")
+                    r.get("variant", "") or "", "; ".join(r.get("flags") or [])])
+    return Table(["policy", "WIS", "WIS 95% CI", "ESS", "ESS 95% CI", "FQE", "FQE 95% CI", "WDR", "WDR 95% CI",
+                  "agreement", "true value", "true SE", "episodes", "selected", "flags"], out,
+                 "Test split: WIS and ESS with episode-bootstrap 95% CIs (below the ESS cutoff a WIS CI is one or "
+                 "two episodes: not estimable); FQE (fitted on train) and WDR with episode-bootstrap CIs (the FQE "
+                 "fit itself is not refitted); agreement with clinician actions; true value from simulator "
+                 "roll-outs (synthetic source only); flags: why a policy is not promoted to champion")
+
+
+AUDIT_TEXT = ("How far can each estimator be trusted to choose? Every audited candidate (each run's final "
+              "checkpoint and evenly spaced others) is rolled out in the simulator; each panel puts its validation "
+              "estimate against that truth. WIS reweights whole episodes; PDWIS normalises the weights step by step "
+              "(with a terminal-only reward it differs from WIS only through those per-step normalisers); FQE is a "
+              "value network of the candidate's own policy fitted on train; WDR corrects FQE with the per-step "
+              "weights (weighted doubly robust). Regret: best true value among the candidates minus the one the "
+              "estimator's rule selects.")
+
+
+def audit_blocks(audit: dict | None, info: dict, points_csv: Path, dpi: int) -> list:
+    """The selection audit: estimate against truth per estimator, and the Spearman / regret / top-5 table."""
+    if not audit:
+        return [("note", f"No selection audit: {info.get('skipped', 'not run')}")] if info else []
+    from ..ope.plots import audit_figure
+
+    blocks: list = [AUDIT_TEXT]
+    if points_csv.exists():
+        pts = pd.read_csv(points_csv)
+        if len(pts):
+            blocks.append(Figure(fig_png(audit_figure(pts, audit), dpi), "Selection audit: validation estimate "
+                                 "against the simulator's true value, one point per candidate", "audit"))
+    blocks.append(Table(["estimator", "Spearman", "regret", "top-5 precision", "selects (true value)"],
+                        [[e, _num(r["spearman"]), _num(r["regret"]), _num(r["top5_precision"]),
+                          f"{r['selected_run_id']} @ {r['selected_step']} ({r['selected_true']:.1f})"]
+                         for e, r in audit.items()],
+                        f"Selection audit on {info.get('n_candidates')} candidates, {info.get('n_patients')} "
+                        f"simulated patients each; winner: {info.get('winner')}"))
+    return blocks
 
 
 # ------------------------------------------------------------------ assembly
@@ -390,17 +425,22 @@ def build_sections(cfg, root: Path = Path(".")) -> tuple[list[Section], dict]:
 
     # --- selection
     sel = Section("Model selection", "selection")
+    sel.blocks.append(f"Selection rule (evaluate.select_by): {evaluate.get('select_by', 'wis_ess_pareto')}.")
     for name, cap in (("pareto", "Validation WIS against ESS for every checkpoint; Pareto frontier and the "
                                  "selected checkpoint per algorithm"),
                       ("behaviour_calibration", "Behaviour policy (kNN on AIS states): calibration")):
         f = R / "figures" / f"{name}.png"
         if f.exists():
             sel.blocks.append(Figure(f.read_bytes(), cap, name))
-    sel.blocks.append(Table(["policy", "run", "step", "tau", "val WIS", "val ESS", "flagged"],
+    sel.blocks.append(Table(["policy", "run", "step", "tau", "val WIS", "val ESS", "val FQE", "FQE converged",
+                             "flagged"],
                             [[k, v.get("run_id"), v.get("step"), v.get("tau"), _num(v.get("val_wis")),
-                              _num(v.get("val_ess"), "{:.1f}"), v.get("flagged")]
+                              _num(v.get("val_ess"), "{:.1f}"), _num(v.get("val_fqe")), v.get("fqe_converged"),
+                              v.get("flagged")]
                              for k, v in evaluate.get("selected", {}).items()],
                             f"Selected checkpoints (ESS cutoff {_num(evaluate.get('ess_cutoff'), '{:.1f}')})"))
+    sel.blocks.extend(audit_blocks(evaluate.get("audit"), evaluate.get("audit_info") or {},
+                                   R / "plots" / "audit.csv", dpi))
     secs.append(sel)
 
     # --- caveats and provenance

@@ -16,7 +16,9 @@ TINY = {
     "synth": {"profile": "tiny"},
     "ais": {"max_epochs": 3, "patience": 2},
     "train": {"steps": 60, "checkpoint_every": 20, "thresholds": [0.3], "seeds": [0]},
-    "evaluate": {"bootstrap": 50, "knn_k": 20, "truth": {"n_patients": 60}},
+    "evaluate": {"bootstrap": 50, "knn_k": 20, "truth": {"n_patients": 60},
+                 "fqe": {"candidates": 9, "steps": 200, "target_every": 20, "hidden": 32, "batch_size": 256},
+                 "audit": {"candidates": 4, "n_patients": 30}},
 }
 
 

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -48,6 +49,13 @@ def test_repro_runs_every_stage_and_writes_the_contracts(project):
     # the chain simulator -> MIMIC-format events -> cohort code recovers the actions the policies chose
     for name in ("bcq", "factored_bcq", "adbcq"):
         assert ev["truth"][name]["dose_recovery"] > 0.9, (name, ev["truth"][name])
+    # the selection audit against the simulator's truth, for every estimator
+    assert set(ev["audit"]) >= {"wis", "fqe", "wdr"} and ev["audit_info"]["n_candidates"] == 4
+    for r in ev["audit"].values():
+        assert -1 <= r["spearman"] <= 1 and r["regret"] >= 0 and 0 <= r["top5_precision"] <= 1
+    for name, row in rows.items():
+        if name != "clinician":
+            assert row["fqe"] is not None and row["wdr"] is not None and isinstance(row["flagged"], bool)
     # the dynamics model's validation error, beside its ridge baseline, reaches the metrics and the report
     dyn = json.loads((p / "reports/metrics/train.json").read_text())["dynamics"]["seed0"]
     assert 0 < dyn["ensemble/term_auroc"] <= 1 and np.isfinite(dyn["linear_baseline/dz_r2"])
@@ -163,6 +171,24 @@ def test_mlflow_server_shows_one_parent_with_a_child_per_stage(project):
             "custom_model_development"  # the UI opens on the runs, not the GenAI overview
         models = _get(f"{base}/registered-models/search")["registered_models"]
         assert {"adrl-bcq", "adrl-factored_bcq", "adrl-adbcq"} <= {m["name"] for m in models}
+        # honest promotion: each selected policy's version carries its numbers and flags; `champion` only
+        # when unflagged; adbcq registered once
+        table = {r["policy"]: r for r in json.loads((p / "reports/metrics/test_table.json").read_text())["rows"]}
+        for name in ("bcq", "factored_bcq", "adbcq"):
+            q = urllib.parse.quote(f"name='adrl-{name}'")
+            versions = _get(f"{base}/model-versions/search?filter={q}")["model_versions"]
+            assert len(versions) == 1, (name, versions)
+            tags = {t["key"]: t["value"] for t in versions[0].get("tags", [])}
+            assert {"ess", "wis", "fqe", "converged", "flagged", "true_value"} <= set(tags), tags
+            assert tags["flagged"] == str(table[name]["flagged"])
+            assert float(tags["true_value"]) == pytest.approx(table[name]["true_value"])
+            rm = _get(f"{base}/registered-models/get?name=adrl-{name}")["registered_model"]
+            aliases = {a["alias"] for a in rm.get("aliases", [])}
+            assert ("champion" in aliases) == (not table[name]["flagged"]), (name, aliases, tags["flags"])
+        # the parent run carries the test table's metrics
+        pmetrics = {m["key"]: m["value"] for m in parents[0]["data"].get("metrics", [])}
+        assert pmetrics["test.bcq.wis"] == pytest.approx(table["bcq"]["wis"])
+        assert "test.adbcq.fqe" in pmetrics and "test.adbcq.flagged" in pmetrics
     finally:
         srv.terminate()
         srv.wait(timeout=30)
@@ -184,7 +210,7 @@ def test_registered_policy_model_predicts_actions(project):
 
 
 FIGURES = ["test_table", "cohort_flow", "action_heatmaps", "ais_loss", "ais_vs_naive", "training_curves", "pareto",
-           "behaviour_calibration"]
+           "audit", "behaviour_calibration"]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
 

@@ -65,7 +65,10 @@ def stage(tmp_path, monkeypatch):
     fake = FakeRuns()
     monkeypatch.setattr(ev, "rl_api", lambda: (lambda models_dir: fake.runs, fake.greedy))
     cfg = validate_config({"evaluate": {"knn_k": 10, "bootstrap": 50, "calibration_rows": 200,
-                                        "truth": {"n_patients": 0}}})  # no simulator here
+                                        "select_by": "wis_ess_pareto",  # run_evaluation without FQE below
+                                        "truth": {"n_patients": 0}, "audit": {"candidates": 0},  # no simulator
+                                        "fqe": {"candidates": 12, "steps": 200, "target_every": 20,
+                                                "hidden": 16}}})
     return ev, cfg, tmp_path
 
 
@@ -84,7 +87,17 @@ def test_stage_writes_table_selection_and_plots(stage):
     assert table["rows"][0]["ess"] == 50 and table["rows"][0]["agreement"] == 1.0
     assert table["rows"][3]["variant"] in {"adbcq[linear,aug]", "adbcq[mlp2,noaug]"}
     ev_json = strict((root / "reports/metrics/evaluate.json").read_text())
-    assert set(ev_json["selected"]) == {"bcq", "factored_bcq", "adbcq", "adbcq[linear,aug]", "adbcq[mlp2,noaug]"}
+    # the AD-BCQ pick is listed once, under adbcq; the other variant under its own name
+    other = ({"adbcq[linear,aug]", "adbcq[mlp2,noaug]"} - {table["rows"][3]["variant"]}).pop()
+    assert set(ev_json["selected"]) == {"bcq", "factored_bcq", "adbcq", other}
+    # FQE / WDR beside WIS for every selected policy, with CIs; FQE's convergence record is reported
+    for r in table["rows"][1:]:
+        assert np.isfinite(r["fqe"]) and r["fqe_ci"][0] <= r["fqe"] <= r["fqe_ci"][1] and np.isfinite(r["wdr"])
+        assert isinstance(r["fqe_converged"], bool) and isinstance(r["flagged"], bool)
+        assert r["flagged"] == bool(r["flags"])
+        assert (not r["fqe_converged"]) <= any("FQE not converged" in f for f in r["flags"])
+    assert ev_json["fqe"]["n_candidates"] >= 8 and ev_json["select_by"] == "wis_ess_pareto"
+    assert ev_json["audit"] is None and "0" in ev_json["audit_info"]["skipped"]
     for s in ev_json["selected"].values():
         assert s["validation"]["wis"] is not None and s["n_candidates"] == 20
         assert s["cutoff_sensitivity"][0]["cutoff_from"] == 0
@@ -149,7 +162,8 @@ def test_stage_with_real_training_runs(stage):
     ev, _, root = stage
     cfg = validate_config({"train": {"algorithms": ["bcq", "factored_bcq"], "steps": 100, "checkpoint_every": 50,
                                      "hidden": 32, "batch_size": 32},
-                           "evaluate": {"knn_k": 10, "bootstrap": 50, "calibration_rows": 200}})
+                           "evaluate": {"knn_k": 10, "bootstrap": 50, "calibration_rows": 200,
+                                        "select_by": "wis_ess_pareto"}})
     train.run_sweep(pd.read_parquet(root / "data/processed/states.parquet"), cfg.train, root / "models/train",
                     progress=False)
     runs = policy.list_runs(root / "models/train")
@@ -167,3 +181,54 @@ def test_same_params_same_numbers(stage):
     b = wf.run_evaluation(cfg.evaluate, ev.read_states(), fake.runs, fake.greedy)
     assert json.dumps(a["table"]) == json.dumps(b["table"])
     pd.testing.assert_frame_equal(a["scores"], b["scores"])
+
+
+def test_unknown_select_by_names_the_key(stage):
+    from adrl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="evaluate.select_by"):
+        validate_config({"evaluate": {"select_by": "best_guess"}})
+    ev, cfg, root = stage
+    scores = wf.run_evaluation(cfg.evaluate, ev.read_states(), FakeRuns().runs, FakeRuns().greedy)["scores"]
+    with pytest.raises(InputError, match="evaluate.select_by: unknown rule 'best_guess'"):
+        wf.select_models(scores, 50, 0.069, select_by="best_guess")
+    no_fqe = cfg.evaluate.model_copy(update={"select_by": "fqe",
+                                             "fqe": cfg.evaluate.fqe.model_copy(update={"candidates": 0})})
+    with pytest.raises(InputError, match="evaluate.select_by: fqe needs FQE, but evaluate.fqe.candidates is 0"):
+        wf.run_evaluation(no_fqe, ev.read_states(), FakeRuns().runs, FakeRuns().greedy)
+
+
+def test_fqe_that_does_not_converge_is_reported_and_flagged(stage, capsys):
+    from adrl.cli import main as cli
+    ev, cfg, root = stage
+    raw = {"evaluate": {**cfg.evaluate.model_dump(), "select_by": "fqe",
+                        "fqe": {"candidates": 8, "steps": 40, "target_every": 20, "lr": 1e-5, "hidden": 8}}}
+    bad = validate_config(raw)
+    ev.main(bad, StageRun())
+    ev_json = json.loads((root / "reports/metrics/evaluate.json").read_text())
+    assert ev_json["fqe"]["n_converged"] == 0
+    n = ev_json["fqe"]["n_candidates"]
+    assert n >= 8 and any(f"FQE: {n} of {n} fits did not converge" in w for w in ev_json["warnings"])
+    table = json.loads((root / "reports/metrics/test_table.json").read_text())
+    for r in table["rows"][1:]:
+        assert r["fqe_converged"] is False and r["flagged"] is True
+        assert any(f.startswith("FQE not converged") for f in r["flags"])
+        assert "selection flagged" in r["flags"]           # no converged fit to choose from
+    capsys.readouterr()
+    assert cli(["show", "--table", str(root / "reports/metrics/test_table.json")]) == 0
+    shown = capsys.readouterr().out
+    assert "FQE not converged" in shown and "never get the alias `champion`" in shown
+
+
+def test_audit_on_a_real_source_says_so_and_the_rest_runs(stage, caplog):
+    ev, cfg, root = stage
+    raw = {"source": {"kind": "demo"},
+           "evaluate": {**cfg.evaluate.model_dump(), "audit": {"candidates": 10, "n_patients": 50}}}
+    real = validate_config(raw)
+    with caplog.at_level("WARNING"):
+        ev.main(real, StageRun())
+    assert "evaluate.audit: source.kind is demo, which has no simulator truth: the audit is skipped" in caplog.text
+    ev_json = json.loads((root / "reports/metrics/evaluate.json").read_text())
+    assert ev_json["audit"] is None and "no simulator truth" in ev_json["audit_info"]["skipped"]
+    assert set(ev_json["selected"]) >= {"bcq", "factored_bcq", "adbcq"} and ev_json["fqe"]["n_candidates"] > 0
+    assert (root / "reports/plots/audit.csv").read_text().startswith("run_id,algorithm")   # header only
