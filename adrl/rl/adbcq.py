@@ -41,6 +41,7 @@ class ADBCQConfig(BCQConfig):
     state_cond: str = "auto"          # auto (from state_bias) | none | bias: b(z) | hyper: w(z) and b(z), linear only
     relu_monotone: bool = False       # relu mixer with |W|, |v| (QMIX): F non-decreasing in every q_k
     mlp2_activation: str = "none"     # mlp2 mixer: none (deep linear) | tanh
+    mixer_w0: float | None = None     # the linear mixer's initial weights w_k (None: 1/K, method.md 4.2)
     bc_filter: str = "factored"       # factored: A_F x A_V | joint: 25-way imitation head, M = {pi/max pi > tau}
     tau_per_head: tuple[float, float] | None = None   # (tau_F, tau_V) for the factored filter, else tau
 
@@ -99,7 +100,8 @@ class ADBCQNet(nn.Module):
         # the mixer works in training units: R_max / value_scale keeps mlp2/relu's q / R_max of order one
         self.mixer = Mixer(cfg.mixer, d, r_max=cfg.r_max / cfg.value_scale, state_bias=cfg.use_bias, hyper=cfg.cond == "hyper",
                            monotone=cfg.relu_monotone and cfg.mixer == "relu",
-                           activation=cfg.mlp2_activation if cfg.mixer == "mlp2" else "none")
+                           activation=cfg.mlp2_activation if cfg.mixer == "mlp2" else "none",
+                           w0=cfg.mixer_w0)
 
     def heads(self, z: torch.Tensor) -> torch.Tensor:
         return self.heads_net(z).view(-1, 2, N_VASO)

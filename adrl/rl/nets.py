@@ -97,7 +97,7 @@ class Mixer(nn.Module):
     """
 
     def __init__(self, kind: str, d: int, r_max: float = 100.0, state_bias: bool = False, K: int = 2,
-                 hyper: bool = False, monotone: bool = False, activation: str = "none"):
+                 hyper: bool = False, monotone: bool = False, activation: str = "none", w0: float | None = None):
         super().__init__()
         if hyper and kind not in HYPER_MIXERS:
             raise ConfigError(f"train.state_cond: hyper supports only the {', '.join(HYPER_MIXERS)} mixer, "
@@ -112,7 +112,7 @@ class Mixer(nn.Module):
         if kind == "linear":
             # w_k = softplus(omega_k) initialised at 1/K, c = 0
             if not hyper:
-                self.omega = nn.Parameter(torch.full((K,), _inv_softplus(1.0 / K)))
+                self.omega = nn.Parameter(torch.full((K,), _inv_softplus(w0 or 1.0 / K)))
             self.c = nn.Parameter(torch.zeros(()))
         elif kind in ("mlp2", "relu"):
             width = 16 if kind == "mlp2" else 32
@@ -129,7 +129,7 @@ class Mixer(nn.Module):
             # w(z) = softplus(MLP(z)); zero last-layer weights and bias softplus^-1(1/K): w = 1/K at start
             self.hyper = nn.Sequential(nn.Linear(d, 64), nn.ReLU(), nn.Linear(64, K))
             nn.init.zeros_(self.hyper[2].weight)
-            nn.init.constant_(self.hyper[2].bias, _inv_softplus(1.0 / K))
+            nn.init.constant_(self.hyper[2].bias, _inv_softplus(w0 or 1.0 / K))
 
     def weights(self) -> torch.Tensor | None:
         """Effective per-head weights dF/dq_k where they are global (linear, deep-linear mlp2), else None."""

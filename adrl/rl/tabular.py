@@ -150,10 +150,17 @@ class TabularMDP:
         return np.bincount(flat, minlength=self.S * N_ACTIONS).reshape(self.S, N_ACTIONS)
 
     def state_of(self, z: np.ndarray) -> np.ndarray:
-        """Rows of features -> state index (exact match; -1 where none)."""
-        f = self.features.astype(np.float32)
-        eq = (np.asarray(z, np.float32)[:, None, :] == f[None]).all(-1)
-        return np.where(eq.any(1), eq.argmax(1), -1)
+        """Rows of features -> state index (exact match; -1 where none). Features are 0/1 vectors, so each row is
+        identified by its binary code."""
+        f = self.features.astype(np.float64)
+        w = 2.0 ** np.arange(f.shape[1])
+        codes = f @ w
+        order = np.argsort(codes)
+        zc = np.asarray(z, np.float64) @ w
+        pos = np.clip(np.searchsorted(codes[order], zc), 0, len(codes) - 1)
+        idx = order[pos]
+        ok = (codes[idx] == zc) & np.isin(np.asarray(z), (0, 1)).all(1)
+        return np.where(ok, idx, -1)
 
     def exact_model(self) -> "ExactProjectedModel":
         return ExactProjectedModel(self)

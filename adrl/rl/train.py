@@ -109,7 +109,7 @@ def algo_config(spec: RunSpec, p: TrainParams):
                        lambda_proj=p.lambda_proj, reuse_real=p.reuse_real,
                        mixer_grad_to_heads=p.mixer_grad_to_heads, r_max=p.r_max,
                        heads=p.heads, state_cond=p.state_cond, relu_monotone=p.relu_monotone,
-                       mlp2_activation=p.mlp2_activation, bc_filter=p.bc_filter, tau_per_head=spec.tau_k)
+                       mlp2_activation=p.mlp2_activation, mixer_w0=p.mixer_w0, bc_filter=p.bc_filter, tau_per_head=spec.tau_k)
 
 
 def make_learner(spec: RunSpec, d: int, p: TrainParams, dynamics: DynamicsEnsemble | None = None):
