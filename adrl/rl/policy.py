@@ -150,6 +150,11 @@ class Policy:
         """(N, 25) Q over joint actions (the mixed Q for AD-BCQ), before masking."""
         return self._forward(z)[0].numpy()
 
+    def q_and_mask(self, z) -> tuple[np.ndarray, np.ndarray]:
+        """((N, 25) Q before masking, (N, 25) bool allowed set) from one forward pass."""
+        q, m = self._forward(z)
+        return q.numpy(), m.numpy().astype(bool)
+
     def allowed_mask(self, z) -> np.ndarray:
         """(N, 25) bool: the BCQ-allowed joint actions."""
         return self._forward(z)[1].numpy()

@@ -191,8 +191,12 @@ def test_cli_shows_results_and_applies_a_selected_policy(project):
     df = pd.read_parquet(out)
     states = pd.read_parquet(p / "data/processed/states.parquet")
     assert len(df) == len(states)
-    assert (df["action"] == 5 * df["fluid_bin"] + df["vaso_bin"]).all()
-    probs = df[[f"p_{j}" for j in range(25)]].to_numpy()
-    assert abs(probs.sum(axis=1) - 1).max() < 1e-5
+    live = ~states["last"].to_numpy(bool)
+    assert (df["decision_row"].to_numpy() == live).all() and (df.loc[~live, "action"] == -1).all()
+    assert (df["action"] == 5 * df["fluid_bin"] + df["vaso_bin"])[live].all()
+    q = df[[f"q_{j}" for j in range(25)]].to_numpy()
+    allowed = df[[f"allowed_{j}" for j in range(25)]].to_numpy()
+    assert np.isfinite(q[live]).all() and allowed[live].any(axis=1).all()
+    assert allowed[live, df["action"].to_numpy()[live]].all()     # the greedy action is an allowed one
     bad = run(["adrl", "apply", "--states", "missing.parquet", "--out", str(out)], p, check=False)
     assert bad.returncode == 2 and "missing.parquet" in bad.stderr
