@@ -162,9 +162,54 @@ def train_run(spec: RunSpec, data: Transitions, p: TrainParams, out_dir: Path,
     with atomic_path(run_dir) as tmp:
         tmp.mkdir()
         torch.save(blob, tmp / CKPT_FILE)
-        (tmp / RUN_FILE).write_text(json.dumps(record, indent=1) + "\n")
+        # timings stay out of the outputs (they change every run): the returned record carries them
+        (tmp / RUN_FILE).write_text(json.dumps(without_timings(record), indent=1) + "\n")
     log.info("%s: %d steps, %.0f steps/s", spec.run_id, p.steps, record["steps_per_s"])
     return record
+
+
+TIMING_KEYS = ("train_seconds", "steps_per_s", "fit_seconds")
+
+
+def without_timings(d: dict) -> dict:
+    """``d`` without wall-clock fields (nested dicts too): what is written to models/train is reproducible."""
+    def strip(v):
+        if isinstance(v, dict):
+            return {k: strip(x) for k, x in v.items() if k not in TIMING_KEYS}
+        if isinstance(v, list):
+            return [strip(x) for x in v]
+        return v
+
+    return strip(d)
+
+
+# ---- worker processes ------------------------------------------------------------------------------
+def _die_with_parent(parent_pid: int) -> None:
+    """Pool initializer: the worker gets SIGKILL when the process that started it dies (Linux
+    PR_SET_PDEATHSIG), so killing the stage, even with SIGKILL, never leaves workers training."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C goes to the stage, which stops the workers
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)     # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):              # not Linux: the stage's own shutdown still stops them
+        pass
+    if os.getppid() != parent_pid:                 # the parent died before the signal was armed
+        os._exit(1)
+
+
+def _stop_pool(ex: ProcessPoolExecutor) -> None:
+    """Kill the pool's workers now (no waiting for running or queued runs) and reap them."""
+    procs = list((getattr(ex, "_processes", None) or {}).values())
+    for proc in procs:
+        if proc.is_alive():
+            proc.kill()
+    ex.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        proc.join(timeout=5)
 
 
 # ---- dynamics persistence ---------------------------------------------------------------------------
@@ -234,7 +279,7 @@ def _sweep(df, p: TrainParams, out_dir: Path, specs: list[RunSpec], where, progr
             report["fit_seconds"] = time.perf_counter() - t0
             rel = Path("dynamics") / f"seed{seed}"
             save_dynamics(model, dynamics_config(p), tmp / rel / "ensemble.pt")
-            write_json(tmp / rel / "report.json", {"seed": seed, "report": report, "history": hist})
+            write_json(tmp / rel / "report.json", {"seed": seed, "report": without_timings(report), "history": hist})
             dyn_paths[seed] = tmp / rel / "ensemble.pt"
             manifest["dynamics"][f"seed{seed}"] = {"path": str(rel / "ensemble.pt"), "report": report}
             if on_dynamics:
@@ -247,7 +292,9 @@ def _sweep(df, p: TrainParams, out_dir: Path, specs: list[RunSpec], where, progr
             env_threads = os.environ.get("OMP_NUM_THREADS")
             os.environ["OMP_NUM_THREADS"] = str(p.threads)
             try:
-                with ProcessPoolExecutor(max_workers=min(p.workers, len(specs)), mp_context=ctx) as ex:
+                ex = ProcessPoolExecutor(max_workers=min(p.workers, len(specs)), mp_context=ctx,
+                                         initializer=_die_with_parent, initargs=(os.getpid(),))
+                try:
                     futs = [ex.submit(_worker, s, str(data_path), p.model_dump_json(), str(tmp),
                                       str(dyn_paths[s.seed]) if s.needs_dynamics else None,
                                       f"seed{s.seed}" if s.needs_dynamics else None) for s in specs]
@@ -256,6 +303,10 @@ def _sweep(df, p: TrainParams, out_dir: Path, specs: list[RunSpec], where, progr
                         records.append(rec)
                         if on_run:
                             on_run(rec)
+                except BaseException:      # an error, Ctrl-C or SIGTERM: stop the workers now, not after their runs
+                    _stop_pool(ex)
+                    raise
+                ex.shutdown(wait=True)
             finally:
                 if env_threads is None:
                     os.environ.pop("OMP_NUM_THREADS", None)
@@ -272,5 +323,5 @@ def _sweep(df, p: TrainParams, out_dir: Path, specs: list[RunSpec], where, progr
                     on_run(rec)
         manifest["runs"] = [{k: v for k, v in r.items() if k not in ("history", "config")}
                             | {"run_dir": f"runs/{r['run_id']}"} for r in records]
-        write_json(tmp / MANIFEST, manifest)
+        write_json(tmp / MANIFEST, without_timings(manifest))
     return manifest
