@@ -60,7 +60,64 @@ def cmd_ui(args: argparse.Namespace) -> int:
     if exe.exists():
         cmd[0] = str(exe)
     print(f"MLflow UI on http://127.0.0.1:{args.port}  (store {tracking.tracking_uri()})", flush=True)
-    return subprocess.call(cmd)
+    return supervise(cmd)
+
+
+def _child_dies_with_parent() -> None:
+    """preexec_fn: the child gets SIGTERM when this process dies, even by SIGKILL (Linux PR_SET_PDEATHSIG)."""
+    import signal
+
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _stop_group(pgid: int, grace: float = 10.0) -> None:
+    """SIGTERM to every process of the group, SIGKILL to what is left after ``grace`` seconds."""
+    import signal
+
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 2.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        t0 = time.time()
+        while time.time() - t0 < wait:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+
+
+def supervise(cmd: list[str]) -> int:
+    """Run ``cmd`` in its own process group and stop the whole group (it and its children, e.g. the MLflow
+    server's workers) when this process ends or receives SIGTERM, SIGINT or SIGHUP."""
+    import signal
+
+    proc = subprocess.Popen(cmd, start_new_session=True, preexec_fn=_child_dies_with_parent)
+    got: list[int] = []
+
+    def forward(signum, frame):
+        got.append(signum)
+
+    handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    old = {s: signal.signal(s, forward) for s in handled}
+    try:
+        while proc.poll() is None and not got:
+            try:
+                proc.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                pass
+    finally:
+        _stop_group(proc.pid)
+        proc.wait()
+        for s, h in old.items():
+            signal.signal(s, h)
+    return 128 + got[0] if got else proc.returncode
 
 
 def cmd_check_params(args: argparse.Namespace) -> int:
