@@ -200,3 +200,23 @@ def test_cli_shows_results_and_applies_a_selected_policy(project):
     assert allowed[live, df["action"].to_numpy()[live]].all()     # the greedy action is an allowed one
     bad = run(["adrl", "apply", "--states", "missing.parquet", "--out", str(out)], p, check=False)
     assert bad.returncode == 2 and "missing.parquet" in bad.stderr
+
+
+def test_metrics_files_hold_no_timings(project):
+    # wall-clock fields change every run; in the DVC metrics files they made `dvc metrics diff` of two identical
+    # runs report noise. They live in reports/timings/<stage>.json (not a DVC metric) and in MLflow.
+    p, _ = project
+
+    def keys(d, prefix=""):
+        for k, v in d.items():
+            yield prefix + k
+            if isinstance(v, dict):
+                yield from keys(v, prefix + k + ".")
+
+    for f in sorted((p / "reports/metrics").glob("*.json")):
+        timing = [k for k in keys(json.loads(f.read_text())) if "seconds" in k or k.endswith("_per_s")]
+        assert not timing, f"{f.name}: {timing}"
+    dvc_yaml = (p / "dvc.yaml").read_text()
+    assert "reports/timings" not in dvc_yaml
+    for stage in STAGES:
+        assert json.loads((p / f"reports/timings/{stage}.json").read_text())["stage_seconds"] > 0, stage

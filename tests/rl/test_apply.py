@@ -87,7 +87,7 @@ def test_non_finite_state_is_a_named_error_not_a_confident_no_treatment(trained,
     bad = states.copy()
     bad.loc[7, "z_4"] = value
     bad.to_parquet(root / "bad.parquet", index=False)
-    assert _apply(root, "--run", runs["bcq"], states="bad.parquet", out="bad_out.parquet") == 2
+    assert _apply(root, "--policy", "adbcq", states="bad.parquet", out="bad_out.parquet") == 2
     err = capsys.readouterr().err
     assert "bad.parquet" in err and "row 7" in err and "z_4" in err and kind in err
     assert not (root / "bad_out.parquet").exists()
@@ -96,7 +96,7 @@ def test_non_finite_state_is_a_named_error_not_a_confident_no_treatment(trained,
 def test_states_file_that_is_not_parquet_is_named(trained, capsys):
     root, runs, _ = trained
     (root / "notparquet.parquet").write_text("icustay_id,z_0\n1,0.5\n")
-    assert _apply(root, "--run", runs["bcq"], states="notparquet.parquet") == 2
+    assert _apply(root, "--policy", "adbcq", states="notparquet.parquet") == 2
     err = capsys.readouterr().err
     assert "notparquet.parquet" in err and "Parquet" in err and "Traceback" not in err
 
@@ -107,7 +107,7 @@ def test_text_in_a_state_column_is_named(trained, capsys):
     bad["z_2"] = bad["z_2"].astype(str)
     bad.loc[5, "z_2"] = "n/a"
     bad.to_parquet(root / "text.parquet", index=False)
-    assert _apply(root, "--run", runs["bcq"], states="text.parquet") == 2
+    assert _apply(root, "--policy", "adbcq", states="text.parquet") == 2
     err = capsys.readouterr().err
     assert "text.parquet" in err and "z_2" in err and "row 5" in err
     with pytest.raises(InputError, match="z_2"):   # the train stage reads states the same way
