@@ -5,13 +5,13 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT
+from tests.procs import HAVE_PROC, alive as _alive, descendants as _descendants
 
-pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+pytestmark = pytest.mark.skipif(not HAVE_PROC, reason="needs Linux /proc")
 
 
 def _free_port() -> int:
@@ -24,30 +24,6 @@ def _listening(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)
         return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _alive(pid: int) -> bool:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return raw[raw.rindex(")") + 2] != "Z"
-
-
-def _descendants(pid: int) -> set[int]:
-    parent = {}
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                raw = (p / "stat").read_text()
-            except OSError:
-                continue
-            parent[int(p.name)] = int(raw[raw.rindex(")") + 2:].split()[1])
-    out, frontier = set(), {pid}
-    while frontier:
-        frontier = {c for c, pp in parent.items() if pp in frontier} - out
-        out |= frontier
-    return out
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM], ids=["SIGTERM"])

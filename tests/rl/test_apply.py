@@ -158,3 +158,14 @@ def test_non_finite_states_in_training_name_row_and_column():
     df.loc[4, "z_9"] = np.nan
     with pytest.raises(InputError, match="row 4, column z_9: NaN"):
         transitions(df, "train")
+
+
+def test_the_policy_object_refuses_non_finite_states(trained):
+    # the same guard for every caller (the MLflow pyfunc model, roll-outs): never a silent "no treatment"
+    root, runs, states = trained
+    pol = Policy.load(root / "models" / "runs" / runs["adbcq"])
+    z = states[ZC].to_numpy(np.float32).copy()
+    z[3, 6] = np.nan
+    for f in (pol.greedy, pol.q_values, pol.q_and_mask):
+        with pytest.raises(InputError, match="row 3, column z_6 is not finite"):
+            f(z)

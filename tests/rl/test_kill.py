@@ -12,51 +12,17 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.e2e.harness import env_for, make_project
+from tests.procs import HAVE_PROC, alive as _alive, cmdline as _cmdline, descendants as _descendants
 from tests.rl.factored_mdp import make_states
 
 pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")]
+              pytest.mark.skipif(not HAVE_PROC, reason="needs Linux /proc")]
 
 # 3 runs on 2 workers: when the first run is written, one worker is mid-run and the other starts the third
 SWEEP = {"train": {"algorithms": ["bcq"], "thresholds": [0.3], "seeds": [0, 1, 2], "steps": 800,
                    "checkpoint_every": 400, "hidden": 32, "workers": 2}}
-
-
-def _stat(pid: int) -> tuple[int, str] | None:
-    """(parent pid, state) of a process, None if it is gone."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = raw[raw.rindex(")") + 2:].split()
-    return int(fields[1]), fields[0]
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _descendants(pid: int) -> set[int]:
-    parent = {}
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit() and (st := _stat(int(p.name))) is not None:
-            parent[int(p.name)] = st[0]
-    out, frontier = set(), {pid}
-    while frontier:
-        frontier = {c for c, pp in parent.items() if pp in frontier} - out
-        out |= frontier
-    return out
-
-
-def _alive(pid: int) -> bool:
-    st = _stat(pid)
-    return st is not None and st[1] != "Z"
 
 
 def _tree_hashes(root: Path) -> dict[str, str]:
