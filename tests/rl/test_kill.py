@@ -69,6 +69,7 @@ def test_killed_train_stage_leaves_no_worker_no_temp_folder_and_reproduces(unint
     dvc = str(Path(sys.executable).parent / "dvc")
     proc = subprocess.Popen([dvc, "repro", "-s", "train"], cwd=project, env=_env(project),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    left: set[int] = set()
     try:
         # wait until the stage's workers are training: the first run is written, the others are not
         deadline, stage, workers = time.time() + 300, None, set()
@@ -90,12 +91,17 @@ def test_killed_train_stage_leaves_no_worker_no_temp_folder_and_reproduces(unint
         survivors = [(q, _cmdline(q)[:100]) for q in left if _alive(q)]
         assert not survivors, f"{sig.name}: still running 10 s after the kill: {survivors}"
         assert proc.wait(timeout=60) != 0
-    finally:
+    finally:   # never leave processes behind, even when the test fails
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+        for q in left:
+            if _alive(q):
+                os.kill(q, signal.SIGKILL)
     if sig == signal.SIGTERM:    # SIGTERM unwinds: the stage removes its own temporary folder
         assert _temp_folders(project) == []
-    # the next run removes what the kill left, and reproduces the uninterrupted outputs exactly
+    else:                        # SIGKILL leaves it (nothing can run in a killed process) ...
+        assert any(t.startswith("models/.train.") for t in _temp_folders(project))
+    # ... the next run removes it, and reproduces the uninterrupted outputs exactly
     _repro(project)
     assert _temp_folders(project) == []
     hashes, metrics = uninterrupted
