@@ -55,6 +55,20 @@ def remove_stale_tmp(path: str | os.PathLike) -> list[Path]:
     return gone
 
 
+TIMING_KEYS = frozenset({"seconds", "seconds_per_epoch", "train_seconds", "fit_seconds", "steps_per_s",
+                         "rows_per_s"})
+
+
+def without_timings(obj: Any, keys: frozenset[str] = TIMING_KEYS) -> Any:
+    """``obj`` without wall-clock fields (in nested dicts and lists too). Outputs written without them are
+    reproducible byte for byte; the timings go to reports/timings/ and MLflow instead."""
+    if isinstance(obj, dict):
+        return {k: without_timings(v, keys) for k, v in obj.items() if k not in keys}
+    if isinstance(obj, list):
+        return [without_timings(v, keys) for v in obj]
+    return obj
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")

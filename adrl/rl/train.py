@@ -28,7 +28,7 @@ import torch
 from tqdm import tqdm
 
 from ..errors import ConfigError
-from ..io import atomic_path, write_json
+from ..io import atomic_path, without_timings, write_json
 from .adbcq import ADBCQ, ADBCQConfig
 from .bcq import BCQ, BCQConfig
 from .data import Transitions, transitions
@@ -166,21 +166,6 @@ def train_run(spec: RunSpec, data: Transitions, p: TrainParams, out_dir: Path,
         (tmp / RUN_FILE).write_text(json.dumps(without_timings(record), indent=1) + "\n")
     log.info("%s: %d steps, %.0f steps/s", spec.run_id, p.steps, record["steps_per_s"])
     return record
-
-
-TIMING_KEYS = ("train_seconds", "steps_per_s", "fit_seconds")
-
-
-def without_timings(d: dict) -> dict:
-    """``d`` without wall-clock fields (nested dicts too): what is written to models/train is reproducible."""
-    def strip(v):
-        if isinstance(v, dict):
-            return {k: strip(x) for k, x in v.items() if k not in TIMING_KEYS}
-        if isinstance(v, list):
-            return [strip(x) for x in v]
-        return v
-
-    return strip(d)
 
 
 # ---- worker processes ------------------------------------------------------------------------------
