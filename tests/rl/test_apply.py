@@ -166,6 +166,6 @@ def test_the_policy_object_refuses_non_finite_states(trained):
     pol = Policy.load(root / "models" / "runs" / runs["adbcq"])
     z = states[ZC].to_numpy(np.float32).copy()
     z[3, 6] = np.nan
-    for f in (pol.greedy, pol.q_values, pol.q_and_mask):
+    for name in ("greedy", "q_values", "q_and_mask"):
         with pytest.raises(InputError, match="row 3, column z_6 is not finite"):
-            f(z)
+            getattr(pol, name)(z)
