@@ -75,20 +75,40 @@ def _child_dies_with_parent() -> None:
         pass
 
 
-def _stop_group(pgid: int, grace: float = 10.0) -> None:
-    """SIGTERM to every process of the group, SIGKILL to what is left after ``grace`` seconds."""
+def _group_alive(pgid: int, leader: subprocess.Popen) -> bool:
+    """Does a process of the group still run? (Zombies waiting to be reaped do not count.)"""
+    leader.poll()                                   # reap our own child
+    proc = Path("/proc")
+    if proc.is_dir():
+        for p in proc.iterdir():
+            if p.name.isdigit():
+                try:
+                    raw = (p / "stat").read_text()
+                except OSError:
+                    continue
+                state, _ppid, pgrp = raw[raw.rindex(")") + 2:].split()[:3]
+                if int(pgrp) == pgid and state != "Z":
+                    return True
+        return False
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _stop_group(leader: subprocess.Popen, grace: float = 10.0) -> None:
+    """SIGTERM to every process of the leader's group, SIGKILL to what is left after ``grace`` seconds."""
     import signal
 
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 2.0)):
         try:
-            os.killpg(pgid, sig)
+            os.killpg(leader.pid, sig)
         except ProcessLookupError:
             return
         t0 = time.time()
         while time.time() - t0 < wait:
-            try:
-                os.killpg(pgid, 0)
-            except ProcessLookupError:
+            if not _group_alive(leader.pid, leader):
                 return
             time.sleep(0.1)
 
@@ -113,7 +133,7 @@ def supervise(cmd: list[str]) -> int:
             except subprocess.TimeoutExpired:
                 pass
     finally:
-        _stop_group(proc.pid)
+        _stop_group(proc)
         proc.wait()
         for s, h in old.items():
             signal.signal(s, h)
