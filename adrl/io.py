@@ -21,6 +21,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_tmp(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     target = tmp / path.name
     try:
@@ -34,6 +35,38 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(target, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_stale_tmp(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporary folders an interrupted write of ``path`` left (``.<name>.XXXXXXXX.tmp`` beside it).
+
+    A killed stage cannot clean up after itself; the next write of the same output does. Returns what it removed.
+    """
+    import re
+
+    path = Path(path)
+    pat = re.compile(rf"^\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp$")
+    gone = []
+    if path.parent.is_dir():
+        for p in path.parent.iterdir():
+            if pat.match(p.name) and p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+                gone.append(p)
+    return gone
+
+
+TIMING_KEYS = frozenset({"seconds", "seconds_per_epoch", "train_seconds", "fit_seconds", "steps_per_s", "sweep_seconds",
+                         "rows_per_s"})
+
+
+def without_timings(obj: Any, keys: frozenset[str] = TIMING_KEYS) -> Any:
+    """``obj`` without wall-clock fields (in nested dicts and lists too). Outputs written without them are
+    reproducible byte for byte; the timings go to reports/timings/ and MLflow instead."""
+    if isinstance(obj, dict):
+        return {k: without_timings(v, keys) for k, v in obj.items() if k not in keys}
+    if isinstance(obj, list):
+        return [without_timings(v, keys) for v in obj]
+    return obj
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

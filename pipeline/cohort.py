@@ -16,8 +16,7 @@ from adrl.cohort.build import STATIC, build_cohort, load_interim, population, wr
 from adrl.cohort.build import Flow
 from adrl.cohort.mimic_adapter import build_spec
 from adrl.cohort.onset import antibiotics, cultures, onsets
-from adrl.io import write_json
-from pipeline._common import run_stage
+from pipeline._common import run_stage, write_metrics
 
 log = logging.getLogger("adrl.cohort")
 METRICS = paths.METRICS / "cohort.json"
@@ -78,7 +77,7 @@ def main(cfg, run) -> None:
     out = write_outputs(res, p, paths.PROCESSED, FLOW)
     m = metrics_of(res)
     m["seconds"] = time.time() - t0
-    write_json(METRICS, m)
+    write_metrics(METRICS, m)
     run.log_metrics(m)
     run.log_dict(res.flow, "cohort_flow.json")
     run.log_dict(res.normalization, "normalization.json")

@@ -16,9 +16,9 @@ from adrl.ais.encoder import states_table
 from adrl.ais.figures import loss_figure, vs_naive_figure
 from adrl.ais.train import fit_encoder, torch_settings
 from adrl.errors import InputError
-from adrl.io import atomic_path, write_json, write_parquet
+from adrl.io import atomic_path, write_parquet
 from adrl.schemas import SPLITS, require_columns
-from pipeline._common import run_stage
+from pipeline._common import run_stage, write_metrics
 
 log = logging.getLogger("adrl.ais")
 
@@ -49,7 +49,7 @@ def main(cfg, run) -> None:
     with atomic_path(LOSS_CSV) as tmp:
         fit.history.to_csv(tmp, index=False, float_format="%.6g")
     m = fit.metrics
-    write_json(METRICS, {k: m[k] for k in ("best_epoch", "epochs_run", "val_nll", "train_nll", "naive_val_nll",
+    write_metrics(METRICS, {k: m[k] for k in ("best_epoch", "epochs_run", "val_nll", "train_nll", "naive_val_nll",
                                            "val_nll_ratio_to_naive", "val_mse", "naive_val_mse", "beats_naive",
                                            "seconds", "seconds_per_epoch", "n_stays", "n_transitions", "converged",
                                            "max_epochs", "patience")})

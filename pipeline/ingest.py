@@ -8,10 +8,9 @@ from __future__ import annotations
 import logging
 
 from adrl import paths
-from adrl.io import write_json
 from adrl.mimic.ingest import ingest, metrics_of
 from adrl.mimic.source import resolve_source
-from pipeline._common import run_stage
+from pipeline._common import run_stage, write_metrics
 
 log = logging.getLogger("adrl.mimic")
 
@@ -29,7 +28,7 @@ def main(cfg, run) -> None:
     ce = report["files"].get("chartevents", {})
     log.info("ingest: %d rows read, %d kept in %.1f s (CHARTEVENTS %s rows/s)", metrics["total_rows_read"],
              metrics["total_rows_kept"], metrics["seconds"], ce.get("rows_per_s"))
-    write_json(METRICS, metrics)
+    write_metrics(METRICS, metrics)
     run.log_metrics(metrics)
     run.log_dict({k: v for k, v in report.items() if k != "source"}, "ingest_report.json")  # aggregates only
 

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import time
 
-from adrl.io import write_json
 from adrl.paths import METRICS, RAW_SYNTHETIC
 from adrl.synth.world import World
-from pipeline._common import run_stage
+from pipeline._common import run_stage, write_metrics
 
 
 def main(cfg, run):
@@ -16,7 +15,7 @@ def main(cfg, run):
     summary = world.summary()
     summary["rows"] = rows
     summary["seconds"] = time.time() - t0
-    write_json(METRICS / "synth.json", summary)
+    write_metrics(METRICS / "synth.json", summary)
     run.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))})
     run.log_metrics({f"rows.{k}": v for k, v in rows.items()})
     run.log_dict(summary, "synth_summary.json")

@@ -10,13 +10,12 @@ from collections import defaultdict
 
 import numpy as np
 
-from adrl.io import write_json
 from adrl.paths import METRICS, MODELS, STATES
 from adrl.rl.data import read_states
 from adrl.rl.train import expand_sweep, run_sweep
 from adrl.rl.valuecheck import KEYS as VC_KEYS
 from adrl.tracking import params_hash
-from pipeline._common import run_stage
+from pipeline._common import run_stage, write_metrics
 
 OUT = MODELS / "train"
 METRICS_FILE = METRICS / "train.json"
@@ -78,7 +77,7 @@ def main(cfg, run) -> None:
         "dynamics": {name: {k: v for k, v in d["report"].items() if k.startswith(DYN_KEYS)}
                      for name, d in man["dynamics"].items()},
     }
-    write_json(METRICS_FILE, metrics)
+    write_metrics(METRICS_FILE, metrics)
     run.log_metrics({k: v for k, v in metrics.items()
                      if k not in ("dynamics", "states_sha256", "counts", "value_check", "not_converged")})
     run.log_metrics({"runs_not_converged": len(metrics["not_converged"])})

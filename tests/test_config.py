@@ -64,3 +64,29 @@ def test_recipe_resolves_null_keys_and_explicit_values_win():
 def test_missing_params_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="nope.yaml"):
         load_config(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("raw, key", [
+    ({"train": {"steps": True}}, "train.steps"),
+    ({"train": {"lr": False}}, "train.lr"),
+    ({"train": {"thresholds": [0.3, True]}}, "train.thresholds"),
+    ({"train": {"tau_per_head": [0.1, False]}}, "train.tau_per_head"),
+    ({"seed": True}, "seed"),
+    ({"cohort": {"window": {"after_onset_h": True}}}, "cohort.window.after_onset_h"),
+    ({"train": {"augment": [1]}}, "train.augment"),
+    ({"ingest": {"progress": 0}}, "ingest.progress"),
+    ({"cohort": {"fixes": {"itemids": 1}}}, "cohort.fixes.itemids"),
+])
+def test_booleans_are_not_numbers_anywhere(raw, key):
+    # YAML `true` must not become the number 1 (train.steps: true was one training step), nor 1 a boolean
+    with pytest.raises(ConfigError) as e:
+        validate_config(raw)
+    msg = str(e.value)
+    assert f"  {key}: " in msg and ("boolean" in msg or "true or false" in msg), msg
+
+
+def test_strict_booleans_keep_valid_values():
+    c = validate_config({"train": {"steps": 7, "lr": 1, "augment": [True, False], "tau_per_head": [0.1, 0.2]},
+                         "cohort": {"fixes": {"itemids": False}}, "source": {"path": None}})
+    assert c.train.steps == 7 and c.train.lr == 1.0 and c.train.augment == [True, False]
+    assert c.cohort.fixes.itemids is False

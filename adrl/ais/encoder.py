@@ -21,7 +21,7 @@ import torch
 
 from ..actions import N_ACTIONS
 from ..errors import InputError
-from ..io import atomic_path
+from ..io import atomic_path, without_timings
 from ..schemas import OBS_COLS, STATES_DECISION_COLUMNS, STATES_ID_COLUMNS, z_columns
 from .data import INPUT_COLUMNS, Padded, to_padded, validate_trajectories
 from .model import N_IN, AisNet
@@ -93,7 +93,8 @@ class AisEncoder:
                 (tmp / "normalization.json").write_text(Path(normalization).read_text())
                 config["normalization"] = "normalization.json"
             (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
-            (tmp / TRAINING).write_text(json.dumps(self.training, indent=2, default=_json) + "\n")
+            # no wall-clock fields: models/ais is reproducible byte for byte (the stage records the timings)
+            (tmp / TRAINING).write_text(json.dumps(without_timings(self.training), indent=2, default=_json) + "\n")
 
     # ---- properties --------------------------------------------------------------------------------
     @property

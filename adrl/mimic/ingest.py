@@ -37,7 +37,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ..errors import InputError
-from ..io import atomic_path, write_json
+from ..io import atomic_path, without_timings, write_json
 from . import concepts
 from .schema import INTERIM, interim_schema
 from .source import TABLES, find_table, header_map, open_binary
@@ -87,7 +87,7 @@ class TableStats:
     rows_kept: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
     type_errors_by_column: dict[str, int] = field(default_factory=dict)
-    bad_examples: dict[str, list[str]] = field(default_factory=dict)
+    malformed_fields: dict[str, int] = field(default_factory=dict)   # "<n> fields (expected <m>)" -> rows
     nulls_kept: dict[str, int] = field(default_factory=dict)
     flags_kept: dict[str, int] = field(default_factory=dict)
     parts: int = 0
@@ -123,7 +123,7 @@ def stream_batches(path: str | os.PathLike, columns: dict[str, pa.DataType], *, 
 
     def handler(row):
         if on_malformed is not None:
-            on_malformed(row.text)
+            on_malformed(row)
         return "skip"
 
     stream = open_binary(path)
@@ -294,7 +294,12 @@ def _ingest_table(path, table, out_dir, block_size, part_rows, keep_values, max_
             except pa.ArrowInvalid as e:
                 if not tolerant and "conversion error" in str(e).lower():
                     raise _NeedsTolerantMode(_column_in_message(str(e), path)) from None
-                raise InputError(f"{path}: cannot parse: {e}") from None
+                raise InputError(f"{path}: cannot parse: {_arrow_reason(str(e))}") from None
+            except (EOFError, OSError, pa.ArrowException) as e:
+                # a truncated .gz (EOFError from the inflater), a corrupt stream, an I/O error
+                kind = "truncated" if isinstance(e, EOFError) or "end-of-stream" in str(e) else "corrupt or unreadable"
+                raise InputError(f"{path}: table {table.upper()}: the file is {kind} ({type(e).__name__} after "
+                                 f"{st.rows_read:,} rows were read); replace it with a complete copy") from None
             n = batch.num_rows
             st.rows_read += n
             bar.update(n)
@@ -321,9 +326,10 @@ def _ingest_table(path, table, out_dir, block_size, part_rows, keep_values, max_
     st.rows_read += malformed.n
     st.drop("malformed_row", malformed.n)
     if malformed.n:
-        st.bad_examples["(row)"] = malformed.examples
-        log.warning("%s: %d malformed row(s) (wrong number of fields) skipped and counted, e.g. %r",
-                    path.name, malformed.n, malformed.examples[0][:120])
+        # counts and field counts only: a row's values (ids, times, results) never reach a report or a log
+        st.malformed_fields = dict(malformed.by_fields)
+        log.warning("%s: %d malformed row(s) (wrong number of fields: %s) skipped and counted",
+                    path.name, malformed.n, ", ".join(f"{k}: {v}" for k, v in malformed.by_fields.items()))
     _check_fractions(path, st, max_bad_fraction)
     st.parts = writer.parts
     st.seconds = time.perf_counter() - t0
@@ -331,15 +337,30 @@ def _ingest_table(path, table, out_dir, block_size, part_rows, keep_values, max_
 
 
 class _Malformed:
-    """Counts rows with the wrong number of fields (called by the CSV reader), keeping three examples."""
+    """Counts rows with the wrong number of fields (called by the CSV reader) by their field count. The row's
+    text is never kept: it holds a patient's ids, times and values."""
 
     def __init__(self):
-        self.n, self.examples = 0, []
+        self.n, self.by_fields = 0, {}
 
-    def __call__(self, text: str) -> None:
+    def __call__(self, row) -> None:
         self.n += 1
-        if len(self.examples) < 3:
-            self.examples.append(str(text)[:200])
+        key = f"{row.actual_columns} fields (expected {row.expected_columns})"
+        self.by_fields[key] = self.by_fields.get(key, 0) + 1
+
+
+def _arrow_reason(msg: str) -> str:
+    """pyarrow's CSV error without the row text or value it quotes (they are patient data)."""
+    import re
+
+    m = re.search(r"Expected (\d+) columns?, got (\d+)", msg)
+    if m:
+        return f"a row has {m.group(2)} fields, expected {m.group(1)}"
+    m = re.search(r"conversion error to (\S+)", msg, re.IGNORECASE)
+    if m:
+        return f"a value does not convert to {m.group(1).rstrip(':')}"
+    m = re.search(r"column #(\d+)", msg)
+    return "CSV parse error" + (f" in column #{m.group(1)}" if m else "")
 
 
 def _column_in_message(msg: str, path: Path) -> str:
@@ -349,12 +370,13 @@ def _column_in_message(msg: str, path: Path) -> str:
     from .source import read_header
 
     m = re.search(r"column #(\d+)", msg)
+    reason = _arrow_reason(msg)            # never the offending value itself
     if m:
         header = read_header(path)
         i = int(m.group(1))
         if i < len(header):
-            return f"column {header[i].upper()}: {msg.split(':', 1)[-1].strip()}"
-    return msg
+            return f"column {header[i].upper()}: {reason}"
+    return reason
 
 
 def _convert_tolerant(batch: pa.RecordBatch, schema: pa.Schema, st: TableStats) -> pa.RecordBatch:
@@ -364,10 +386,7 @@ def _convert_tolerant(batch: pa.RecordBatch, schema: pa.Schema, st: TableStats) 
         nb = pc.sum(bad).as_py() or 0
         if nb:
             key = f.name.upper()
-            st.type_errors_by_column[key] = st.type_errors_by_column.get(key, 0) + nb
-            ex = st.bad_examples.setdefault(key, [])
-            if len(ex) < 3:
-                ex.extend(str(v) for v in batch.column(f.name).filter(bad).slice(0, 3 - len(ex)).to_pylist())
+            st.type_errors_by_column[key] = st.type_errors_by_column.get(key, 0) + nb   # counts, never values
             any_bad = bad if any_bad is None else pc.or_(any_bad, bad)
         arrays.append(out)
     typed = pa.RecordBatch.from_arrays(arrays, schema=schema)
@@ -383,13 +402,13 @@ def _check_fractions(path: Path, st: TableStats, max_bad_fraction: float) -> Non
     for col, nb in st.type_errors_by_column.items():
         if nb / n > max_bad_fraction:
             typ = INTERIM[st.table][col.lower()]
-            raise InputError(f"{path}: column {col}: {nb} of {st.rows_read} values do not parse as {typ} "
-                             f"(e.g. {st.bad_examples.get(col, [])[:3]}); wrong column type? "
-                             f"(ingest.max_bad_fraction = {max_bad_fraction})")
+            raise InputError(f"{path}: column {col}: {nb} of {st.rows_read} values do not parse as {typ}; "
+                             f"wrong column type? (ingest.max_bad_fraction = {max_bad_fraction})")
     nm = st.dropped.get("malformed_row", 0)
     if nm / n > max_bad_fraction:
-        raise InputError(f"{path}: {nm} of {st.rows_read} rows are unparseable (wrong number of fields), e.g. "
-                         f"{st.bad_examples.get('(row)', [])[:2]} (ingest.max_bad_fraction = {max_bad_fraction})")
+        fields = ", ".join(f"{k}: {v}" for k, v in st.malformed_fields.items())
+        raise InputError(f"{path}: {nm} of {st.rows_read} rows are unparseable (wrong number of fields: {fields}) "
+                         f"(ingest.max_bad_fraction = {max_bad_fraction})")
     if st.type_errors_by_column:
         log.warning("%s: %d row(s) with unparseable values dropped and counted: %s", path.name,
                     st.dropped.get("type_error", 0), st.type_errors_by_column)
@@ -397,6 +416,47 @@ def _check_fractions(path: Path, st: TableStats, max_bad_fraction: float) -> Non
 
 # ---------------------------------------------------------------------------------------------------------------
 # the whole source
+
+# What the cohort recipe loses when a table keeps no row (a warning at ingest names the table and this).
+# INPUTEVENTS_CV / _MV are judged together (a copy may hold one database only); PROCEDUREEVENTS_MV is optional.
+EMPTY_TABLE_EFFECT = {
+    "patients": "every ICU stay: no age, sex or death date ('age >= ...' keeps no stay)",
+    "admissions": "every ICU stay: no admission, hospital outcome or age ('age >= ...' keeps no stay)",
+    "icustays": "every ICU stay: the first cohort step 'ICU stays in ICUSTAYS' keeps none",
+    "prescriptions": "every ICU stay: no antibiotic, so the cohort step 'with an antibiotic prescription' "
+                     "keeps none",
+    "microbiologyevents": "the cultures of MICROBIOLOGYEVENTS: 'with an antibiotic and a culture' keeps only "
+                          "stays with a culture charted in CHARTEVENTS or PROCEDUREEVENTS_MV",
+    "chartevents": "vital signs, GCS and ventilation: SOFA stays low ('septic ...' keeps few or no stays) and the "
+                   "charted observations of every state are missing",
+    "labevents": "every lab observation and the lab components of SOFA",
+    "outputevents": "urine output: the renal SOFA component and the urine observations",
+    "inputevents": "every fluid and vasopressor (INPUTEVENTS_CV and INPUTEVENTS_MV): every action is 'none'",
+}
+
+
+def empty_table_warnings(files: dict[str, dict]) -> list[str]:
+    """One message per table the recipe needs that kept no row, naming the table and what it will empty."""
+    out = []
+
+    def kept(t):
+        return files.get(t, {}).get("rows_kept", 1)
+
+    def msg(t, label):
+        read = sum(files[x]["rows_read"] for x in t)
+        one = len(t) == 1
+        how = ("is empty" if one else "are empty") if read == 0 else \
+            f"kept none of {'its' if one else 'their'} {read:,} rows"
+        return f"{label} {how}: the cohort loses {EMPTY_TABLE_EFFECT[t[0] if len(t) == 1 else 'inputevents']}"
+
+    for t in EMPTY_TABLE_EFFECT:
+        if t == "inputevents":
+            both = [x for x in ("inputevents_cv", "inputevents_mv") if x in files]
+            if both and all(kept(x) == 0 for x in both):
+                out.append(msg(both, " and ".join(x.upper() for x in both)))
+        elif t in files and kept(t) == 0:
+            out.append(msg([t], t.upper()))
+    return out
 
 
 def read_small_table(path: Path) -> "pa.Table":
@@ -464,19 +524,23 @@ def ingest(source_dir: str | os.PathLike, out_dir: str | os.PathLike, *, block_s
             log.info("%s: %d rows read, %d kept, dropped %s in %.1f s (%.0f rows/s)", st.file, st.rows_read,
                      st.rows_kept, st.dropped or "nothing", st.seconds, st.rows_read / max(st.seconds, 1e-9))
             report["files"][t] = st.as_dict()
+        report["warnings"] = empty_table_warnings(report["files"])
+        for w in report["warnings"]:
+            log.warning("%s", w)
         f = report["files"].values()
         report["totals"] = {"rows_read": sum(x["rows_read"] for x in f), "rows_kept": sum(x["rows_kept"] for x in f),
                             "rows_dropped": sum(sum(x["dropped"].values()) for x in f),
                             "bytes": sum(x["bytes"] for x in f)}
         report["seconds"] = round(time.perf_counter() - t0, 3)
-        write_json(tmp / "ingest_report.json", report)
+        write_json(tmp / "ingest_report.json", without_timings(report))   # reproducible; timings: returned
     return report
 
 
 def metrics_of(report: dict) -> dict:
     """Aggregate metrics of an ingest report (for reports/metrics/ingest.json and MLflow)."""
     m = {"seconds": report["seconds"], "label_drift": len(report["dictionary"]["label_drift"]),
-         "missing_items": len(report["dictionary"].get("missing_items", []))}
+         "missing_items": len(report["dictionary"].get("missing_items", [])),
+         "empty_tables": len(report.get("warnings", []))}
     m.update({f"total_{k}": v for k, v in report["totals"].items()})
     for t, s in report["files"].items():
         m[f"{t}_rows_read"] = s["rows_read"]

@@ -117,9 +117,23 @@ def assemble_demo(demo_dir: str | os.PathLike, out_dir: str | os.PathLike, *, se
     from .demo_chartevents import write_demo_chartevents
 
     demo_dir = Path(demo_dir).resolve()
-    if not (demo_dir / "ICUSTAYS.csv.gz").exists() and not (demo_dir / "ICUSTAYS.csv").exists():
+    if not demo_dir.is_dir():
         raise InputError(f"{demo_dir}: MIMIC-III demo not found (set ADRL_MIMIC_DEMO or source.path to the folder "
                          "holding its .csv.gz tables)")
+    needed = [t for t in (*TABLES, *DICTIONARIES) if t != "chartevents"]   # CHARTEVENTS is generated
+    missing = []
+    for t in needed:
+        try:
+            find_table(demo_dir, t)
+        except InputError:
+            missing.append(t.upper())
+    if len(missing) == len(needed):
+        raise InputError(f"{demo_dir}: MIMIC-III demo not found: no MIMIC-III table there (set ADRL_MIMIC_DEMO or "
+                         "source.path to the folder holding its .csv.gz tables)")
+    if missing:
+        raise InputError(f"{demo_dir}: the MIMIC-III demo lacks table(s) {', '.join(missing)} (looked for "
+                         f"<TABLE>.csv.gz or .csv, upper- or lower-case names); set ADRL_MIMIC_DEMO or source.path "
+                         "to the folder holding all its tables")
     out_dir = Path(out_dir)
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()

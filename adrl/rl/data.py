@@ -52,21 +52,59 @@ class Transitions:
 
 def read_states(path: str | Path) -> pd.DataFrame:
     """Read a states table and check the contract's columns (InputError names the file and columns)."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: states table not found (run the encode stage first)")
-    df = pd.read_parquet(path)
+    df = read_states_file(path, missing_hint="run the encode stage first")
     validate_states(df, where=str(path))
     return df
+
+
+def read_states_file(path: str | Path, missing_hint: str = "") -> pd.DataFrame:
+    """Read a Parquet states file; a missing or unreadable file is an InputError naming it (no traceback)."""
+    import pyarrow as pa
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: states file not found" + (f" ({missing_hint})" if missing_hint else ""))
+    if path.is_dir() and not any(path.glob("*.parquet")):
+        raise InputError(f"{path}: a directory without Parquet files, not a states file")
+    try:
+        return pd.read_parquet(path)
+    except (pa.ArrowException, OSError, ValueError) as e:
+        raise InputError(f"{path}: not a readable Parquet file ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0][:160] if str(e) else 'unreadable'})") from None
+
+
+def check_state_columns(df: pd.DataFrame, where: str = "states table") -> int:
+    """The latent dimension d of z_0..z_{d-1}; text or non-finite values are InputErrors naming the first bad
+    row (0-based position in the file) and column. Values are never printed (they may describe a patient)."""
+    try:
+        d = infer_latent_dim(df.columns)
+    except InputError as e:
+        raise InputError(f"{where}: {e}") from None
+    for c in z_columns(d):
+        col = df[c]
+        if pd.api.types.is_bool_dtype(col.dtype) or not (pd.api.types.is_float_dtype(col.dtype)
+                                                         or pd.api.types.is_integer_dtype(col.dtype)):
+            num = pd.to_numeric(col, errors="coerce")
+            bad = np.flatnonzero(num.isna().to_numpy() & col.notna().to_numpy())
+            row = f"; first at row {int(bad[0])}" if len(bad) else ""
+            raise InputError(f"{where}: column {c} holds {col.dtype} values, not numbers{row} "
+                             f"(state columns z_0..z_{d - 1} must be float)")
+    z = df[z_columns(d)].to_numpy(np.float64)
+    bad = ~np.isfinite(z)
+    if bad.any():
+        rows = np.flatnonzero(bad.any(axis=1))
+        r0 = int(rows[0])
+        c0 = z_columns(d)[int(np.flatnonzero(bad[r0])[0])]
+        kind = "NaN" if np.isnan(z[r0, z_columns(d).index(c0)]) else "infinite"
+        raise InputError(f"{where}: row {r0}, column {c0}: {kind} state value ({len(rows)} row(s) with non-finite "
+                         f"state values in z_0..z_{d - 1}); states must be finite")
+    return d
 
 
 def validate_states(df: pd.DataFrame, where: str = "states table") -> int:
     """Check columns and values; return the latent dimension d."""
     require_columns(df.columns, [*STATES_ID_COLUMNS, *STATES_DECISION_COLUMNS], where)
-    try:
-        d = infer_latent_dim(df.columns)
-    except InputError as e:
-        raise InputError(f"{where}: {e}") from None
+    d = check_state_columns(df, where)
     last = df["last"].to_numpy(bool)
     dec = df["decision"].to_numpy(np.int64)
     fl = df["decision_fluid"].to_numpy(np.int64)
@@ -83,12 +121,33 @@ def validate_states(df: pd.DataFrame, where: str = "states table") -> int:
     r = df["reward"].to_numpy(np.float64)
     if not np.isfinite(r[live]).all():
         raise InputError(f"{where}: column 'reward' has non-finite values")
-    zc = z_columns(d)
-    z = df[zc].to_numpy(np.float32)
-    if not np.isfinite(z).all():
-        raise InputError(f"{where}: state columns z_0..z_{d - 1} hold non-finite values on "
-                         f"{int((~np.isfinite(z)).any(axis=1).sum())} row(s)")
+    check_done_last(df, where)
     return d
+
+
+def check_done_last(df: pd.DataFrame, where: str = "states table") -> None:
+    """``done`` on row t says that row t+1 is the stay's last row: it must equal ``last`` on row t+1 (and be
+    False on a last row). Otherwise training would bootstrap from an outcome row or stop a stay early."""
+    order = np.lexsort((df["step"].to_numpy(np.int64), df["traj"].to_numpy(np.int64)))
+    traj = df["traj"].to_numpy(np.int64)[order]
+    step = df["step"].to_numpy(np.int64)[order]
+    done = df["done"].to_numpy(bool)[order]
+    last = df["last"].to_numpy(bool)[order]
+    # row t has its next row (step t+1 of the same stay); a gap is reported by transitions()
+    same = np.r_[(traj[1:] == traj[:-1]) & (step[1:] == step[:-1] + 1), False]
+    nxt_last = np.r_[last[1:], False]
+    bad = (same & (done != nxt_last)) | (last & done)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        row = int(order[i])
+        if last[i]:
+            why = "done is True on a last row (no decision is taken there, so nothing can end after it)"
+        elif done[i]:
+            why = "done is True but the next row of the stay is not its last row"
+        else:
+            why = "done is False but the next row of the stay is its last row"
+        raise InputError(f"{where}: row {row}: {why}; 'done' on row t must equal 'last' on "
+                         f"row t+1 ({int(bad.sum())} row(s) disagree)")
 
 
 def transitions(df: pd.DataFrame, split: str, where: str = "states table") -> Transitions:

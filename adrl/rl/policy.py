@@ -140,6 +140,11 @@ class Policy:
         t = _as_tensor(z)
         if self.d is not None and t.shape[1] != self.d:
             raise InputError(f"states have {t.shape[1]} columns, the policy was trained on d={self.d}")
+        bad = ~torch.isfinite(t)
+        if bad.any():   # a NaN state would otherwise give a confident argmax (action 0, "no treatment")
+            r, c = (int(i) for i in bad.nonzero()[0])
+            raise InputError(f"states: row {r}, column z_{c} is not finite ({int(bad.any(dim=1).sum())} row(s) "
+                             "with NaN or infinite values); a policy is applied to finite states only")
         return t
 
     @torch.no_grad()
@@ -149,6 +154,11 @@ class Policy:
     def q_values(self, z) -> np.ndarray:
         """(N, 25) Q over joint actions (the mixed Q for AD-BCQ), before masking."""
         return self._forward(z)[0].numpy()
+
+    def q_and_mask(self, z) -> tuple[np.ndarray, np.ndarray]:
+        """((N, 25) Q before masking, (N, 25) bool allowed set) from one forward pass."""
+        q, m = self._forward(z)
+        return q.numpy(), m.numpy().astype(bool)
 
     def allowed_mask(self, z) -> np.ndarray:
         """(N, 25) bool: the BCQ-allowed joint actions."""

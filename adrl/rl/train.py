@@ -40,7 +40,7 @@ import torch
 from tqdm import tqdm
 
 from ..errors import ConfigError, InputError
-from ..io import atomic_path, write_json
+from ..io import atomic_path, without_timings, write_json
 from ..progress import Progress
 from .adbcq import ADBCQ, ADBCQConfig
 from .bcq import BCQ, BCQConfig
@@ -264,7 +264,8 @@ def write_run(spec: RunSpec, learner, data: Transitions, p: TrainParams, out_dir
     with atomic_path(run_dir) as tmp:
         tmp.mkdir()
         torch.save(blob, tmp / CKPT_FILE)
-        (tmp / RUN_FILE).write_text(json.dumps(record, indent=1) + "\n")
+        # timings stay out of the outputs (they change every run): the returned record carries them
+        (tmp / RUN_FILE).write_text(json.dumps(without_timings(record), indent=1) + "\n")
     if final_check is not None:
         log.info("%s: %d steps, %.0f steps/s; value check on %s: Q(logged) %.1f vs MC return %.1f (ratio %.2f%s)",
                  spec.run_id, p.steps, record["steps_per_s"], check.split, final_check["q_logged"],
@@ -518,7 +519,8 @@ def fit_and_save_dynamics(seed: int, train: Transitions, val: Transitions, p: Tr
     with atomic_path(out_dir / rel) as tmp:
         tmp.mkdir()
         save_dynamics(model, dynamics_config(p), tmp / "ensemble.pt")
-        write_json(tmp / "report.json", {"seed": seed, "config_hash": dyn_hash, "report": report, "history": hist})
+        write_json(tmp / "report.json", {"seed": seed, "config_hash": dyn_hash, "report": without_timings(report),
+                                          "history": hist})
     return seed, report, hist
 
 
@@ -627,7 +629,7 @@ def _sweep(df, p: TrainParams, out_dir: Path, specs: list[RunSpec], where, on_dy
                           "train_transitions": len(train), "val_transitions": len(val) if val is not None else None}
     manifest["sweep_seconds"] = time.perf_counter() - t_start   # this call's wall time (skipped runs cost ~0)
     manifest["trained_runs"] = len(todo)
-    write_json(out_dir / MANIFEST, manifest)
+    write_json(out_dir / MANIFEST, without_timings(manifest))
     return manifest
 
 

@@ -155,7 +155,8 @@ def test_unparseable_rows_are_counted_and_named(make_source, tmp_path):
     assert s["rows_read"] == 23 and s["rows_kept"] == 20
     assert s["dropped"] == {"type_error": 2, "malformed_row": 1}
     assert s["type_errors_by_column"] == {"VALUENUM": 1, "CHARTTIME": 1}
-    assert s["bad_examples"]["VALUENUM"] == ["8O"]
+    assert s["malformed_fields"] == {"7 fields (expected 10)": 1}
+    assert "8O" not in json.dumps(rep) and "2160-13-45" not in json.dumps(rep)   # counts, never values
     ce = read(tmp_path / "o", "chartevents")
     assert ce.schema == interim_schema("chartevents") and sorted(ce.column("valuenum").to_pylist())[0] == 80
     # the same file with the default tolerance: too many bad rows -> the column is named
@@ -254,3 +255,61 @@ def test_dictionary_mismatch_stops_ingest_and_label_drift_is_counted(make_source
         ing.ingest(src, tmp_path / "c", progress=False)
     rep = ing.ingest(src, tmp_path / "c", progress=False, missing_items="warn")
     assert len(rep["dictionary"]["missing_items"]) == 1 and "211" in rep["dictionary"]["missing_items"][0]
+
+
+def test_truncated_gzip_is_named_and_nothing_is_written(make_source, tmp_path):
+    rows = [dict(BASE_CE, charttime=f"2160-01-0{1 + i % 8} {i % 24:02d}:00:00", valuenum=str(i)) for i in range(5000)]
+    src = make_source({"chartevents": rows})
+    data = (src / "CHARTEVENTS.csv.gz").read_bytes()
+    (src / "CHARTEVENTS.csv.gz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match=r"CHARTEVENTS\.csv\.gz: table CHARTEVENTS: the file is truncated"):
+        ing.ingest(src, tmp_path / "o", progress=False)
+    assert not (tmp_path / "o").exists() and not list(tmp_path.glob(".o.*"))
+
+
+@pytest.mark.parametrize("empty, needle", [
+    (("prescriptions",), "PRESCRIPTIONS is empty: the cohort loses every ICU stay: no antibiotic, so the cohort "
+                         "step 'with an antibiotic prescription' keeps none"),
+    (("icustays",), "ICUSTAYS is empty: the cohort loses every ICU stay"),
+    (("inputevents_cv", "inputevents_mv"), "INPUTEVENTS_CV and INPUTEVENTS_MV are empty: the cohort loses every fluid"),
+])
+def test_an_empty_table_the_recipe_needs_is_named_at_ingest(make_source, tmp_path, caplog, empty, needle):
+    with caplog.at_level("WARNING", logger="adrl.mimic"):
+        rep = ing.ingest(make_source({t: [] for t in empty}), tmp_path / "o", progress=False)
+    assert any(needle in w for w in rep["warnings"]), rep["warnings"]
+    assert needle in caplog.text
+    assert ing.metrics_of(rep)["empty_tables"] == 1
+
+
+def test_no_warning_when_one_input_database_is_absent(make_source, tmp_path):
+    rep = ing.ingest(make_source(), tmp_path / "o", progress=False)      # INPUTEVENTS_CV is empty in BASE_ROWS
+    assert rep["warnings"] == []
+    # the written report holds no wall-clock fields (the returned one does, for the stage's timings file)
+    written = (tmp_path / "o" / "ingest_report.json").read_text()
+    assert "seconds" not in written and "rows_per_s" not in written and rep["seconds"] >= 0
+
+
+def _demo_copy(demo_dir, dst, rename=str.lower, skip=()):
+    """Symlinks to the demo's tables under other names (as PhysioNet packages it now: lower case)."""
+    dst.mkdir()
+    for p in demo_dir.iterdir():
+        if p.name.endswith((".csv.gz", ".csv")) and p.name.split(".")[0] not in skip:
+            (dst / rename(p.name)).symlink_to(p)
+    return dst
+
+
+def test_demo_with_lower_case_file_names_is_found(demo_dir, tmp_path):
+    from adrl.mimic.source import assemble_demo, find_table
+
+    low = _demo_copy(demo_dir, tmp_path / "lower")
+    out = assemble_demo(low, tmp_path / "src", seed=0, n_stays=5)
+    assert (out / "CHARTEVENTS.csv.gz").exists()
+    for t in TABLES:
+        assert find_table(out, t).exists(), t
+
+
+def test_demo_missing_a_table_names_it(demo_dir, tmp_path):
+    low = _demo_copy(demo_dir, tmp_path / "lower", skip=("ICUSTAYS",))
+    with pytest.raises(InputError, match=r"lacks table\(s\) ICUSTAYS \("):
+        resolve_source("demo", str(low), demo_out=tmp_path / "d")
+    assert not (tmp_path / "d").exists()

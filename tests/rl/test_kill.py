@@ -1,0 +1,109 @@
+"""Killing the train stage (SIGTERM or SIGKILL) while its worker processes train: no process survives it (10 s),
+no temporary folder survives the next run, and `dvc repro` after the kill reproduces the uninterrupted outputs
+byte for byte. Linux only (reads /proc). A small sweep of 3 runs on 2 worker processes, tracking off."""
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.harness import env_for, make_project
+from tests.procs import HAVE_PROC, alive as _alive, cmdline as _cmdline, descendants as _descendants
+from tests.rl.factored_mdp import make_states
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not HAVE_PROC, reason="needs Linux /proc")]
+
+# 3 runs on 2 workers: when the first run is written, one worker is mid-run and the other starts the third
+SWEEP = {"train": {"algorithms": ["bcq"], "thresholds": [0.3], "seeds": [0, 1, 2], "steps": 800,
+                   "checkpoint_every": 400, "hidden": 32, "workers": 2}}
+
+
+def _tree_hashes(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _temp_folders(project: Path) -> list[str]:
+    return [str(p.relative_to(project)) for p in project.rglob("*.tmp")
+            if ".dvc" not in p.relative_to(project).parts]
+
+
+def _project(tmp_path: Path, name: str) -> Path:
+    p = make_project(tmp_path / name, SWEEP)
+    (p / "data/processed").mkdir(parents=True)
+    make_states(300, seed=0).to_parquet(p / "data/processed/states.parquet", index=False)
+    return p
+
+
+def _env(project: Path) -> dict:
+    env = env_for(project)
+    env.update({"ADRL_TRACKING": "off", "OMP_NUM_THREADS": "1"})
+    return env
+
+
+def _repro(project: Path) -> subprocess.CompletedProcess:
+    dvc = str(Path(sys.executable).parent / "dvc")
+    r = subprocess.run([dvc, "repro", "-s", "train"], cwd=project, env=_env(project), capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    return r
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    p = _project(tmp_path_factory.mktemp("kill"), "whole")
+    _repro(p)
+    return _tree_hashes(p / "models/train"), (p / "reports/metrics/train.json").read_bytes()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_killed_train_stage_leaves_no_worker_no_temp_folder_and_reproduces(uninterrupted, tmp_path, sig):
+    project = _project(tmp_path, "killed")
+    dvc = str(Path(sys.executable).parent / "dvc")
+    proc = subprocess.Popen([dvc, "repro", "-s", "train"], cwd=project, env=_env(project),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    left: set[int] = set()
+    try:
+        # wait until the stage's workers are training: the first run is written, the others are not
+        deadline, stage, workers = time.time() + 300, None, set()
+        while time.time() < deadline:
+            tree = _descendants(proc.pid)
+            stage = next((q for q in tree if "pipeline.train" in _cmdline(q)), None)
+            workers = {q for q in tree if "multiprocessing" in _cmdline(q) and "spawn_main" in _cmdline(q)}
+            if stage and len(workers) >= 2 and list((project / "models").glob(".train.*.tmp/train/runs")):
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the train stage never started its workers")
+        left = _descendants(stage) | {stage}
+        assert workers <= left
+        os.kill(stage, sig)
+        t0 = time.time()
+        while time.time() - t0 < 10 and any(_alive(q) for q in left):
+            time.sleep(0.1)
+        survivors = [(q, _cmdline(q)[:100]) for q in left if _alive(q)]
+        assert not survivors, f"{sig.name}: still running 10 s after the kill: {survivors}"
+        assert proc.wait(timeout=60) != 0
+    finally:   # never leave processes behind, even when the test fails
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        for q in left:
+            if _alive(q):
+                os.kill(q, signal.SIGKILL)
+    if sig == signal.SIGTERM:    # SIGTERM unwinds: the stage removes its own temporary folder
+        assert _temp_folders(project) == []
+    else:                        # SIGKILL leaves it (nothing can run in a killed process) ...
+        assert any(t.startswith("models/.train.") for t in _temp_folders(project))
+    # ... the next run removes it, and reproduces the uninterrupted outputs exactly
+    _repro(project)
+    assert _temp_folders(project) == []
+    hashes, metrics = uninterrupted
+    assert _tree_hashes(project / "models/train") == hashes
+    assert (project / "reports/metrics/train.json").read_bytes() == metrics
