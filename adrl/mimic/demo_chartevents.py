@@ -311,7 +311,7 @@ def write_demo_chartevents(demo_dir: str | os.PathLike, out_path: str | os.PathL
     Returns a summary (rows, stays, per-system counts, fault counts).
     """
     from ..io import atomic_path
-    from .source import find_table
+    from .files import find_table
 
     icu = pd.read_csv(find_table(demo_dir, "icustays"))
     ce = generate_demo_chartevents(icu, seed=seed, n_stays=n_stays)

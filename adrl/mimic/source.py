@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import ConfigError, InputError
+from .files import find_table  # noqa: F401  (part of this module's API)
 from .. import paths
 
 log = logging.getLogger("adrl.mimic")
@@ -27,18 +28,6 @@ TABLES = ("patients", "admissions", "icustays", "chartevents", "labevents", "mic
           "inputevents_cv", "inputevents_mv", "outputevents", "procedureevents_mv")
 DICTIONARIES = ("d_items", "d_labitems")
 DEMO_OUT = Path("data/raw/demo")
-
-
-def find_table(root: str | os.PathLike, table: str) -> Path:
-    """The file of ``table`` in ``root``: TABLE.csv.gz, TABLE.csv (or lower-case names); InputError if absent."""
-    root = Path(root)
-    stem = table.upper()
-    for name in (f"{stem}.csv.gz", f"{stem}.csv", f"{table.lower()}.csv.gz", f"{table.lower()}.csv"):
-        p = root / name
-        if p.exists():
-            return p
-    raise InputError(f"{root / (stem + '.csv.gz')}: table {stem} not found in the source directory {root} "
-                     f"(expected {stem}.csv.gz or {stem}.csv)")
 
 
 def open_binary(path: str | os.PathLike, threads: int = 1) -> BinaryIO:
