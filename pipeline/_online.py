@@ -15,14 +15,15 @@ from pipeline._common import setup_logging
 log = logging.getLogger("adrl.online")
 
 
-def run_online_stage(name: str, fn: Callable[[Online], None]) -> None:
+def run_online_stage(name: str, fn: Callable[[Online], None], profile: str | None = None) -> None:
+    """``profile``: overrides online.profile (outside DVC only)."""
     setup_logging()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MUJOCO_GL", "disable")
     tracking.quiet_env()
     t0 = time.time()
     try:
-        fn(load_online())
+        fn(load_online(profile=profile))
     except AdrlError as e:
         print(f"adrl {name}: error: {e}", file=sys.stderr)
         sys.exit(2)

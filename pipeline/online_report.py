@@ -3,9 +3,13 @@ task, n and agent; paired AD-DQN minus DecQN with 95% CIs; the gap's trend with 
 and reports/online/learning_curves.png.
 
 deps: reports/online/runs    outs: reports/online/results.json, reports/online/learning_curves.png
+
+Outside DVC, ``--profile full --allow-missing --out reports/online/full_partial`` summarises the cells of an
+unfinished sweep (results.json then lists the missing cells).
 """
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 
@@ -22,22 +26,38 @@ log = logging.getLogger("adrl.online")
 OUT = paths.REPORTS / "online"
 
 
-def main(cfg) -> None:
+def _args(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m pipeline.online_report")
+    ap.add_argument("--profile", choices=("quick", "full"), help="default: online.profile")
+    ap.add_argument("--allow-missing", action="store_true", help="summarise the finished cells only")
+    ap.add_argument("--out", default=str(OUT), help="output directory (default reports/online)")
+    return ap.parse_args(argv)
+
+
+def main(cfg, args=None) -> None:
+    args = args or _args([])
+    out = type(OUT)(args.out)
     p = cfg.active()
-    cells = []
+    cells, missing = [], []
     for task in p.tasks:
         for n in p.levels:
             for agent in p.agents:
                 f = OUT / "runs" / f"{cell_key(task, n, agent)}.json"
                 rec = json.loads(f.read_text()) if f.exists() else None
                 if rec is None or rec.get("hash") != cell_hash(cfg, task, n, agent):
-                    raise InputError(f"{f}: missing or made with other parameters (run the online train stage)")
+                    if not args.allow_missing:
+                        raise InputError(f"{f}: missing or made with other parameters (run the online train stage)")
+                    missing.append(cell_key(task, n, agent))
+                    continue
                 cells.append(rec)
+    if not cells:
+        raise InputError(f"{OUT / 'runs'}: no finished cells of profile {cfg.profile!r}")
     agents = [a.model_dump() for a in cfg.agents]
     summary = summarise(cells, agents)
     cpu = float(sum(sum(c["cpu_seconds"]) for c in cells))
-    write_json(OUT / "results.json", {
-        "profile": cfg.profile, "env_steps_per_run": cells[0]["env_steps"], "action_repeat": cfg.action_repeat,
+    write_json(out / "results.json", {
+        "profile": cfg.profile, "missing_cells": missing, "env_steps_per_run": cells[0]["env_steps"],
+        "action_repeat": cfg.action_repeat,
         "tasks": p.tasks, "levels": p.levels, "seeds": p.seeds, "agents": p.agents,
         "cpu_seconds_total": cpu,
         "cpu_seconds_per_cell": {cell_key(c["task"], c["n"], c["agent"]): float(np.sum(c["cpu_seconds"]))
@@ -46,11 +66,12 @@ def main(cfg) -> None:
                           {"q0": float(np.mean([q[-1] for q in c["q0"]])),
                            "mc0": float(np.mean([m[-1] for m in c["mc0"]]))} for c in cells},
         **summary})
-    with atomic_path(OUT / "learning_curves.png") as tmp:
+    with atomic_path(out / "learning_curves.png") as tmp:
         figure(cells, agents, tmp)
     log.info("wrote %s and the learning-curve figure (%d cells, %.0f CPU s in training)",
-             OUT / "results.json", len(cells), cpu)
+             out / "results.json", len(cells), cpu)
 
 
 if __name__ == "__main__":
-    run_online_stage("online_report", main)
+    a = _args()
+    run_online_stage("online_report", lambda cfg: main(cfg, a), profile=a.profile)

@@ -62,7 +62,42 @@ def _evaluate(agent, task: str, n: int, seed: int, episodes: int, repeat: int, g
     return rets, q0, mc0
 
 
-def _fit_model(buf: dict, t: int, n: int, cfg: RunConfig, seed: int, rng: np.random.Generator):
+def random_returns(task: str, n: int, seed: int, episodes: int, repeat: int) -> list[float]:
+    """The uniformly random policy's returns on the evaluation episodes of ``seed`` (the same start states, and
+    for ``hard`` the same actuation directions, that :func:`run` evaluates its agents on)."""
+    env = PointMass(task, n, seed=1_000_003 + seed, action_repeat=repeat)
+    rng = np.random.default_rng(seed)
+    rets = []
+    for _ in range(episodes):
+        env.reset()
+        ret, over = 0.0, False
+        while not over:
+            _, _, r_sum, over = env.step(int(rng.integers(n * n)))
+            ret += r_sum
+        rets.append(ret)
+    return rets
+
+
+def random_buffer(task: str, n: int, rows: int, seed: int, repeat: int = 8) -> dict:
+    """A replay buffer of ``rows`` uniformly random decisions (arrays z, a, r, z2, done)."""
+    env = PointMass(task, n, seed=seed, action_repeat=repeat)
+    rng = np.random.default_rng(seed)
+    buf = _empty_buffer(rows, env.obs_dim)
+    o = env.reset()
+    for t in range(rows):
+        a = int(rng.integers(n * n))
+        o2, r_mean, _, over = env.step(a)
+        buf["z"][t], buf["a"][t], buf["r"][t], buf["z2"][t] = o, a, r_mean, o2
+        o = env.reset() if over else o2
+    return buf
+
+
+def _empty_buffer(rows: int, d: int) -> dict:
+    return {"z": np.zeros((rows, d), np.float32), "a": np.zeros(rows, np.int64), "r": np.zeros(rows, np.float32),
+            "z2": np.zeros((rows, d), np.float32), "done": np.zeros(rows, np.float32)}
+
+
+def fit_model(buf: dict, t: int, n: int, cfg: RunConfig, seed: int, rng: np.random.Generator):
     """Refit the ensemble on (a subsample of) the first t buffer rows, 90/10 train/validation."""
     idx = rng.permutation(t)[:cfg.model_max_rows]
     n_val = max(1, len(idx) // 10)
@@ -83,8 +118,7 @@ def run(task: str, agent_cfg: AgentConfig, seed: int, cfg: RunConfig, on_eval=No
     env = PointMass(task, n, seed=seed, action_repeat=cfg.action_repeat)
     agent = make_agent(env.obs_dim, agent_cfg, seed)
     T = cfg.steps
-    buf = {"z": np.zeros((T, env.obs_dim), np.float32), "a": np.zeros(T, np.int64), "r": np.zeros(T, np.float32),
-           "z2": np.zeros((T, env.obs_dim), np.float32), "done": np.zeros(T, np.float32)}
+    buf = _empty_buffer(T, env.obs_dim)
     curve = {"step": [], "return": [], "q0": [], "mc0": []}
     t_env = t_upd = t_model = 0.0
     n_upd, model_reports = 0, []
@@ -103,7 +137,7 @@ def run(task: str, agent_cfg: AgentConfig, seed: int, cfg: RunConfig, on_eval=No
 
         if agent.augment and t + 1 >= cfg.learning_starts and (t + 1 - cfg.learning_starts) % cfg.model_every == 0:
             t0 = time.perf_counter()
-            agent.dynamics, rep = _fit_model(buf, t + 1, n, cfg, seed, rng)
+            agent.dynamics, rep = fit_model(buf, t + 1, n, cfg, seed, rng)
             t_model += time.perf_counter() - t0
             model_reports.append({"step": t + 1, "dz_r2": rep["ensemble/dz_r2"],
                                   "reward_r2": rep["ensemble/reward_r2"], "epochs": rep["epochs"]})
