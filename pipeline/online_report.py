@@ -1,6 +1,6 @@
 """Stage `report` of online/dvc.yaml: reports/online/results.json (per-seed final return and AUC for every
 task, n and agent; paired AD-DQN minus DecQN with 95% CIs; the gap's trend with n; augmentation on minus off)
-and reports/online/learning_curves.png.
+its markdown twin results.md and reports/online/learning_curves.png.
 
 deps: reports/online/runs    outs: reports/online/results.json, reports/online/learning_curves.png
 
@@ -18,7 +18,7 @@ import numpy as np
 from adrl import paths
 from adrl.errors import InputError
 from adrl.io import atomic_path, write_json
-from adrl.online.results import figure, summarise
+from adrl.online.results import figure, markdown, summarise
 from adrl.online.sweep import cell_hash, cell_key
 from pipeline._online import run_online_stage
 
@@ -55,7 +55,7 @@ def main(cfg, args=None) -> None:
     agents = [a.model_dump() for a in cfg.agents]
     summary = summarise(cells, agents)
     cpu = float(sum(sum(c["cpu_seconds"]) for c in cells))
-    write_json(out / "results.json", {
+    res = {
         "profile": cfg.profile, "missing_cells": missing, "env_steps_per_run": cells[0]["env_steps"],
         "action_repeat": cfg.action_repeat,
         "tasks": p.tasks, "levels": p.levels, "seeds": p.seeds, "agents": p.agents,
@@ -65,7 +65,10 @@ def main(cfg, args=None) -> None:
         "q_vs_mc_final": {cell_key(c["task"], c["n"], c["agent"]):
                           {"q0": float(np.mean([q[-1] for q in c["q0"]])),
                            "mc0": float(np.mean([m[-1] for m in c["mc0"]]))} for c in cells},
-        **summary})
+        **summary}
+    write_json(out / "results.json", res)
+    with atomic_path(out / "results.md") as tmp:
+        tmp.write_text(markdown(res))
     with atomic_path(out / "learning_curves.png") as tmp:
         figure(cells, agents, tmp)
     log.info("wrote %s and the learning-curve figure (%d cells, %.0f CPU s in training)",

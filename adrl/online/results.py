@@ -111,3 +111,37 @@ def figure(cells: list[dict], agents: list[dict], path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def markdown(res: dict) -> str:
+    """The results file as markdown tables: mean final return and AUC per cell, then the paired differences."""
+    f = lambda x: f"{x:.0f}"  # noqa: E731
+    ci = lambda c: f"{c['mean']:+.0f} [{c['lo']:+.0f}, {c['hi']:+.0f}]"  # noqa: E731
+    lines = [f"Profile `{res['profile']}`: {res['env_steps_per_run']:,} environment steps per run, seeds "
+             f"{res['seeds']}; returns on the suite's scale (at most 1,000 per episode).", ""]
+    if res.get("missing_cells"):
+        lines += [f"Unfinished cells (not included): {', '.join(res['missing_cells'])}.", ""]
+    agents = res["agents"]
+    lines += ["| task | n | " + " | ".join(agents) + " |", "|---|---|" + "---|" * len(agents)]
+    for task, by_n in res["per_cell"].items():
+        for n, cells in sorted(by_n.items(), key=lambda kv: int(kv[0])):
+            row = [f"{f(cells[a]['final_mean'])} / {f(cells[a]['auc_mean'])}" if a in cells else "" for a in agents]
+            lines.append(f"| {task} | {n} | " + " | ".join(row) + " |")
+    lines += ["", "Cells: mean final return / mean AUC (the mean evaluation return over the run's evaluations).", "",
+              "| comparison (paired over seeds, 95% t-CI) | metric | " + " | ".join(
+                  f"n = {n}" for n in res["levels"]) + " |", "|---|---|" + "---|" * len(res["levels"])]
+    seen = set()
+    for key, by_n in [*res["ad_minus_decqn"].items(), *res["augmentation"].items()]:
+        task, name, metric = key.split("/")
+        label = f"{task}: {name} minus decqn" if "_minus_" not in name else f"{task}: {name.replace('_minus_', ' minus ')}"
+        if (label, metric) in seen:  # AD-DQN(mean, aug) minus DecQN is also the augmentation effect at mean
+            continue
+        seen.add((label, metric))
+        lines.append(f"| {label} | {metric} | " + " | ".join(
+            ci(by_n[str(n)]) if str(n) in by_n else "" for n in res["levels"]) + " |")
+    if res.get("gap_trend"):
+        lines += ["", "| gap trend with n (AD-DQN minus DecQN) | slope per doubling of n | largest minus smallest n |",
+                  "|---|---|---|"]
+        for key, t in res["gap_trend"].items():
+            lines.append(f"| {key} | {ci(t['slope_per_doubling_n'])} | {ci(t['largest_minus_smallest_n'])} |")
+    return "\n".join(lines) + "\n"

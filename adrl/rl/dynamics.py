@@ -296,7 +296,8 @@ def _r2(y: np.ndarray, yhat: np.ndarray) -> float:
     if len(y) == 0:
         return float("nan")
     ss_tot = ((y - y.mean(0)) ** 2).sum()
-    return float(1.0 - ((y - yhat) ** 2).sum() / ss_tot) if ss_tot > 0 else float("nan")
+    # a target with (numerically) no variance, e.g. a reward never observed yet, has no R^2
+    return float(1.0 - ((y - yhat) ** 2).sum() / ss_tot) if ss_tot > 1e-12 else float("nan")
 
 
 @torch.no_grad()
