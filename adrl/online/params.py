@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import Field, ValidationError, field_validator
 
 from ..errors import ConfigError
@@ -18,6 +17,13 @@ from .train import RunConfig
 from ..rl.dynamics import DynamicsConfig
 
 
+def _one_of(values: list, allowed, what: str) -> list:
+    for v in values:
+        if v not in allowed:
+            raise ValueError(f"unknown {what} {v!r}; expected one of {', '.join(allowed)}")
+    return values
+
+
 class AgentSpec(Section):
     name: str = Field(description="label in results and figures")
     kind: str = Field(description="addqn | decqn | dqn")
@@ -27,16 +33,12 @@ class AgentSpec(Section):
     @field_validator("kind")
     @classmethod
     def _kind(cls, v):
-        if v not in KINDS:
-            raise ValueError(f"unknown agent kind {v!r}; expected one of {', '.join(KINDS)}")
-        return v
+        return _one_of([v], KINDS, "agent kind")[0]
 
     @field_validator("mixer")
     @classmethod
     def _mixer(cls, v):
-        if v not in MIXERS:
-            raise ValueError(f"unknown mixer {v!r}; expected one of {', '.join(MIXERS)}")
-        return v
+        return _one_of([v], MIXERS, "mixer")[0]
 
 
 class Profile(Section):
@@ -54,10 +56,7 @@ class Profile(Section):
     @field_validator("tasks")
     @classmethod
     def _tasks(cls, v):
-        for t in v:
-            if t not in TASKS:
-                raise ValueError(f"unknown task {t!r}; expected one of {', '.join(TASKS)}")
-        return v
+        return _one_of(v, TASKS, "task")
 
     @field_validator("levels")
     @classmethod
@@ -148,13 +147,11 @@ def validate_online(raw: dict, where: str = "online/params.yaml") -> Online:
 
 def load_online(path: str | os.PathLike | None = None, profile: str | None = None) -> Online:
     """Read and validate online/params.yaml; ``profile`` overrides online.profile."""
+    from ..config import read_params_file
+
     path = Path(path) if path is not None else default_path()
-    if not path.exists():
-        raise ConfigError(f"{path}: online parameters file not found (run from the project root)")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    raw = read_params_file(path, "online parameters file not found (run from the project root, or set "
+                                 "ADRL_ONLINE_PARAMS)")
     if profile is not None:
         raw.setdefault("online", {})["profile"] = profile
     return validate_online(raw, str(path))
