@@ -65,8 +65,8 @@ def main(cfg, args=None) -> None:
         "q_vs_mc_final": {cell_key(c["task"], c["n"], c["agent"]):
                           {"q0": float(np.mean([q[-1] for q in c["q0"]])),
                            "mc0": float(np.mean([m[-1] for m in c["mc0"]]))} for c in cells},
-        "dynamics_last_fit": {cell_key(c["task"], c["n"], c["agent"]): {
-            k: float(np.nanmean([f[-1][k] for f in c["model_fits"] if f])) for k in ("dz_r2", "reward_r2")}
+        "dynamics_last_fit": {cell_key(c["task"], c["n"], c["agent"]): {  # median over seeds, last refit
+            k: float(np.nanmedian([f[-1][k] for f in c["model_fits"] if f])) for k in ("dz_r2", "reward_r2")}
             for c in cells if any(c["model_fits"])},
         **summary}
     write_json(out / "results.json", res)
