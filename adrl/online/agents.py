@@ -15,12 +15,11 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from ..errors import ConfigError
 from ..rl.adbcq import BIASED_BY_DEFAULT, MIXERS
 from ..rl.dynamics import DynamicsEnsemble
-from ..rl.nets import Mixer, joint_q_pairs, mlp, polyak_
+from ..rl.nets import Mixer, huber, joint_q_pairs, mlp, polyak_  # huber: threshold 1, in reward units here
 from .env import check_levels
 
 KINDS = ("addqn", "decqn", "dqn")
@@ -54,11 +53,6 @@ class AgentConfig:
     @property
     def noop(self) -> int:
         return self.n // 2
-
-
-def huber(x: torch.Tensor) -> torch.Tensor:
-    """Huber loss with threshold 1 in reward units (per-decision rewards lie in [0, 1])."""
-    return F.smooth_l1_loss(x, torch.zeros_like(x), beta=1.0)
 
 
 class ADDQN:
