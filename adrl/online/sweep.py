@@ -1,8 +1,8 @@
 """The online sweep: task x n x agent x seed, as independent jobs (a local process pool with ``workers`` > 1).
 
 Each (task, n, agent) cell is written as one JSON file under the runs directory as soon as its seeds are done,
-with a hash of everything that determines its numbers; a later run with the same hash reuses the file, so an
-interrupted sweep resumes where it stopped. Results are identical whichever number of workers ran them.
+with a hash of everything that determines its numbers (parameters and the source of the modules that compute
+them); a later run with the same hash reuses the file, so an interrupted sweep resumes where it stopped. Results are identical whichever number of workers ran them.
 """
 from __future__ import annotations
 
@@ -26,9 +26,18 @@ def cell_key(task: str, n: int, agent: str) -> str:
     return f"{task}_n{n}_{agent}"
 
 
+def code_hash() -> str:
+    """A hash of the source that determines a run's numbers (the online room and the rl modules it uses), so a
+    code change never reuses cells made by other code."""
+    from ..rl import dynamics, nets
+    from . import agents, env, train
+
+    return params_hash([Path(m.__file__).read_text() for m in (agents, env, train, dynamics, nets)])
+
+
 def cell_hash(cfg: Online, task: str, n: int, agent: str) -> str:
     return params_hash({"task": task, "agent": asdict(cfg.agent_config(agent, n)),
-                        "run": asdict(cfg.run_config()), "seeds": cfg.active().seeds})
+                        "run": asdict(cfg.run_config()), "seeds": cfg.active().seeds, "code": code_hash()})
 
 
 def _job(args):

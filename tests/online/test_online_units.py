@@ -117,3 +117,16 @@ def test_stage_exits_2_with_the_key_and_no_traceback(tmp_path):
 def test_missing_online_params_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="nope.yaml"):
         load_online(tmp_path / "nope.yaml")
+
+
+def test_a_finished_cell_is_reused_only_with_the_same_parameters_and_code(monkeypatch):
+    from adrl.online import sweep
+
+    cfg = validate_online(_raw())
+    h = sweep.cell_hash(cfg, "easy", 9, "dqn")
+    assert sweep.cell_hash(validate_online(_raw()), "easy", 9, "dqn") == h
+    raw = _raw()
+    raw["online"]["lr"] = 0.002
+    assert sweep.cell_hash(validate_online(raw), "easy", 9, "dqn") != h
+    monkeypatch.setattr(sweep, "code_hash", lambda: "other source")
+    assert sweep.cell_hash(cfg, "easy", 9, "dqn") != h
