@@ -43,17 +43,24 @@ def default_params_path() -> Path:
 def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None) -> Config:
     """Read and validate params.yaml (``overrides``: dotted keys -> values, applied on top)."""
     path = Path(path) if path is not None else default_params_path()
+    raw = read_params_file(path, "parameters file not found (run from the project root, or set ADRL_PARAMS)")
+    for key, value in (overrides or {}).items():
+        _set_dotted(raw, key, value)
+    return validate_config(raw, where=str(path))
+
+
+def read_params_file(path: Path, missing: str) -> dict[str, Any]:
+    """The top-level mapping of a YAML parameters file; ConfigError names the file (``missing``: the message
+    when it does not exist)."""
     if not path.exists():
-        raise ConfigError(f"{path}: parameters file not found (run from the project root, or set ADRL_PARAMS)")
+        raise ConfigError(f"{path}: {missing}")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
-    for key, value in (overrides or {}).items():
-        _set_dotted(raw, key, value)
-    return validate_config(raw, where=str(path))
+    return raw
 
 
 def validate_config(raw: dict[str, Any], where: str = "params.yaml") -> Config:

@@ -2,7 +2,9 @@
 
 E members (MLP, ``layers`` x ``hidden``, SiLU) take [standardised z, onehot5(a_F), onehot5(a_V)] and predict
 the Gaussian of delta z = z' - z (in standardised delta units, log-variance soft-bounded), a termination
-logit and a survival logit. Every member is fitted on its own bootstrap resample of the training
+logit and a survival logit. ``levels`` sets the number of levels per head (flat a = levels[1] a_0 + a_1);
+``reward: dense`` (the online tasks) replaces the terminal survival reward by a per-step reward in
+[0, r_max], the last logit then predicting r / r_max on every row. Every member is fitted on its own bootstrap resample of the training
 transitions; all members train at once as batched matrix products. Queried at (a_k, no-op) it estimates
 the projected MDP M_k (method.md 1.3, 1.5).
 """
@@ -38,6 +40,18 @@ class DynamicsConfig:
     patience: int = 20
     linear_skip: bool = True   # a linear path from the inputs to the outputs beside the MLP
     r_max: float = 100.0
+    levels: tuple[int, int] = (N_FLUID, N_VASO)  # levels per head (one-hot widths of the action inputs)
+    reward: str = "terminal"   # terminal: survival x r_max at termination | dense: r in [0, r_max] every step
+
+    def __post_init__(self):
+        object.__setattr__(self, "levels", tuple(int(v) for v in self.levels))
+        if self.reward not in ("terminal", "dense"):
+            raise ValueError(f"dynamics reward {self.reward!r}: expected terminal or dense")
+
+
+def split_action(a, levels: tuple[int, int]):
+    """flat a -> (a_0, a_1) with a = levels[1] a_0 + a_1 (numpy or torch)."""
+    return a // levels[1], a % levels[1]
 
 
 class EnsembleLinear(nn.Module):
@@ -57,7 +71,8 @@ class DynamicsEnsemble(nn.Module):
     def __init__(self, d: int, cfg: DynamicsConfig):
         super().__init__()
         self.d, self.E, self.r_max = d, cfg.ensemble, float(cfg.r_max)
-        inp = d + N_FLUID + N_VASO
+        self.levels, self.dense = tuple(cfg.levels), cfg.reward == "dense"
+        inp = d + sum(self.levels)
         layers, w = [], inp
         for _ in range(cfg.layers):
             layers.append(EnsembleLinear(cfg.ensemble, w, cfg.hidden))
@@ -72,8 +87,8 @@ class DynamicsEnsemble(nn.Module):
 
     # ---- forward --------------------------------------------------------------------------------
     def inputs(self, z: torch.Tensor, a_f: torch.Tensor, a_v: torch.Tensor) -> torch.Tensor:
-        return torch.cat([(z - self.z_mean) / self.z_std, F.one_hot(a_f, N_FLUID).to(z.dtype),
-                          F.one_hot(a_v, N_VASO).to(z.dtype)], -1)
+        return torch.cat([(z - self.z_mean) / self.z_std, F.one_hot(a_f, self.levels[0]).to(z.dtype),
+                          F.one_hot(a_v, self.levels[1]).to(z.dtype)], -1)
 
     def raw(self, x: torch.Tensor):
         """x (E, N, in) -> mu, logvar (E, N, d) in standardised delta units; term, surv logits (E, N)."""
@@ -122,13 +137,19 @@ class DynamicsEnsemble(nn.Module):
         z_hat[order] = z[order] + self.dz_mean + self.dz_std * delta
         d_hat[order] = torch.sigmoid(ld)
         r_hat = torch.empty(n, dtype=z.dtype)
-        r_hat[order] = self.r_max * torch.sigmoid(ld) * torch.sigmoid(ls)
+        r_hat[order] = self.r_max * torch.sigmoid(ls) * (1.0 if self.dense else torch.sigmoid(ld))
         return z_hat, d_hat, r_hat
 
 
 # ---- fitting ----------------------------------------------------------------------------------------
-def _targets(t: Transitions, r_max: float, where: str):
+def _targets(t: Transitions, r_max: float, where: str, dense: bool = False):
     nonterm = t.done < 0.5
+    if dense:  # the reward of every row, as a fraction of r_max
+        bad = (t.r < 0) | (t.r > r_max)
+        if bad.any():
+            raise InputError(f"{where}: rewards must lie in [0, r_max={r_max}]; {int(bad.sum())} do not "
+                             f"(e.g. {t.r[bad][:3].tolist()})")
+        return (t.r / r_max).astype(np.float32)
     if np.any(t.r[nonterm] != 0):
         raise InputError(f"{where}: the dynamics reward model needs a terminal-only reward (method.md 1.2), "
                          f"but {int((t.r[nonterm] != 0).sum())} non-terminal transition(s) have reward != 0")
@@ -141,27 +162,31 @@ def _targets(t: Transitions, r_max: float, where: str):
 
 
 def _member_loss(model: DynamicsEnsemble, z, af, av, dz_std_units, done, surv):
-    """Per-member loss (E,) on batches stacked as (E, N, ...)."""
-    mu, lv, ld, ls = model.raw(torch.cat([(z - model.z_mean) / model.z_std, F.one_hot(af, N_FLUID).float(),
-                                          F.one_hot(av, N_VASO).float()], -1))
+    """Per-member loss (E,) on batches stacked as (E, N, ...); ``surv``: survival (terminal rows) or, with a
+    dense reward, r / r_max on every row."""
+    mu, lv, ld, ls = model.raw(model.inputs(z, af, av))
     nonterm = 1.0 - done
     nll = 0.5 * (((dz_std_units - mu) ** 2) * torch.exp(-lv) + lv).mean(-1)  # (E, N)
     nll = (nll * nonterm).sum(-1) / nonterm.sum(-1).clamp_min(1.0)
     bce_d = F.binary_cross_entropy_with_logits(ld, done, reduction="none").mean(-1)
-    bce_s = (F.binary_cross_entropy_with_logits(ls, surv, reduction="none") * done).sum(-1) / done.sum(-1).clamp_min(1.0)
+    on = torch.ones_like(done) if model.dense else done
+    bce_s = (F.binary_cross_entropy_with_logits(ls, surv, reduction="none") * on).sum(-1) / on.sum(-1).clamp_min(1.0)
     return nll + bce_d + bce_s
 
 
 def fit_dynamics(train: Transitions, val: Transitions, cfg: DynamicsConfig, seed: int,
-                 where: str = "states table", progress: bool | None = None):
-    """Fit the ensemble (bootstrap per member, early stopping per member on validation loss).
+                 where: str = "states table", progress: bool | None = None,
+                 noop: tuple[int, int] | None = None):
+    """Fit the ensemble (bootstrap per member, early stopping per member on validation loss); ``noop``: each
+    head's no-op level for the validation report (0 for the clinical actions).
 
     Returns (model in eval mode, report dict of validation metrics, history dict of per-epoch losses).
     """
     if len(train) == 0 or len(val) == 0:
         raise EmptyResultError(f"{where}: the dynamics model needs train and val transitions")
-    s_tr = _targets(train, cfg.r_max, where)
-    s_va = _targets(val, cfg.r_max, where)
+    dense = cfg.reward == "dense"
+    s_tr = _targets(train, cfg.r_max, where, dense)
+    s_va = _targets(val, cfg.r_max, where, dense)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     d, E = train.dim, cfg.ensemble
@@ -177,8 +202,8 @@ def fit_dynamics(train: Transitions, val: Transitions, cfg: DynamicsConfig, seed
 
     def tensors(t: Transitions, surv):
         dzs = (torch.from_numpy(t.z2 - t.z) - model.dz_mean) / model.dz_std
-        return (torch.from_numpy(t.z), torch.from_numpy(t.a_fluid), torch.from_numpy(t.a_vaso), dzs,
-                torch.from_numpy(t.done), torch.from_numpy(surv))
+        a0, a1 = split_action(torch.from_numpy(t.a), cfg.levels)
+        return (torch.from_numpy(t.z), a0, a1, dzs, torch.from_numpy(t.done), torch.from_numpy(surv))
 
     tr = tensors(train, s_tr)
     va = tensors(val, s_va)
@@ -229,10 +254,10 @@ def fit_dynamics(train: Transitions, val: Transitions, cfg: DynamicsConfig, seed
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    report = validation_report(model, val, s_va)
+    report = validation_report(model, val, s_va, noop=noop)
     report["epochs"] = len(hist_va)
     report["best_epoch"] = int(np.argmin(hist_va)) + 1
-    report["linear_baseline/dz_r2"] = linear_baseline_r2(train, val)
+    report["linear_baseline/dz_r2"] = linear_baseline_r2(train, val, levels=cfg.levels)
     log.info("dynamics fitted: %d epochs, val dz NLL %.3f, R2 %.3f (ridge baseline %.3f), I %.4f", len(hist_va),
              report["ensemble/dz_nll"], report["ensemble/dz_r2"], report["linear_baseline/dz_r2"],
              report["interaction_index"])
@@ -249,14 +274,16 @@ def _auroc(y: np.ndarray, p: np.ndarray) -> float:
     return float(roc_auc_score(y, p))
 
 
-def linear_baseline_r2(train: Transitions, val: Transitions, alpha: float = 1.0) -> float:
+def linear_baseline_r2(train: Transitions, val: Transitions, alpha: float = 1.0,
+                       levels: tuple[int, int] = (N_FLUID, N_VASO)) -> float:
     """Validation R^2 of delta z for a ridge regression on [z, onehot(a_F), onehot(a_V)]: the reference the
     ensemble should beat (a model below it is underfitted or overfitted)."""
     from sklearn.linear_model import Ridge
 
     def xy(t: Transitions):
         nt = t.done < 0.5
-        x = np.hstack([t.z, np.eye(N_FLUID, dtype=np.float32)[t.a_fluid], np.eye(N_VASO, dtype=np.float32)[t.a_vaso]])
+        a0, a1 = split_action(t.a, levels)
+        x = np.hstack([t.z, np.eye(levels[0], dtype=np.float32)[a0], np.eye(levels[1], dtype=np.float32)[a1]])
         return x[nt], (t.z2 - t.z)[nt]
 
     (xt, yt), (xv, yv) = xy(train), xy(val)
@@ -269,16 +296,20 @@ def _r2(y: np.ndarray, yhat: np.ndarray) -> float:
     if len(y) == 0:
         return float("nan")
     ss_tot = ((y - y.mean(0)) ** 2).sum()
-    return float(1.0 - ((y - yhat) ** 2).sum() / ss_tot) if ss_tot > 0 else float("nan")
+    # a target with (numerically) no variance, e.g. a reward never observed yet, has no R^2
+    return float(1.0 - ((y - yhat) ** 2).sum() / ss_tot) if ss_tot > 1e-12 else float("nan")
 
 
 @torch.no_grad()
-def validation_report(model: DynamicsEnsemble, val: Transitions, surv: np.ndarray | None = None) -> dict:
-    """Validation error per member and for the ensemble (method.md 4.4)."""
+def validation_report(model: DynamicsEnsemble, val: Transitions, surv: np.ndarray | None = None,
+                      noop: tuple[int, int] | None = None) -> dict:
+    """Validation error per member and for the ensemble (method.md 4.4); ``noop``: the no-op level of each
+    head (0 for the clinical actions)."""
     if surv is None:
-        surv = _targets(val, model.r_max, "validation")
+        surv = _targets(val, model.r_max, "validation", model.dense)
     z = torch.from_numpy(val.z)
-    af, av = torch.from_numpy(val.a_fluid), torch.from_numpy(val.a_vaso)
+    a0, a1 = split_action(val.a, model.levels)
+    af, av = torch.from_numpy(a0), torch.from_numpy(a1)
     mu, lv, ld, ls = model.predict_all(z, af, av)
     nonterm = val.done < 0.5
     term = ~nonterm
@@ -299,6 +330,9 @@ def validation_report(model: DynamicsEnsemble, val: Transitions, surv: np.ndarra
             out["dz_rmse"] = float(np.sqrt(((raw_y[nt] - dmean - dstd * mu_e[nt]) ** 2).mean()))
         out["term_auroc"] = _auroc(val.done[rows], p_d[rows])
         out["term_brier"] = float(((p_d[rows] - val.done[rows]) ** 2).mean()) if rows.any() else float("nan")
+        if model.dense:  # per-step reward: R^2 of r / r_max
+            out["reward_r2"] = _r2(surv[rows], p_s[rows])
+            return out
         out["surv_auroc"] = _auroc(surv[tr], p_s[tr])
         out["surv_brier"] = float(((p_s[tr] - surv[tr]) ** 2).mean()) if tr.any() else float("nan")
         return out
@@ -315,16 +349,17 @@ def validation_report(model: DynamicsEnsemble, val: Transitions, surv: np.ndarra
     for k, v in ens(every).items():
         rep[f"ensemble/{k}"] = v
     # rows whose other sub-action is no-op: real draws from the projected MDP M_k
-    for name, rows in (("F", val.a_vaso == 0), ("V", val.a_fluid == 0)):
+    noop = (0, 0) if noop is None else noop
+    for name, rows in (("F", a1 == noop[1]), ("V", a0 == noop[0])):
         rep[f"noop_other_{name}/n"] = int(rows.sum())
         for k, v in ens(rows).items():
             rep[f"noop_other_{name}/{k}"] = v
     # interaction index I = E || mu(aF,aV) - mu(aF,0) - mu(0,aV) + mu(0,0) || over logged rows (raw units)
-    zero = torch.zeros_like(af)
+    zero0, zero1 = torch.full_like(af, noop[0]), torch.full_like(av, noop[1])
     m_fv = model.mean_delta(z, af, av)
-    m_f0 = model.mean_delta(z, af, zero)
-    m_0v = model.mean_delta(z, zero, av)
-    m_00 = model.mean_delta(z, zero, zero)
+    m_f0 = model.mean_delta(z, af, zero1)
+    m_0v = model.mean_delta(z, zero0, av)
+    m_00 = model.mean_delta(z, zero0, zero1)
     inter = (m_fv - m_f0 - m_0v + m_00).norm(dim=1)
     rep["interaction_index"] = float(inter.mean())
     rep["interaction_index_rel"] = float(inter.mean() / (m_fv - m_00).norm(dim=1).mean().clamp_min(1e-12))

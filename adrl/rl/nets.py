@@ -56,11 +56,12 @@ def slice_masks(mask25: torch.Tensor) -> torch.Tensor:
 
 
 def joint_q_pairs(q2: torch.Tensor) -> torch.Tensor:
-    """(N, 2, 5) head values -> (N, 25, 2) = [Q_F(a_F), Q_V(a_V)] for every flat action a."""
-    n = q2.shape[0]
-    qf = q2[:, 0, :, None].expand(n, N_FLUID, N_VASO)
-    qv = q2[:, 1, None, :].expand(n, N_FLUID, N_VASO)
-    return torch.stack([qf, qv], dim=-1).reshape(n, N_ACTIONS, 2)
+    """(N, 2, L) head values -> (N, L*L, 2) = [Q_F(a_F), Q_V(a_V)] for every flat action a = L a_F + a_V
+    (L = 5 for the clinical actions; any number of levels per head, e.g. the online action grids)."""
+    n, L = q2.shape[0], q2.shape[-1]
+    qf = q2[:, 0, :, None].expand(n, L, L)
+    qv = q2[:, 1, None, :].expand(n, L, L)
+    return torch.stack([qf, qv], dim=-1).reshape(n, L * L, 2)
 
 
 def masked_argmax(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
