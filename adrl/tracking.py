@@ -175,10 +175,11 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 class StageRun:
     """What a stage logs, bound to one run id. With tracking off every method is a no-op."""
 
-    def __init__(self, mlflow=None, run_id: str | None = None):
+    def __init__(self, mlflow=None, run_id: str | None = None, parent_id: str | None = None):
         self._mlflow = mlflow
         self._client = mlflow.MlflowClient() if mlflow is not None else None
         self.run_id = run_id
+        self.parent_id = parent_id
 
     @property
     def active(self) -> bool:
@@ -243,9 +244,10 @@ class StageRun:
             self._client.log_table(self.run_id, df, artifact_file=name)
 
     def log_parent_metrics(self, metrics: Mapping[str, float]) -> None:
-        """The same metrics on the pipeline's parent run (``$ADRL_PARENT_RUN_ID``), so pipeline executions
-        compare at the top level; nothing when the stage runs without a parent (plain ``dvc repro``)."""
-        parent = os.environ.get(PARENT_ENV)
+        """The same metrics on the pipeline's parent run (the run tree this stage belongs to, or
+        ``$ADRL_PARENT_RUN_ID``), so pipeline executions compare at the top level; nothing when the stage runs
+        without a parent (plain ``dvc repro``)."""
+        parent = self.parent_id or os.environ.get(PARENT_ENV)
         if self.active and parent:
             StageRun(self._mlflow, parent).log_metrics(metrics)
 
@@ -276,7 +278,7 @@ def stage_run(stage: str, params: Mapping[str, Any] | None = None,
     status = "FAILED"
     try:
         with mlflow.start_run(experiment_id=exp, run_name=stage, tags=base_tags, nested=nested) as run:
-            sr = StageRun(mlflow, run.info.run_id)
+            sr = StageRun(mlflow, run.info.run_id, parent_id=parent)
             if params:
                 sr.log_params(params)
             yield sr
