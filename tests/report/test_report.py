@@ -11,7 +11,8 @@ from adrl.report.html import Table, _fmt, render_html, render_markdown
 
 
 def test_parameters_keep_their_significant_digits_and_seeds_have_no_separator():
-    cfg = validate_config({"ais": {"lr": 0.0005}, "evaluate": {"truth": {"seed": 12345}}})
+    cfg = validate_config({"ais": {"lr": 0.0005}, "evaluate": {"truth": {"seed": 12345}},
+                           "train": {"lr": 0.0003, "weight_decay": 0.001}})
     params = dict(build._flat_params(cfg))
     assert params["ais.lr"] == "0.0005" and params["train.lr"] == "0.0003"
     assert params["train.weight_decay"] == "0.001" and params["train.dynamics.lr"] == "0.001"
