@@ -49,7 +49,8 @@ def main(cfg, run) -> None:
         for key, values in h.items():
             if key != "step":
                 run.log_metric_series(f"{rec['run_id']}/{key}", values, h["step"])
-        run.log_metrics({f"{rec['run_id']}/steps_per_s": rec["steps_per_s"]})
+        if rec.get("steps_per_s") is not None:   # a run resumed from disk has no timing (run.json holds none)
+            run.log_metrics({f"{rec['run_id']}/steps_per_s": rec["steps_per_s"]})
         for key, values in (rec.get("value_check_history") or {}).items():   # the convergence check per checkpoint
             run.log_metric_series(f"{rec['run_id']}/value_check/{key}", values, rec["steps"])
 
@@ -58,7 +59,8 @@ def main(cfg, run) -> None:
     sps = defaultdict(list)
     for r in man["runs"]:
         key = r["algorithm"] if r["algorithm"] != "adbcq" else f"adbcq_{'aug' if r['augment'] else 'noaug'}"
-        sps[key].append(r["steps_per_s"])
+        if r.get("steps_per_s") is not None:
+            sps[key].append(r["steps_per_s"])
     metrics = {
         "runs": len(man["runs"]),
         "checkpoints": int(sum(len(r["steps"]) for r in man["runs"])),
@@ -66,8 +68,7 @@ def main(cfg, run) -> None:
         "counts": man["counts"],
         "latent_dim": man["d"],
         "states_sha256": states_hash,
-        "train_seconds": man["sweep_seconds"],   # wall time of the sweep (batched groups share their loop)
-        "trained_runs": man["trained_runs"],     # runs trained by this call (the others were complete before)
+        "train_seconds": man.get("sweep_seconds"),   # wall time of the sweep (batched groups share their loop)
         "steps_per_s": {k: float(np.mean(v)) for k, v in sps.items()},
         # the convergence check of each run's last checkpoint (adrl/rl/valuecheck.py): ratio = q_logged / mc_return
         "value_check": {r["run_id"]: {k: r["value_check"][k] for k in VC_KEYS}
@@ -80,7 +81,9 @@ def main(cfg, run) -> None:
     write_metrics(METRICS_FILE, metrics)
     run.log_metrics({k: v for k, v in metrics.items()
                      if k not in ("dynamics", "states_sha256", "counts", "value_check", "not_converged")})
-    run.log_metrics({"runs_not_converged": len(metrics["not_converged"])})
+    run.log_metrics({"runs_not_converged": len(metrics["not_converged"]),
+                     "trained_runs": man["trained_runs"]})   # runs trained by this call (not in the metrics file:
+    # after a crash the rerun trains fewer, and the outputs must not differ)
     run.log_dict({"runs": man["runs"], "dynamics": metrics["dynamics"]}, "train/manifest.json")
 
 

@@ -628,8 +628,8 @@ def _sweep(df, p: TrainParams, out_dir: Path, specs: list[RunSpec], where, on_dy
     manifest["counts"] = {"train_rows": int(in_train.sum()), "train_stays": int(df.loc[in_train, "traj"].nunique()),
                           "train_transitions": len(train), "val_transitions": len(val) if val is not None else None}
     manifest["sweep_seconds"] = time.perf_counter() - t_start   # this call's wall time (skipped runs cost ~0)
-    manifest["trained_runs"] = len(todo)
-    write_json(out_dir / MANIFEST, without_timings(manifest))
+    manifest["trained_runs"] = len(todo)   # depends on what a crash left: returned and logged, never written
+    write_json(out_dir / MANIFEST, without_timings({k: v for k, v in manifest.items() if k != "trained_runs"}))
     return manifest
 
 
