@@ -236,7 +236,7 @@ def update_scan(df: pd.DataFrame, sizes=(1, 5, 10, 20), rounds: int = 2, steps: 
     for _ in range(rounds):
         for R in sizes:
             idx = torch.from_numpy(np.random.default_rng(0).integers(0, len(tr), size=(steps, R, 100)))
-            learners = [make_learner(RunSpec("bcq", 0.3, s), tr.dim, p) for s in range(R)]
+            learners = [make_learner(RunSpec("bcq", 0.3, s), tr, p) for s in range(R)]
             lrn = learners[0] if R == 1 else BatchedLearners(learners)
             step = (lambda i: lrn.update(*(t[idx[i, 0]] for t in data))) if R == 1 else \
                 (lambda i: lrn.update(*(t[idx[i]] for t in data)))

@@ -185,10 +185,10 @@ def main():
     dyn, rep, _ = fit_dynamics(train, val, dyn_cfg, seed=0, progress=False)
     p = TrainParams()
     learners = {
-        "ours BCQ": make_learner(RunSpec("bcq", 0.3, 0), train.dim, p),
-        "ours factored BCQ": make_learner(RunSpec("factored_bcq", 0.3, 0), train.dim, p),
-        "ours AD-BCQ linear, aug on": make_learner(RunSpec("adbcq", 0.3, 0, "linear", True), train.dim, p, dyn),
-        "ours AD-BCQ linear, aug off": make_learner(RunSpec("adbcq", 0.3, 0, "linear", False), train.dim, p),
+        "ours BCQ": make_learner(RunSpec("bcq", 0.3, 0), train, p),
+        "ours factored BCQ": make_learner(RunSpec("factored_bcq", 0.3, 0), train, p),
+        "ours AD-BCQ linear, aug on": make_learner(RunSpec("adbcq", 0.3, 0, "linear", True), train, p, dyn),
+        "ours AD-BCQ linear, aug off": make_learner(RunSpec("adbcq", 0.3, 0, "linear", False), train, p),
     }
     with tempfile.TemporaryDirectory() as tmp:
         d3_dataset(df, Path(tmp) / "d3.npz")

@@ -61,16 +61,16 @@ def _states_case(args) -> dict:
     from adrl.rl.train import RunSpec, checkpoint_checks, dynamics_config, fit_loop, make_learner
     from adrl.rl.valuecheck import check_set
 
-    algo, aug, profile, steps, every, states_path, overrides = args
+    algo, aug, profile, steps, every, states_path, overrides, tau = args
     torch.set_num_threads(1)
     df = pd.read_parquet(states_path)
     p = TrainParams(profile=profile, steps=steps, workers=1, **overrides)
     train, val = transitions(df, "train"), transitions(df, "val")
-    spec = RunSpec(algo, 0.3, 0, "linear" if algo == "adbcq" else None, aug if algo == "adbcq" else None)
+    spec = RunSpec(algo, tau, 0, "linear" if algo == "adbcq" else None, aug if algo == "adbcq" else None)
     dyn = None
     if spec.needs_dynamics:
         dyn, _, _ = fit_dynamics(train, val, dynamics_config(p), 0, progress=False)
-    lrn = make_learner(spec, train.dim, p, dyn)
+    lrn = make_learner(spec, train, p, dyn)
     ck, states, _, secs = fit_loop(lrn, train, steps, p.batch_size, every, 0, progress=False,
                                    lr_schedule=p.lr_schedule)
     checks = checkpoint_checks(lrn, states, check_set(df, "val", p.gamma))
@@ -97,8 +97,8 @@ def cmd_tabular(a) -> None:
 
 def cmd_states(a) -> None:
     ov = json.loads(a.overrides)
-    jobs = [(al, aug, a.profile, a.steps, a.every, a.states, ov)
-            for al, aug in (("bcq", None), ("factored_bcq", None), ("adbcq", True))]
+    jobs = [(al, aug, a.profile, a.steps, a.every, a.states, ov, tau)
+            for tau in a.taus for al, aug in (("bcq", None), ("factored_bcq", None), ("adbcq", True))]
     t0 = time.time()
     with ProcessPoolExecutor(a.workers) as ex:
         rows = list(ex.map(_states_case, jobs))
@@ -132,6 +132,7 @@ def main(argv=None) -> None:
             s.add_argument("--cases", default="", help="comma list of mdp:learner (default: all)")
         else:
             s.add_argument("--states", default=str(ROOT / "data/processed/states.parquet"), help="states table")
+            s.add_argument("--taus", type=float, nargs="+", default=[0.3], help="BCQ thresholds")
     r = sub.add_parser("report", help="write the tables of benchmarks/results/convergence_tables.md from the JSONs")
     r.add_argument("--out", default=str(RES / "convergence_tables.md"), help="markdown file to write")
     a = ap.parse_args(argv)

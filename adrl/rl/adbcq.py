@@ -15,7 +15,7 @@ from ..errors import ConfigError
 from .bcq import BCQConfig, check_value_knobs
 from .dynamics import DynamicsEnsemble
 from .factored_bcq import check_tau_per_head, register_taus
-from .nets import (HYPER_MIXERS, Learner, Mixer, factored_logp, joint_mask, joint_q_pairs, masked_argmax, mlp, ratio_mask,
+from .nets import (HYPER_MIXERS, Learner, Mixer, clip_target, factored_logp, joint_mask, joint_q_pairs, masked_argmax, mlp, ratio_mask,
                    slice_masks, td_loss)
 
 BIASED_BY_DEFAULT = ("linear", "mlp2", "relu")
@@ -196,7 +196,7 @@ class ADBCQ(Learner):
             f2 = net.mixer(joint_q_pairs(q2), z2, with_bias=False)  # b(z') cannot move the argmax (w(z') can)
             a_star = masked_argmax(f2, mm2)
             f2_target = tgt.mixer(joint_q_pairs(tq_n[:B]), z2).gather(1, a_star[:, None]).squeeze(1)
-            y = r + cfg.gamma * (1.0 - done) * f2_target
+            y = clip_target(r + cfg.gamma * (1.0 - done) * f2_target, cfg)
 
             # 3. projected targets on B_k: a*_k = argmax over A_k(z'_k) of online Q_k, evaluated by target Q_k
             if augment:
@@ -205,7 +205,7 @@ class ADBCQ(Learner):
                     q_k, m_k, t_k = (x.index_select(0, src[k])[:, k] for x in (q_n, m_n, tq_n))
                     a_k = masked_argmax(q_k, m_k)
                     y_k.append(r_k[k] / scale + cfg.gamma * (1.0 - d_k[k]) * t_k.gather(1, a_k[:, None]).squeeze(1))
-                y_k = torch.stack(y_k)
+                y_k = clip_target(torch.stack(y_k), cfg)
 
         # 4. mixed loss on the real batch (gradients flow into the heads unless switched off)
         q_pair = net.heads(z).gather(2, a2d[:, :, None]).squeeze(2)  # (B, 2) = [Q_F(z, a_F), Q_V(z, a_V)]

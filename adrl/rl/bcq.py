@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 from ..actions import N_ACTIONS
 from ..errors import ConfigError
-from .nets import TD_LOSSES, Learner, masked_argmax, mlp, ratio_mask, td_loss
+from .nets import TD_LOSSES, Learner, clip_target, masked_argmax, mlp, ratio_mask, td_loss
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,9 @@ class BCQConfig:
     value_scale: float = 1.0
     loss: str = "huber"         # TD loss in training units: huber (delta 1) | mse
     target_every: int = 0       # 0: Polyak averaging at `polyak` every step; n > 0: hard copy every n steps
+    # bootstrap targets clipped to [q_min, q_max] in training units (train.q_clip: auto; None: no clip)
+    q_min: float | None = None
+    q_max: float | None = None
 
     def __post_init__(self):
         check_value_knobs(self)
@@ -42,6 +45,8 @@ def check_value_knobs(cfg) -> None:
         raise ConfigError(f"train.value_scale must be > 0, got {cfg.value_scale!r}")
     if cfg.target_every < 0:
         raise ConfigError(f"train.target_every must be >= 0, got {cfg.target_every!r}")
+    if cfg.q_min is not None and cfg.q_max is not None and not cfg.q_min <= cfg.q_max:
+        raise ConfigError(f"train.q_clip: the value bounds are empty ({cfg.q_min} > {cfg.q_max})")
 
 
 class BCQNet(nn.Module):
@@ -73,7 +78,7 @@ class BCQ(Learner):
             q2, allowed2 = net(z2)
             a2 = masked_argmax(q2, allowed2)
             q2_target = target.q(z2).gather(1, a2[:, None]).squeeze(1)
-            y = r + cfg.gamma * (1.0 - done) * q2_target
+            y = clip_target(r + cfg.gamma * (1.0 - done) * q2_target, cfg)
         # losses: TD + imitation NLL + logit penalty
         q = net.q(z)
         q_sa = q.gather(1, a[:, None]).squeeze(1)

@@ -12,7 +12,7 @@ from torch.nn import functional as F
 from ..actions import N_VASO
 from ..errors import ConfigError
 from .bcq import BCQConfig, check_value_knobs
-from .nets import Learner, factored_logp, joint_mask, joint_q_pairs, masked_argmax, mlp, ratio_mask, td_loss
+from .nets import Learner, clip_target, factored_logp, joint_mask, joint_q_pairs, masked_argmax, mlp, ratio_mask, td_loss
 
 
 def check_tau_per_head(v) -> tuple[float, float] | None:
@@ -85,7 +85,7 @@ class FactoredBCQ(Learner):
             q2, allowed2 = net(z2)
             a2 = masked_argmax(q2, allowed2)
             q2_target = joint_q_pairs(target.heads(z2)).sum(-1).gather(1, a2[:, None]).squeeze(1)
-            y = r + cfg.gamma * (1.0 - done) * q2_target
+            y = clip_target(r + cfg.gamma * (1.0 - done) * q2_target, cfg)
         # Q(z, a) = q_F(z, a_F) + q_V(z, a_V)
         q_pair = net.heads(z).gather(2, a2d[:, :, None]).squeeze(2)  # (B, 2)
         q_sa = q_pair.sum(-1)

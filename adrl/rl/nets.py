@@ -81,6 +81,14 @@ def td_loss(x: torch.Tensor, kind: str = "huber") -> torch.Tensor:
     return huber(x) if kind == "huber" else x.pow(2).mean()
 
 
+def clip_target(y: torch.Tensor, cfg) -> torch.Tensor:
+    """The bootstrap target ``y`` clipped to [cfg.q_min, cfg.q_max] (training units) where the run has bounds
+    (``train.q_clip: auto``: the smallest and largest return the training rewards allow; None: no clip)."""
+    if cfg.q_min is None and cfg.q_max is None:
+        return y
+    return y.clamp(cfg.q_min, cfg.q_max)
+
+
 HYPER_MIXERS = ("linear",)  # mixers whose weights a hypernetwork w(z) can replace (state_cond: hyper)
 
 

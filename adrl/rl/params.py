@@ -17,9 +17,10 @@ Profile = Literal["default", "tang"]
 #         and optimiser that converged in that measurement.
 PROFILES: dict[str, dict] = {
     "tang": {"steps": 10000, "lr": 3e-4, "loss": "huber", "value_scale": 1.0, "polyak": 0.005, "target_every": 0,
-             "weight_decay": 1e-3, "lr_schedule": "constant", "mixer_w0": 0.5},
+             "weight_decay": 1e-3, "lr_schedule": "constant", "mixer_w0": 0.5, "q_clip": "none"},
     "default": {"steps": 10000, "lr": 1e-3, "loss": "mse", "value_scale": "r_max", "polyak": 0.005,
-                "target_every": 0, "weight_decay": 0.0, "lr_schedule": "linear", "mixer_w0": 1.0},
+                "target_every": 0, "weight_decay": 0.0, "lr_schedule": "linear", "mixer_w0": 1.0,
+                "q_clip": "auto"},
 }
 Mixer = Literal["mean", "sum", "linear", "mlp2", "relu"]
 
@@ -66,6 +67,7 @@ class TrainParams(Section):
     target_every: int | None = Field(None, ge=0, description="0: Polyak every step; n: hard target copy every n")
     value_check_split: Literal["val", "test", "train", "none"] = "val"
     mixer_w0: float | None = Field(None, gt=0, description="linear mixer's initial w_k (tang: 1/K; default: 1)")
+    q_clip: Literal["auto", "none"] | None = None   # auto: bootstrap targets clipped to the returns the data allow
     hidden: int = Field(256, ge=1)
     # AD-BCQ (method.md 4)
     lambda_proj: float = Field(1.0, ge=0)

@@ -424,7 +424,7 @@ def train_on(mdp_name: str, learner: str, params, tau: float = 0.3, episodes: in
     data = transitions(df, "train")
     algo, _, arm = learner.partition("-")
     spec = RunSpec(algo, tau, seed, "linear" if algo == "adbcq" else None, arm == "aug" if algo == "adbcq" else None)
-    lrn = make_learner(spec, data.dim, params, mdp.exact_model() if spec.needs_dynamics else None)
+    lrn = make_learner(spec, data, params, mdp.exact_model() if spec.needs_dynamics else None)
     t0 = time.perf_counter()
     steps, states, _, secs = fit_loop(lrn, data, params.steps, params.batch_size,
                                       checkpoint_every or params.steps, seed, progress=False,

@@ -97,9 +97,31 @@ def expand_sweep(p: TrainParams) -> list[RunSpec]:
     return specs
 
 
-def algo_config(spec: RunSpec, p: TrainParams):
+def value_bounds(data: Transitions, gamma: float) -> tuple[float, float]:
+    """The smallest and largest discounted return the rewards of ``data`` allow (reward units): with rewards on
+    terminal rows only (the sepsis reward), [min(0, r), max(0, r)] over them; with intermediate rewards,
+    their geometric sum (infinite for gamma = 1) plus the terminal range."""
+    r, term = data.r.astype(np.float64), data.done > 0.5
+    rt, rn = r[term], r[~term]
+    lo = min(0.0, float(rt.min())) if rt.size else 0.0
+    hi = max(0.0, float(rt.max())) if rt.size else 0.0
+    if rn.size and rn.min() < 0:
+        lo += float(rn.min()) / (1.0 - gamma) if gamma < 1 else -np.inf
+    if rn.size and rn.max() > 0:
+        hi += float(rn.max()) / (1.0 - gamma) if gamma < 1 else np.inf
+    return lo, hi
+
+
+def algo_config(spec: RunSpec, p: TrainParams, bounds: tuple[float, float] | None = None):
+    """The learner's config; ``bounds`` (reward units, :func:`value_bounds`) clip its bootstrap targets where
+    ``train.q_clip`` is auto."""
+    q_min = q_max = None
+    if bounds is not None and p.q_clip == "auto":
+        q_min = None if np.isinf(bounds[0]) else bounds[0] / p.value_scale
+        q_max = None if np.isinf(bounds[1]) else bounds[1] / p.value_scale
     common = dict(tau=spec.tau, hidden=p.hidden, lr=p.lr, weight_decay=p.weight_decay, gamma=p.gamma,
-                  polyak=p.polyak, value_scale=p.value_scale, loss=p.loss, target_every=p.target_every)
+                  polyak=p.polyak, value_scale=p.value_scale, loss=p.loss, target_every=p.target_every,
+                  q_min=q_min, q_max=q_max)
     if spec.algorithm == "bcq":
         return BCQConfig(**common)
     if spec.algorithm == "factored_bcq":
@@ -112,8 +134,14 @@ def algo_config(spec: RunSpec, p: TrainParams):
                        mlp2_activation=p.mlp2_activation, mixer_w0=p.mixer_w0, bc_filter=p.bc_filter, tau_per_head=spec.tau_k)
 
 
-def make_learner(spec: RunSpec, d: int, p: TrainParams, dynamics: DynamicsEnsemble | None = None):
-    cfg = algo_config(spec, p)
+def make_learner(spec: RunSpec, data: Transitions | int, p: TrainParams, dynamics: DynamicsEnsemble | None = None):
+    """The run's learner. ``data``: the training transitions (the state dimension and, with ``train.q_clip: auto``,
+    the value bounds of the targets), or only the state dimension (networks to read a checkpoint into: no bounds)."""
+    if isinstance(data, Transitions):
+        d, bounds = data.dim, value_bounds(data, p.gamma)
+    else:
+        d, bounds = int(data), None
+    cfg = algo_config(spec, p, bounds)
     if spec.algorithm == "bcq":
         return BCQ(d, cfg, spec.seed)
     if spec.algorithm == "factored_bcq":
@@ -222,7 +250,7 @@ def train_group(specs: list[RunSpec], data: Transitions, p: TrainParams, out_dir
     """Train runs of one architecture together (one run: the single-run learner; several: adrl/rl/batched.py) and
     write each runs/<run_id>/ atomically; return their records."""
     dynamics = dynamics or {}
-    learners = [make_learner(s, data.dim, p, dynamics.get(s.seed)).to(device) for s in specs]
+    learners = [make_learner(s, data, p, dynamics.get(s.seed)).to(device) for s in specs]
     if len(specs) == 1:
         learner = learners[0]
     else:
@@ -280,7 +308,7 @@ def train_run(spec: RunSpec, data: Transitions, p: TrainParams, out_dir: Path,
               progress: bool | None = None, check: CheckSet | None = None) -> dict:
     """Train one run (the single-run learner) and write runs/<run_id>/ atomically; return its record (with the loss
     history and, given a check set, the value check of every checkpoint and of the last one)."""
-    learner = make_learner(spec, data.dim, p, dynamics)
+    learner = make_learner(spec, data, p, dynamics)
     ck_steps, ck_states, hist, secs = fit_loop(learner, data, p.steps, p.batch_size, p.checkpoint_every,
                                                spec.seed, progress, desc=spec.run_id, lr_schedule=p.lr_schedule)
     return write_run(spec, learner, data, p, out_dir, ck_steps, ck_states, hist, secs, check,
@@ -321,6 +349,7 @@ def run_hash(spec: RunSpec, p: TrainParams, d: int, data_key: str) -> str:
     """What a run's checkpoints depend on: the run, its learner config, the loop, the data (and the model's fit)."""
     return _hash({"format": RUN_FORMAT, "code": code_hash(), "spec": asdict(spec), "d": d, "config": asdict(algo_config(spec, p)),
                   "loop": [p.steps, p.batch_size, p.checkpoint_every, p.checkpoint_dtype, p.value_check_split],
+                  "q_clip": p.q_clip,
                   "data": data_key, "dynamics": dynamics_hash(spec.seed, p, data_key) if spec.needs_dynamics else None})
 
 
@@ -411,9 +440,7 @@ def _prepare_out_dir(out_dir: Path, run_ids: set[str]) -> None:
             raise InputError(f"{out_dir}: exists and holds {len(foreign)} entr(ies) that are not a training output "
                              f"(e.g. {sorted(foreign)[:3]}); refusing to write into it: move it away or choose another path")
     out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in [*out_dir.glob(".*.tmp"), *out_dir.glob("runs/.*.tmp"), *out_dir.glob("dynamics/.*.tmp"),
-                  *out_dir.glob("dynamics/*/.*.tmp")]:
-        shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+    remove_temporaries(out_dir)
     if (out_dir / MANIFEST).exists():
         (out_dir / MANIFEST).unlink()   # rewritten when the sweep completes
     old = [q for q in (out_dir / "runs").glob("*") if q.is_dir() and q.name not in run_ids]
@@ -456,6 +483,13 @@ class Progress:
         log.info("train: %d/%d runs done%s, %d/%d run-steps, %.0f run-steps/s, %.0f s%s", self.done, self.total,
                  f" ({self.skipped} complete before)" if self.skipped else "", n, todo, rate,
                  now - self.t0, self.dyn)
+
+
+def remove_temporaries(out_dir: Path) -> None:
+    """Remove the temporary files and folders an interrupted write left in a training output folder."""
+    for stale in [*out_dir.glob(".*.tmp"), *out_dir.glob("runs/.*.tmp"), *out_dir.glob("dynamics/.*.tmp"),
+                  *out_dir.glob("dynamics/*/.*.tmp")]:
+        shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
 
 
 _COUNTER = None   # a worker's shared run-step counter (set by _init_worker)
@@ -691,6 +725,10 @@ def _pool_sweep(ctx, counter, groups, dyn_todo, arrays, p, out_dir: Path, where,
                     ex.shutdown(wait=False, cancel_futures=True)
                     for proc in procs:
                         proc.terminate()
+                    # a worker stopped while writing a run leaves its temporary folder: wait for them, remove it
+                    for proc in procs:
+                        proc.join(timeout=5)
+                    remove_temporaries(out_dir)
                     raise
         finally:
             if env_threads is None:

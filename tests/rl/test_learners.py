@@ -151,8 +151,8 @@ def test_sum_mixer_without_augmentation_is_factored_bcq():
     df = make_states(300, seed=5)
     data = transitions(df, "train")
     p = TrainParams(**{**FAST, "dynamics": TrainParams().dynamics.model_dump()}, thresholds=[0.2])
-    fb = make_learner(RunSpec("factored_bcq", 0.2, 7), data.dim, p)
-    ad = make_learner(RunSpec("adbcq", 0.2, 7, mixer="sum", augment=False), data.dim, p)
+    fb = make_learner(RunSpec("factored_bcq", 0.2, 7), data, p)
+    ad = make_learner(RunSpec("adbcq", 0.2, 7, mixer="sum", augment=False), data, p)
     for a, b in zip(fb.net.parameters(), ad.net.parameters()):
         assert torch.equal(a, b)                                       # same initialisation
     _, s1, h1, _ = fit_loop(fb, data, 200, 100, 10, seed=7, progress=False)
@@ -162,6 +162,6 @@ def test_sum_mixer_without_augmentation_is_factored_bcq():
     for a, b in zip(s1[-1].values(), s2[-1].values()):
         torch.testing.assert_close(a, b)
     # and a different mixer does not match (the test can fail)
-    lin = make_learner(RunSpec("adbcq", 0.2, 7, mixer="mean", augment=False), data.dim, p)
+    lin = make_learner(RunSpec("adbcq", 0.2, 7, mixer="mean", augment=False), data, p)
     _, _, h3, _ = fit_loop(lin, data, 200, 100, 10, seed=7, progress=False)
     assert not np.allclose(h1["loss/q"], h3["loss/mix"], rtol=1e-3)

@@ -16,7 +16,7 @@ from adrl.rl.factored_bcq import FactoredBCQConfig, FactoredBCQNet
 from adrl.rl.nets import Mixer, joint_mask, joint_q_pairs, masked_argmax
 from adrl.rl.params import TrainParams
 from adrl.rl.policy import Policy, greedy_matrix
-from adrl.rl.train import (RunSpec, algo_config, dynamics_config, expand_sweep, fit_loop, make_learner,
+from adrl.rl.train import (RunSpec, algo_config, value_bounds, dynamics_config, expand_sweep, fit_loop, make_learner,
                             train_run)
 from tests.rl.factored_mdp import D, make_states
 
@@ -56,7 +56,7 @@ def test_option_trains_saves_and_reloads(algorithm, mixer, augment, opts, key, d
     assert rec["run_id"] == spec.run_id and all(np.isfinite(v) for v in rec["final"].values())
     # run.json records every option; Policy.load rebuilds the same config and network
     saved = json.loads((tmp_path / "runs" / spec.run_id / "run.json").read_text())["config"]
-    cfg = algo_config(spec, p)
+    cfg = algo_config(spec, p, value_bounds(tr, p.gamma))
     for k, v in opts.items():
         assert saved[k] == v
     pol = Policy.load(tmp_path / "runs" / spec.run_id)
@@ -64,7 +64,7 @@ def test_option_trains_saves_and_reloads(algorithm, mixer, augment, opts, key, d
     if key is not None:
         assert key in pol.net.state_dict()
     # the same seed retrained in memory gives the reloaded policy's greedy actions
-    learner = make_learner(spec, tr.dim, p, dyn if spec.needs_dynamics else None)
+    learner = make_learner(spec, tr, p, dyn if spec.needs_dynamics else None)
     fit_loop(learner, tr, p.steps, p.batch_size, p.checkpoint_every, spec.seed, progress=False,
              lr_schedule=p.lr_schedule)
     z = np.random.default_rng(0).random((64, D)).astype(np.float32)

@@ -12,7 +12,8 @@ from adrl.config import validate_config
 from adrl.errors import ConfigError, EmptyResultError
 from adrl.rl import tabular as T
 from adrl.rl.params import PROFILES, TrainParams
-from adrl.rl.train import run_sweep
+from adrl.rl.data import Transitions, transitions
+from adrl.rl.train import RunSpec, make_learner, run_sweep, value_bounds
 from adrl.rl.valuecheck import check_set, checkpoint_check, converged, mc_returns
 
 
@@ -58,6 +59,7 @@ def test_profiles_fill_null_keys_and_explicit_values_win():
     ({"train": {"lr": -0.001}}, "train.lr"),
     ({"train": {"loss": "l1"}}, "train.loss"),
     ({"train": {"value_check_split": "holdout"}}, "train.value_check_split"),
+    ({"train": {"q_clip": "yes"}}, "train.q_clip"),
 ])
 def test_bad_value_learning_keys_name_the_key(raw, needle):
     with pytest.raises(ConfigError) as e:
@@ -82,3 +84,42 @@ def test_every_run_records_its_value_check_per_checkpoint(tmp_path):
         assert checkpoint_check(tmp_path / "m" / "runs" / r["run_id"], 61) is None
     # MC return of the chain's validation rows: the survivors' discounted 100s
     assert 0 < man["runs"][0]["value_check"]["mc_return"] < 100
+
+
+def _tr(r, done, gamma_d=3):
+    n = len(r)
+    z = np.zeros((n, gamma_d), np.float32)
+    return Transitions(z, np.zeros(n, np.int64), np.asarray(r, np.float32), z, np.asarray(done, np.float32))
+
+
+def test_value_bounds_are_the_returns_the_rewards_allow():
+    assert value_bounds(_tr([0, 0, 100, 0, 0], [0, 0, 1, 0, 1]), 0.99) == (0.0, 100.0)     # the sepsis reward
+    assert value_bounds(_tr([0, 1, -1], [0, 1, 1]), 0.99) == (-1.0, 1.0)                  # pm1 export
+    lo, hi = value_bounds(_tr([2, -1, 10], [0, 0, 1]), 0.9)                               # intermediate rewards
+    assert np.isclose(lo, -10.0) and np.isclose(hi, 20.0 + 10.0)
+    assert value_bounds(_tr([2, 10], [0, 1]), 1.0)[1] == np.inf
+
+
+@pytest.mark.parametrize("algorithm", ["bcq", "factored_bcq", "adbcq"])
+def test_q_clip_auto_keeps_bootstrap_targets_inside_the_possible_returns(algorithm):
+    """A network that over-estimates (Q of 5 R_max at every next state) must not be its own target: with q_clip auto
+    (the default profile) no target exceeds R_max; with none (tang) they do."""
+    torch.set_num_threads(1)
+    df = T.chain(6).sample_states(200, seed=0)
+    data = transitions(df, "train")
+    spec = RunSpec(algorithm, 0.3, 0, "linear" if algorithm == "adbcq" else None, False if algorithm == "adbcq" else None)
+    targets = {}
+    for clip in ("auto", "none"):
+        p = TrainParams(q_clip=clip, hidden=16, workers=1)
+        lrn = make_learner(spec, data, p)
+        with torch.no_grad():
+            for m in lrn.target.modules():
+                if isinstance(m, torch.nn.Linear):
+                    m.weight.zero_()
+                    m.bias.fill_(5.0)
+        idx = np.flatnonzero(data.done == 0)[:50]
+        batch = [torch.from_numpy(getattr(data, k)[idx]) for k in ("z", "a", "r", "z2", "done")]
+        _, stats = lrn.losses(lrn.net, lrn.target, *batch)
+        targets[clip] = float(stats["target/mean"])
+    assert targets["auto"] <= 100.0 + 1e-4 < targets["none"]
+    assert TrainParams(profile="tang").q_clip == "none" and TrainParams().q_clip == "auto"
