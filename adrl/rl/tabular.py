@@ -149,6 +149,27 @@ class TabularMDP:
         flat = self.state_of(z) * N_ACTIONS + part["decision"].to_numpy(np.int64)
         return np.bincount(flat, minlength=self.S * N_ACTIONS).reshape(self.S, N_ACTIONS)
 
+    def plugin_P(self, df: pd.DataFrame, split: str = "train") -> np.ndarray:
+        """(S, 25, S + 2) the empirical transition model of ``split`` (the true model where a pair is never logged):
+        the plug-in MDP whose solution is the best any learner can read from these data."""
+        part = df[df["split"] == split]
+        zc = [f"z_{i}" for i in range(self.features.shape[1])]
+        dec = ~part["last"].to_numpy()
+        s = self.state_of(part[zc].to_numpy(np.float32))
+        a = part["decision"].to_numpy(np.int64)
+        done = part["done"].to_numpy(bool)
+        nxt = np.roll(s, -1)   # rows are sorted by (traj, step): a decision's next row is its next state
+        nxt = np.where(done, np.where(part["reward"].to_numpy() > 0, self.S + SURVIVE, self.S + DIE), nxt)
+        S2 = self.S + 2
+        counts = np.bincount((s[dec] * N_ACTIONS + a[dec]) * S2 + nxt[dec],
+                             minlength=self.S * N_ACTIONS * S2).reshape(self.S, N_ACTIONS, S2).astype(np.float64)
+        n = counts.sum(-1, keepdims=True)
+        return np.where(n > 0, counts / np.maximum(n, 1), self.P)
+
+    def plugin_q(self, df: pd.DataFrame, tau: float, kind: str, gamma: float) -> np.ndarray:
+        """(S, 25) the batch-constrained optimal Q of the plug-in MDP (same allowed sets as :meth:`q_star`)."""
+        return self._solve(self.plugin_P(df), self.allowed(tau, kind), gamma)
+
     def state_of(self, z: np.ndarray) -> np.ndarray:
         """Rows of features -> state index (exact match; -1 where none). Features are 0/1 vectors, so each row is
         identified by its binary code."""
@@ -363,14 +384,22 @@ def learned_values(learner, z: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-def exact_check(learner, mdp: TabularMDP, df: pd.DataFrame, gamma: float, min_pair_visits: int = 1000) -> dict:
+def exact_check(learner, mdp: TabularMDP, df: pd.DataFrame, gamma: float, min_pair_visits: int = 1000,
+                decide_gap: float = 0.02) -> dict:
     """Compare a trained learner with the exact batch-constrained answer. Visited pairs: (state, allowed action)
     pairs (allowed by the true behaviour at the learner's tau) logged at least ``min_pair_visits`` times in the
     training data, so that the data determine their value; visited states: the states of those pairs. Reported: the
     largest and mean relative error of Q on visited pairs (denominator max(|Q*|, r_max / 2): below half the reward
     scale the tolerance is absolute), and the share of visited states where the learner's greedy action (its own
     filter) is the exact optimal allowed action. AD-BCQ also reports its projected heads against the exact projected
-    Q_k (on the visited states' allowed levels)."""
+    Q_k (on the visited states' allowed levels).
+
+    Beside them, what the data themselves allow: the plug-in solution (the exact solution of the empirical MDP of
+    the same data, :meth:`TabularMDP.plugin_q`) on the same pairs (``plugin_*``), and the greedy accuracy on the
+    *decidable* states, those whose exact best allowed action beats the runner-up by at least ``decide_gap`` x r_max
+    (2 points on the 0-100 scale, about the sampling error of a pair logged 1,000 times): where the two best actions
+    are closer than that, no learner can order them from these data, and the greedy action's loss there is bounded
+    by the gap (``greedy_regret_max``)."""
     tau = learner.cfg.tau
     kind = "joint" if learner.algorithm == "bcq" or getattr(learner.cfg, "bc_filter", "") == "joint" else "factored"
     allowed_all = mdp.allowed(tau, kind)
@@ -381,12 +410,24 @@ def exact_check(learner, mdp: TabularMDP, df: pd.DataFrame, gamma: float, min_pa
     got = learned_values(learner, mdp.features[vis])
     floor = 0.5 * mdp.r_max
     rel = np.abs(got["q"] - qs) / np.maximum(np.abs(qs), floor)
-    best = np.where(allowed, qs, -np.inf).argmax(1)
+    qa = np.where(allowed, qs, -np.inf)
+    best = qa.argmax(1)
+    srt = np.sort(qa, 1)
+    gap = srt[:, -1] - srt[:, -2]   # exact best minus runner-up allowed action (-inf - x: one allowed action)
+    decidable = ~(gap < decide_gap * mdp.r_max)
     greedy = np.where(got["mask"], got["q"], -np.inf).argmax(1)
     pv = pairs[vis]
+    qp = mdp.plugin_q(df, tau, kind, gamma)[vis]
+    rel_p = np.abs(qp - qs) / np.maximum(np.abs(qs), floor)
+    right = greedy == best
     out = {"mdp": mdp.name, "algorithm": learner.algorithm, "tau": tau, "states": int(len(vis)),
            "pairs": int(pv.sum()), "max_rel_err": float(rel[pv].max()),
-           "mean_rel_err": float(rel[pv].mean()), "greedy_acc": float((greedy == best).mean()),
+           "mean_rel_err": float(rel[pv].mean()), "greedy_acc": float(right.mean()),
+           "decidable_states": int(decidable.sum()),
+           "greedy_acc_decidable": float(right[decidable].mean()) if decidable.any() else float("nan"),
+           "greedy_regret_max": float((srt[:, -1] - qs[np.arange(len(vis)), greedy]).max()),
+           "plugin_max_rel_err": float(rel_p[pv].max()), "plugin_mean_rel_err": float(rel_p[pv].mean()),
+           "plugin_greedy_acc": float((np.where(allowed, qp, -np.inf).argmax(1) == best).mean()),
            "mask_agree": float((got["mask"] == allowed).all(1).mean()),
            "q_mean": float(got["q"][pv].mean()), "q_star_mean": float(qs[pv].mean())}
     if "heads" in got:
