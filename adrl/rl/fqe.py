@@ -135,7 +135,7 @@ def fit_fqe(train: Transitions, next_actions, start_z, start_actions, cfg: FQECo
     ``start_z`` (n0, d) / ``start_actions`` (K, n0): episode-start states and the policies' actions there,
     for the convergence record.
     """
-    from tqdm.auto import tqdm
+    from ..progress import Progress
 
     na = np.asarray(next_actions)
     if na.ndim == 1:
@@ -185,8 +185,8 @@ def fit_fqe(train: Transitions, next_actions, start_z, start_actions, cfg: FQECo
             return r[idx] + cont[idx] * v2
 
     steps_h, vals, tds, tdm = [], [], [], []
-    for step in tqdm(range(1, cfg.steps + 1), desc="FQE", disable=True if progress is False else None,
-                     leave=False, mininterval=5):
+    for step in Progress(range(1, cfg.steps + 1), desc=f"evaluate: FQE of {K} policies", unit="steps",
+                         logger=log, enabled=None if progress is None else bool(progress)):
         idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)
         y = targets(idx, target)
         q = net.pick(z[idx], a[idx])
