@@ -47,7 +47,7 @@ def test_ray_chosen_but_not_installed_says_how_to_install(monkeypatch):
 
 def test_an_address_that_does_not_answer_is_named_within_the_wait(tmp_path):
     pytest.importorskip("ray", reason="Ray is not installed: pip install 'adrl[ray]'")
-    from tests.ray.conftest import free_port
+    from tests.ray.cluster import free_port
 
     addr = f"127.0.0.1:{free_port()}"   # nothing listens there
     t0 = time.monotonic()

@@ -64,7 +64,7 @@ def _nodes(placement: str) -> int:
 
 
 def test_cluster_listens_on_loopback_only(ray_cluster):
-    from tests.ray.conftest import listening
+    from tests.ray.cluster import listening
 
     for node in ("head", "second"):
         addrs = listening(ray_cluster.members(node))
