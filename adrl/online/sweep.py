@@ -83,7 +83,8 @@ def run_sweep(cfg: Online, runs_dir: str | os.PathLike,
         got.setdefault(i // S, {})[i % S] = res
         if len(got[i // S]) < S:
             return
-        pending = [got.pop(i // S)[k] for k in range(S)]
+        seeds_done = got.pop(i // S)
+        pending = [seeds_done[k] for k in range(S)]
         slot, task, n, agent, h = todo[i // S]
         rec = {"task": task, "n": n, "agent": agent, "hash": h, "seeds": list(p.seeds),
                "env_steps": pending[0]["env_steps"], "steps": pending[0]["curve"]["step"],
