@@ -10,7 +10,8 @@ Output layout (``out_dir``, e.g. models/train)::
 
 Runs of one architecture (algorithm, mixer and options; seeds and thresholds may differ) train as one vectorised
 model (adrl/rl/batched.py), in groups of at most train.group_size runs within train.group_memory_mb; the groups and the
-dynamics fits are jobs of train.workers processes. Each run is written atomically as soon as its group finishes, with
+dynamics fits are units of params.yaml `executor` (adrl/executor.py: a pool of train.workers processes, or Ray tasks),
+which return their results to this process. Each run is written here, atomically, as soon as its group finishes, with
 its config hash (params, data, adrl/rl code) in run.json; a rerun keeps the complete runs whose hash matches and trains
 the rest. runs.json is written last.
 
