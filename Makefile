@@ -20,7 +20,7 @@ $(BIN)/adrl: pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "error: $(PY) not found; adrl needs Python 3.11 (set PY=/path/to/python3.11)"; exit 1; }
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,online]'
+	$(BIN)/pip install -q -e '.[dev,online,ray]'
 	@$(BIN)/python scripts/dvc-plots-offline.py || echo "warning: dvc plots show will need a network (see above)"
 	@touch $(BIN)/adrl
 

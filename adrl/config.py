@@ -22,6 +22,7 @@ from .ais.params import AisParams
 from .rl.params import TrainParams
 from .ope.params import EvaluateParams
 from .report.params import ReportParams
+from .executor import ExecutorParams
 
 
 class Config(Section):
@@ -34,6 +35,7 @@ class Config(Section):
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     report: ReportParams = ReportParams()
+    executor: ExecutorParams = ExecutorParams()
 
 
 def default_params_path() -> Path:

@@ -6,6 +6,7 @@ Narrow or widen the sweep with e.g. `dvc exp run -S 'train.seeds=[0,1]'`.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections import defaultdict
 
 import numpy as np
@@ -19,6 +20,7 @@ from pipeline._common import run_stage, write_metrics
 
 OUT = MODELS / "train"
 METRICS_FILE = METRICS / "train.json"
+log = logging.getLogger("adrl")
 DYN_KEYS = ("ensemble/", "noop_other_F/", "noop_other_V/", "interaction_index", "epochs", "best_epoch", "fit_seconds",
             "linear_baseline/")
 
@@ -54,7 +56,7 @@ def main(cfg, run) -> None:
         for key, values in (rec.get("value_check_history") or {}).items():   # the convergence check per checkpoint
             run.log_metric_series(f"{rec['run_id']}/value_check/{key}", values, rec["steps"])
 
-    man = run_sweep(df, p, OUT, where=str(STATES), on_dynamics=on_dynamics, on_run=on_run)
+    man = run_sweep(df, p, OUT, where=str(STATES), on_dynamics=on_dynamics, on_run=on_run, executor=cfg.executor)
 
     sps = defaultdict(list)
     for r in man["runs"]:
@@ -81,6 +83,8 @@ def main(cfg, run) -> None:
     write_metrics(METRICS_FILE, metrics)
     run.log_metrics({k: v for k, v in metrics.items()
                      if k not in ("dynamics", "states_sha256", "counts", "value_check", "not_converged")})
+    log.info("train: %d runs; %s", len(man["runs"]), man["placement"])   # how many units ran where
+    run.set_tags({"adrl.placement": man["placement"]})
     run.log_metrics({"runs_not_converged": len(metrics["not_converged"]),
                      "trained_runs": man["trained_runs"]})   # runs trained by this call (not in the metrics file:
     # after a crash the rerun trains fewer, and the outputs must not differ)

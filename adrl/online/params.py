@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator
 
 from ..errors import ConfigError
+from ..executor import ExecutorParams
 from ..params_base import Section
 from ..rl.adbcq import MIXERS
 from .agents import KINDS, AgentConfig
@@ -79,6 +80,7 @@ class Dynamics(Section):
 class Online(Section):
     profile: Literal["quick", "full"]
     workers: int = Field(1, ge=1, description="processes running (task, n, agent, seed) cells in parallel")
+    executor: ExecutorParams = ExecutorParams()
     action_repeat: int = Field(ge=1)
     hidden: int = Field(ge=1)
     lr: float = Field(gt=0)

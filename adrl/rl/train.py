@@ -10,7 +10,8 @@ Output layout (``out_dir``, e.g. models/train)::
 
 Runs of one architecture (algorithm, mixer and options; seeds and thresholds may differ) train as one vectorised
 model (adrl/rl/batched.py), in groups of at most train.group_size runs within train.group_memory_mb; the groups and the
-dynamics fits are jobs of train.workers processes. Each run is written atomically as soon as its group finishes, with
+dynamics fits are units of params.yaml `executor` (adrl/executor.py: a pool of train.workers processes, or Ray tasks),
+which return their results to this process. Each run is written here, atomically, as soon as its group finishes, with
 its config hash (params, data, adrl/rl code) in run.json; a rerun keeps the complete runs whose hash matches and trains
 the rest. runs.json is written last.
 
@@ -28,7 +29,6 @@ import shutil
 import tempfile
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -40,6 +40,7 @@ import torch
 from tqdm import tqdm
 
 from ..errors import ConfigError, InputError
+from ..executor import ExecutorParams, make_executor
 from ..io import atomic_path, without_timings, write_json
 from ..progress import Progress
 from .adbcq import ADBCQ, ADBCQConfig
@@ -249,6 +250,16 @@ def train_group(specs: list[RunSpec], data: Transitions, p: TrainParams, out_dir
                 tick: Callable[[int], None] | None = None) -> list[dict]:
     """Train runs of one architecture together (one run: the single-run learner; several: adrl/rl/batched.py) and
     write each runs/<run_id>/ atomically; return their records."""
+    return [save_run(out_dir, rec, blob, p.steps)
+            for rec, blob in group_outputs(specs, data, p, dynamics, check, hashes, device, tick)]
+
+
+def group_outputs(specs: list[RunSpec], data: Transitions, p: TrainParams,
+                  dynamics: dict[int, DynamicsEnsemble] | None = None, check: CheckSet | None = None,
+                  hashes: dict[str, str] | None = None, device: torch.device | str = "cpu",
+                  tick: Callable[[int], None] | None = None) -> list[tuple[dict, dict]]:
+    """Train runs of one architecture together; return each run's (record, checkpoint blob), written by
+    :func:`save_run` (in the stage's process, whichever executor trained them)."""
     dynamics = dynamics or {}
     learners = [make_learner(s, data, p, dynamics.get(s.seed)).to(device) for s in specs]
     if len(specs) == 1:
@@ -260,8 +271,7 @@ def train_group(specs: list[RunSpec], data: Transitions, p: TrainParams, out_dir
     ck_steps, states, hists, secs = fit_runs(learner, data, p.steps, p.batch_size, p.checkpoint_every,
                                              [s.seed for s in specs], tick=group_tick, device=device,
                                              lr_schedule=p.lr_schedule)
-    return [write_run(s, lrn, data, p, out_dir, ck_steps, st, h, secs, check, len(specs),
-                      (hashes or {}).get(s.run_id))
+    return [run_output(s, lrn, data, p, ck_steps, st, h, secs, check, len(specs), (hashes or {}).get(s.run_id))
             for s, lrn, st, h in zip(specs, learners, states, hists)]
 
 
@@ -269,6 +279,15 @@ def write_run(spec: RunSpec, learner, data: Transitions, p: TrainParams, out_dir
               ck_states: list[dict], hist: dict, secs: float, check: CheckSet | None, group_size: int = 1,
               config_hash: str | None = None, dynamics_id: str | None = None) -> dict:
     """The value checks of a trained run's checkpoints, then runs/<run_id>/ (run.json, checkpoints.pt) atomically."""
+    rec, blob = run_output(spec, learner, data, p, ck_steps, ck_states, hist, secs, check, group_size, config_hash,
+                           dynamics_id)
+    return save_run(out_dir, rec, blob, p.steps)
+
+
+def run_output(spec: RunSpec, learner, data: Transitions, p: TrainParams, ck_steps: list[int],
+               ck_states: list[dict], hist: dict, secs: float, check: CheckSet | None, group_size: int = 1,
+               config_hash: str | None = None, dynamics_id: str | None = None) -> tuple[dict, dict]:
+    """A trained run's record (with the value checks of its checkpoints) and its checkpoint blob."""
     checks = checkpoint_checks(learner, ck_states, check) if check is not None else None
     final_check = {k: v[-1] for k, v in checks.items()} if checks else None
     if final_check is not None:
@@ -288,18 +307,24 @@ def write_run(spec: RunSpec, learner, data: Transitions, p: TrainParams, out_dir
         "final": {k: v[-1] for k, v in hist.items() if k != "step"}, "history": hist,
         "value_check": final_check, "value_check_history": checks,
     }
-    run_dir = Path(out_dir) / "runs" / spec.run_id
+    return record, blob
+
+
+def save_run(out_dir: Path, record: dict, blob: dict, steps: int) -> dict:
+    """Write runs/<run_id>/ (run.json, checkpoints.pt) atomically; return the record."""
+    run_dir = Path(out_dir) / "runs" / record["run_id"]
     with atomic_path(run_dir) as tmp:
         tmp.mkdir()
         torch.save(blob, tmp / CKPT_FILE)
         # timings stay out of the outputs (they change every run): the returned record carries them
         (tmp / RUN_FILE).write_text(json.dumps(without_timings(record), indent=1) + "\n")
+    final_check = record["value_check"]
     if final_check is not None:
         log.info("%s: %d steps, %.0f steps/s; value check on %s: Q(logged) %.1f vs MC return %.1f (ratio %.2f%s)",
-                 spec.run_id, p.steps, record["steps_per_s"], check.split, final_check["q_logged"],
+                 record["run_id"], steps, record["steps_per_s"], final_check["split"], final_check["q_logged"],
                  final_check["mc_return"], final_check["ratio"], "" if final_check["converged"] else ", NOT converged")
     else:
-        log.info("%s: %d steps, %.0f steps/s", spec.run_id, p.steps, record["steps_per_s"])
+        log.info("%s: %d steps, %.0f steps/s", record["run_id"], steps, record["steps_per_s"])
     return record
 
 
@@ -316,13 +341,18 @@ def train_run(spec: RunSpec, data: Transitions, p: TrainParams, out_dir: Path,
 
 
 # ---- dynamics persistence ---------------------------------------------------------------------------
+def dynamics_blob(model: DynamicsEnsemble, cfg: DynamicsConfig) -> dict:
+    return {"config": asdict(cfg), "d": model.d, "state": model.state_dict()}
+
+
 def save_dynamics(model: DynamicsEnsemble, cfg: DynamicsConfig, path: Path) -> None:
     with atomic_path(path) as tmp:
-        torch.save({"config": asdict(cfg), "d": model.d, "state": model.state_dict()}, tmp)
+        torch.save(dynamics_blob(model, cfg), tmp)
 
 
-def load_dynamics(path: str | Path) -> DynamicsEnsemble:
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+def load_dynamics(path: str | Path | dict) -> DynamicsEnsemble:
+    """A dynamics ensemble from its file (or the blob :func:`dynamics_blob` made, as a Ray task receives it)."""
+    blob = path if isinstance(path, dict) else torch.load(path, map_location="cpu", weights_only=True)
     with torch.random.fork_rng(devices=[]):
         model = DynamicsEnsemble(blob["d"], DynamicsConfig(**blob["config"]))
     model.load_state_dict(blob["state"])
@@ -496,6 +526,8 @@ _COUNTER = None   # a worker's shared run-step counter (set by _init_worker)
 
 
 def _add_steps(k: int) -> None:
+    if _COUNTER is None:   # a Ray task: the stage counts the steps of a group when its results arrive
+        return
     with _COUNTER.get_lock():
         _COUNTER.value += k
 
@@ -521,8 +553,9 @@ def _init_worker(counter, threads: int, parent: int | None = None) -> None:
     torch.set_num_threads(threads)
 
 
-def _load_data(data_path: str):
-    with np.load(data_path) as f:
+def _load_data(data: str | dict):
+    """The sweep's arrays from the staged .npz (local pool) or as given (a Ray task gets them from the object store)."""
+    with (np.load(data) if isinstance(data, str) else _nullcontext(data)) as f:
         data = Transitions(*(f[k] for k in TR_KEYS))
         val = Transitions(*(f["val_" + k] for k in TR_KEYS)) if "val_z" in f else None
         check = (CheckSet(Transitions(*(f["check_" + k] for k in TR_KEYS)), f["check_mc"], str(f["check_split"]))
@@ -530,57 +563,89 @@ def _load_data(data_path: str):
     return data, val, check
 
 
-def _group_job(specs: list[RunSpec], data_path: str, p_json: str, out_dir: str, hashes: dict, device: str) -> list[dict]:
-    p = TrainParams.model_validate_json(p_json)
-    data, _, check = _load_data(data_path)
-    dyn = {s.seed: load_dynamics(Path(out_dir) / "dynamics" / f"seed{s.seed}" / "ensemble.pt")
-           for s in specs if s.needs_dynamics}
-    return train_group(specs, data, p, Path(out_dir), dyn, check, hashes, device, _add_steps)
+def _nullcontext(x):
+    from contextlib import nullcontext
+
+    return nullcontext(x)
 
 
-def _dynamics_job(seed: int, data_path: str, p_json: str, out_dir: str, where: str, dyn_hash: str):
+def _group_job(specs: list[RunSpec], data: str | dict, p_json: str, hashes: dict, device: str,
+               *dynamics) -> list[tuple[dict, dict]]:
+    """A unit: one group's runs, trained; ``dynamics``: the ensembles (file or blob) of the group's augmented seeds in
+    ascending seed order. Returns each run's (record, checkpoint blob) for the stage to write."""
     p = TrainParams.model_validate_json(p_json)
-    data, val, _ = _load_data(data_path)
-    return fit_and_save_dynamics(seed, data, val, p, Path(out_dir), where, dyn_hash)
+    torch.set_num_threads(p.threads)
+    data, _, check = _load_data(data)
+    dyn = dict(zip(_dyn_seeds(specs), (load_dynamics(x) for x in dynamics)))
+    return group_outputs(specs, data, p, dyn, check, hashes, device, _add_steps)
+
+
+def _dyn_seeds(specs: list[RunSpec]) -> list[int]:
+    return sorted({s.seed for s in specs if s.needs_dynamics})
+
+
+def _dynamics_job(seed: int, data: str | dict, p_json: str, where: str):
+    """A unit: one dynamics fit; returns (seed, report, history, model blob) for the stage to write."""
+    p = TrainParams.model_validate_json(p_json)
+    torch.set_num_threads(p.threads)
+    data, val, _ = _load_data(data)
+    return fit_dynamics_blob(seed, data, val, p, where)
+
+
+def fit_dynamics_blob(seed: int, train: Transitions, val: Transitions, p: TrainParams, where: str,
+                      progress: bool | None = False) -> tuple[int, dict, dict, dict]:
+    t0 = time.perf_counter()
+    model, report, hist = fit_dynamics(train, val, dynamics_config(p), seed, where, progress)
+    report["fit_seconds"] = time.perf_counter() - t0
+    return seed, report, hist, dynamics_blob(model, dynamics_config(p))
+
+
+def save_dynamics_fit(out_dir: Path, seed: int, report: dict, hist: dict, blob: dict, dyn_hash: str) -> Path:
+    """Write dynamics/seed<k>/ (ensemble.pt, report.json) atomically; return the ensemble's path."""
+    rel = Path("dynamics") / f"seed{seed}"
+    with atomic_path(out_dir / rel) as tmp:
+        tmp.mkdir()
+        with atomic_path(tmp / "ensemble.pt") as t:
+            torch.save(blob, t)
+        write_json(tmp / "report.json", {"seed": seed, "config_hash": dyn_hash, "report": without_timings(report),
+                                          "history": hist})
+    return out_dir / rel / "ensemble.pt"
 
 
 def fit_and_save_dynamics(seed: int, train: Transitions, val: Transitions, p: TrainParams, out_dir: Path, where: str,
                           dyn_hash: str, progress: bool | None = False):
-    t0 = time.perf_counter()
-    model, report, hist = fit_dynamics(train, val, dynamics_config(p), seed, where, progress)
-    report["fit_seconds"] = time.perf_counter() - t0
-    rel = Path("dynamics") / f"seed{seed}"
-    with atomic_path(out_dir / rel) as tmp:
-        tmp.mkdir()
-        save_dynamics(model, dynamics_config(p), tmp / "ensemble.pt")
-        write_json(tmp / "report.json", {"seed": seed, "config_hash": dyn_hash, "report": without_timings(report),
-                                          "history": hist})
+    seed, report, hist, blob = fit_dynamics_blob(seed, train, val, p, where, progress)
+    save_dynamics_fit(out_dir, seed, report, hist, blob, dyn_hash)
     return seed, report, hist
 
 
 def run_sweep(df: pd.DataFrame, p: TrainParams, out_dir: str | Path, where: str = "states table",
               progress: bool | None = None,
               on_dynamics: Callable[[int, dict, dict], None] | None = None,
-              on_run: Callable[[dict], None] | None = None, log_every: float = 5.0) -> dict:
+              on_run: Callable[[dict], None] | None = None, log_every: float = 5.0,
+              executor: ExecutorParams | None = None) -> dict:
     """Fit the dynamics ensembles and train every run of the sweep into ``out_dir``, each run written atomically as
     it finishes; runs already there with the same config hash are kept, not retrained.
 
     ``on_dynamics(seed, report, history)`` and ``on_run(record)`` are called as results arrive (the stage
     uses them to log to MLflow). Progress is a log line every ``log_every`` seconds (``progress`` is accepted for
-    older callers and not used: the log line works on a terminal or not). Returns the manifest (written last, as
-    runs.json).
+    older callers and not used: the log line works on a terminal or not). ``executor`` (params.yaml `executor`):
+    where the groups and fits run, a local pool of train.workers processes (default) or Ray tasks; the stage writes
+    their results either way, so the outputs are the same. Returns the manifest (written last, as runs.json; its
+    ``placement`` says how many units ran where, and is not written).
     """
     specs = expand_sweep(p)
     device = resolve_device(p.device)
     threads_before = torch.get_num_threads()
     try:
-        return _sweep(df, p, Path(out_dir), specs, where, on_dynamics, on_run, device, log_every)
+        return _sweep(df, p, Path(out_dir), specs, where, on_dynamics, on_run, device, log_every,
+                      executor or ExecutorParams())
     finally:
         torch.set_num_threads(threads_before)
 
 
 def _sweep(df, p: TrainParams, out_dir: Path, specs: list[RunSpec], where, on_dynamics, on_run, device,
-           log_every) -> dict:
+           log_every, executor: ExecutorParams) -> dict:
     t_start = time.perf_counter()
     train = transitions(df, "train", where)
     need_dyn = sorted({s.seed for s in specs if s.needs_dynamics})
@@ -638,8 +703,9 @@ def _sweep(df, p: TrainParams, out_dir: Path, specs: list[RunSpec], where, on_dy
 
     ctx = mp.get_context("spawn")
     counter = ctx.Value("q", 0)
+    placement = "nothing to run" if not groups and not dyn_todo else f"{len(groups) + len(dyn_todo)} unit(s) in this process"
     with Progress(len(specs), p.steps, counter, log_every, skipped=len(records)) as prog:
-        if p.workers == 1 or len(groups) + len(dyn_todo) <= 1:
+        if executor.kind == "local" and (p.workers == 1 or len(groups) + len(dyn_todo) <= 1):
             _init_counter(counter)
             for seed in dyn_todo:
                 dyn_done(*fit_and_save_dynamics(seed, train, val, p, out_dir, where, dynamics_hash(seed, p, key)))
@@ -647,9 +713,10 @@ def _sweep(df, p: TrainParams, out_dir: Path, specs: list[RunSpec], where, on_dy
                    if any(s.needs_dynamics and s.seed == seed for s in todo)}
             for g in groups:
                 runs_done(train_group(g, train, p, out_dir, dyn, check, hashes, device, _add_steps))
-        else:
-            _pool_sweep(ctx, counter, groups, dyn_todo, arrays, p, out_dir, where, hashes, key, device, dyn_done,
-                        runs_done, min(p.workers, len(groups) + len(dyn_todo)))
+        elif groups or dyn_todo:
+            placement = _exec_sweep(executor, ctx, counter, groups, dyn_todo, arrays, p, out_dir, where, hashes, key,
+                                    device, dyn_done, runs_done, min(p.workers, len(groups) + len(dyn_todo)))
+    log.info("sweep: %s", placement)
 
     manifest: dict = {"n_train_transitions": len(train), "d": train.dim, "device": device.type,
                       "dynamics": {f"seed{seed}": {"path": f"dynamics/seed{seed}/ensemble.pt", "report": r["report"]}
@@ -663,7 +730,9 @@ def _sweep(df, p: TrainParams, out_dir: Path, specs: list[RunSpec], where, on_dy
                           "train_transitions": len(train), "val_transitions": len(val) if val is not None else None}
     manifest["sweep_seconds"] = time.perf_counter() - t_start   # this call's wall time (skipped runs cost ~0)
     manifest["trained_runs"] = len(todo)   # depends on what a crash left: returned and logged, never written
-    write_json(out_dir / MANIFEST, without_timings({k: v for k, v in manifest.items() if k != "trained_runs"}))
+    manifest["placement"] = placement      # where the units ran: logged, never written
+    write_json(out_dir / MANIFEST, without_timings({k: v for k, v in manifest.items()
+                                                    if k not in ("trained_runs", "placement")}))
     return manifest
 
 
@@ -672,68 +741,69 @@ def _init_counter(counter) -> None:
     _COUNTER = counter
 
 
-def _pool_sweep(ctx, counter, groups, dyn_todo, arrays, p, out_dir: Path, where, hashes, key, device, dyn_done,
-                runs_done, workers: int) -> None:
-    """Dynamics fits and groups as jobs of ``workers`` processes: the fits interleaved with the groups that need no
-    model, the augmented groups submitted as soon as their seeds' models are written."""
+def _exec_sweep(executor: ExecutorParams, ctx, counter, groups, dyn_todo, arrays, p, out_dir: Path, where, hashes,
+                key, device, dyn_done, runs_done, workers: int) -> str:
+    """Dynamics fits and groups as units of the executor (a local pool of ``workers`` processes, or Ray tasks): the
+    fits interleaved with the groups that need no model, the augmented groups submitted as soon as their seeds'
+    models are written. The stage writes every result as it arrives. Returns where the units ran."""
     stage = Path(tempfile.mkdtemp(prefix=".sweep-", suffix=".tmp", dir=out_dir))
+    env_threads = os.environ.get("OMP_NUM_THREADS")
     try:
-        data_path = stage / "transitions.npz"
-        np.savez(data_path, **arrays)
-        p_json = p.model_dump_json()
-        env_threads = os.environ.get("OMP_NUM_THREADS")
         os.environ["OMP_NUM_THREADS"] = str(p.threads)
-        try:
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                     initargs=(counter, p.threads, os.getpid())) as ex:
-                waiting = [g for g in groups if any(s.needs_dynamics for s in g)]
-                free = [g for g in groups if g not in waiting]
-                jobs = {}
+        with make_executor(executor, workers, mp_context=ctx, initializer=_init_worker,
+                           initargs=(counter, p.threads, os.getpid())) as ex:
+            if ex.kind == "local":   # the workers read the arrays from one staged file
+                data = str(stage / "transitions.npz")
+                np.savez(data, **arrays)
+            else:                    # once into Ray's object store, shared by every task
+                data = ex.put(arrays)
+            p_json = p.model_dump_json()
+            models: dict = {}        # seed -> the dynamics ensemble as units receive it (local: its file)
 
-                def submit_group(g):
-                    jobs[ex.submit(_group_job, g, str(data_path), p_json, str(out_dir),
-                                   {s.run_id: hashes[s.run_id] for s in g}, device.type)] = ("group", g)
+            def model_of(seed):
+                if seed not in models:
+                    path = out_dir / "dynamics" / f"seed{seed}" / "ensemble.pt"
+                    models[seed] = str(path) if ex.kind == "local" else \
+                        ex.put(torch.load(path, map_location="cpu", weights_only=True))
+                return models[seed]
 
-                order = [("dyn", s) for s in dyn_todo]
-                mixed = []
-                for i in range(max(len(order), len(free))):   # interleave fits and model-free groups
-                    mixed += order[i:i + 1] + [("group", g) for g in free[i:i + 1]]
-                for kind, x in mixed:
+            def submit_group(g):
+                ex.submit(("group", g), "group " + ",".join(s.run_id for s in g), _group_job, g, data, p_json,
+                          {s.run_id: hashes[s.run_id] for s in g}, device.type, *map(model_of, _dyn_seeds(g)))
+
+            waiting = [g for g in groups if any(s.needs_dynamics for s in g)]
+            free = [g for g in groups if g not in waiting]
+            order = [("dyn", s) for s in dyn_todo]
+            mixed = []
+            for i in range(max(len(order), len(free))):   # interleave fits and model-free groups
+                mixed += order[i:i + 1] + [("group", g) for g in free[i:i + 1]]
+            for kind, x in mixed:
+                if kind == "dyn":
+                    ex.submit(("dyn", x), f"dynamics fit seed{x}", _dynamics_job, x, data, p_json, where)
+                else:
+                    submit_group(x)
+            pending_dyn = set(dyn_todo)
+            while ex.pending or waiting:
+                ready = [g for g in waiting if not ({s.seed for s in g} & pending_dyn)]
+                for g in ready:
+                    waiting.remove(g)
+                    submit_group(g)
+                for (kind, x), result in ex.wait_any():
                     if kind == "dyn":
-                        jobs[ex.submit(_dynamics_job, x, str(data_path), p_json, str(out_dir), where,
-                                       dynamics_hash(x, p, key))] = ("dyn", x)
+                        seed, report, hist, blob = result
+                        path = save_dynamics_fit(out_dir, seed, report, hist, blob, dynamics_hash(seed, p, key))
+                        models[seed] = str(path) if ex.kind == "local" else ex.put(blob)
+                        dyn_done(seed, report, hist)
+                        pending_dyn.discard(seed)
                     else:
-                        submit_group(x)
-                pending_dyn = set(dyn_todo)
-                try:
-                    while jobs or waiting:
-                        ready = [g for g in waiting if not ({s.seed for s in g} & pending_dyn)]
-                        for g in ready:
-                            waiting.remove(g)
-                            submit_group(g)
-                        finished, _ = wait(list(jobs), return_when=FIRST_COMPLETED)
-                        for fut in finished:
-                            kind, x = jobs.pop(fut)
-                            if kind == "dyn":
-                                dyn_done(*fut.result())
-                                pending_dyn.discard(x)
-                            else:
-                                runs_done(fut.result())
-                except BaseException:
-                    # a failed job or an interrupt: stop the workers now (finished runs are on disk already)
-                    procs = list((getattr(ex, "_processes", None) or {}).values())
-                    ex.shutdown(wait=False, cancel_futures=True)
-                    for proc in procs:
-                        proc.terminate()
-                    # a worker stopped while writing a run leaves its temporary folder: wait for them, remove it
-                    for proc in procs:
-                        proc.join(timeout=5)
-                    remove_temporaries(out_dir)
-                    raise
-        finally:
-            if env_threads is None:
-                os.environ.pop("OMP_NUM_THREADS", None)
-            else:
-                os.environ["OMP_NUM_THREADS"] = env_threads
+                        if ex.kind != "local":   # a Ray task cannot reach the progress counter
+                            with counter.get_lock():
+                                counter.value += p.steps * len(x)
+                        runs_done([save_run(out_dir, rec, blob, p.steps) for rec, blob in result])
+            return f"{ex.kind} executor, {ex.where()}"
     finally:
+        if env_threads is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = env_threads
         shutil.rmtree(stage, ignore_errors=True)
