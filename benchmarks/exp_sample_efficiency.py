@@ -21,6 +21,14 @@ Protocol:
    (adrl/groundtruth.py). True value = 100 x survival. The clinician's value is the same roll-out with the
    simulator's clinician.
 
+``--arms`` (issue 14) replaces the default set (BCQ, factored BCQ, AD-BCQ x every mixer x augmentation on/off) by
+named arms: ``bcq``, ``factored_bcq``, ``adbcq-<mixer>-noaug``, ``adbcq-<mixer>-aug`` (params.yaml's
+train.dynamics) and ``adbcq-<mixer>-aug-<option>[-<option>...]`` with options ``soft | sample | logged``
+(train.dynamics.termination), ``mean`` (next_state), ``shuffle`` or ``noise<scale>`` (control, noise_scale) and
+``survaction | survnext`` (survival_input: one dynamics fit per survival head). Every arm's run gets the value check on
+the cell's validation split (``converged``). With ``--arms`` the markdown is a per-arm table with paired differences
+against factored BCQ and BCQ (when present), and no figures are drawn.
+
 Writes benchmarks/results/sample_efficiency.{json,md} and the figures sample_efficiency.png and
 mixer_ablation.png. Aggregates only: no patient rows leave the scratch directory. Cells are cached in the
 work directory (``--work``), so an interrupted run resumes.
@@ -93,6 +101,12 @@ def run_cell(project: str, interaction: float, seed: int, n_train: int, a: dict,
     project, cell_dir = Path(project), Path(cell_dir)
     out_file = cell_dir / "cell.json"
     cached = json.loads(out_file.read_text()) if out_file.exists() else None
+    if cached is not None and a.get("arms"):   # a cell with named arms: reused only for the same steps and arms
+        if cached.get("steps") == a["steps"] and set(a["arms"]) <= set(cached["runs"]):
+            return cached
+        cached = None
+    if cached is not None and cached.get("arms"):   # a cell of named arms is not a cell of the default set
+        cached = None
     if cached is not None and all("actions" in r for r in cached["runs"].values()):
         return cached
     cell_dir.mkdir(parents=True, exist_ok=True)
@@ -127,13 +141,39 @@ def run_cell(project: str, interaction: float, seed: int, n_train: int, a: dict,
                                      "dynamics": dyn_p})
     t1 = time.time()
     dyn, dyn_report, _ = fit_dynamics(tr, va, dynamics_config(p), seed, progress=False)
+    dyns = {p.dynamics.survival_input: (dyn, dyn_report)}   # one fit per survival head the arms ask for
     t_dyn = time.time() - t1
 
-    specs = [RunSpec("bcq", a["tau"], seed), RunSpec("factored_bcq", a["tau"], seed)]
-    specs += [RunSpec("adbcq", a["tau"], seed, m, aug) for m in a["mixers"] for aug in (True, False)]
     fz = Featurizer.load(cfg.cohort, proc / "cohort")
     edges = json.loads((proc / "cohort" / "action_edges.json").read_text())
     runs = {}
+    if a.get("arms"):   # named arms (issue 14): each in its own folder, with the value check
+        from adrl.rl.valuecheck import check_set
+
+        check = check_set(states, "val", p.gamma, where=f"cell N={n_train}")
+        for name in a["arms"]:
+            spec, opts = parse_arm(name, a["tau"], seed)
+            pa = p.model_copy(update={"dynamics": p.dynamics.model_copy(update=opts)})
+            if spec.needs_dynamics and pa.dynamics.survival_input not in dyns:
+                dyns[pa.dynamics.survival_input] = fit_dynamics(tr, va, dynamics_config(pa), seed, progress=False)[:2]
+            t2 = time.time()
+            arm_dir = cell_dir / "arms" / name
+            rec = train_run(spec, tr, pa, arm_dir, dyns[pa.dynamics.survival_input][0] if spec.needs_dynamics
+                            else None, "cell", progress=False, check=check)
+            pol = Policy.load(arm_dir / "runs" / spec.run_id)
+            t3 = time.time()
+            tv = true_value(pol.greedy, a["patients"], a["rollout_seed"], cfg.synth, fz, fit.encoder, edges,
+                            progress=False)
+            vc = rec["value_check"]
+            runs[name] = {"value": tv["value"], "se": tv["se"], "dose_recovery": tv["dose_recovery"],
+                          "actions": action_profile(pol, va), "converged": vc["converged"],
+                          "value_check": {k: vc[k] for k in ("q_logged", "mc_return", "ratio")},
+                          "train_s": t3 - t2, "rollout_s": time.time() - t3, "steps_per_s": rec["steps_per_s"],
+                          "final_loss": {k: v for k, v in rec["final"].items() if k.startswith("loss/")}}
+        dyn_report = dyns.get(p.dynamics.survival_input, (None, dyn_report))[1]
+    specs = [] if a.get("arms") else [RunSpec("bcq", a["tau"], seed), RunSpec("factored_bcq", a["tau"], seed)]
+    specs += [] if a.get("arms") else [RunSpec("adbcq", a["tau"], seed, m, aug) for m in a["mixers"]
+                                       for aug in (True, False)]
     for spec in specs:
         t2 = time.time()
         rec = train_run(spec, tr, p, cell_dir, dyn if spec.needs_dynamics else None, "cell", progress=False)
@@ -147,7 +187,7 @@ def run_cell(project: str, interaction: float, seed: int, n_train: int, a: dict,
                       "train_s": t3 - t2, "rollout_s": time.time() - t3,
                       "steps_per_s": rec["steps_per_s"], "final_loss": {k: v for k, v in rec["final"].items()
                                                                       if k.startswith("loss/")}}
-    res = {"interaction": interaction, "seed": seed, "n_train": n_train,
+    res = {"interaction": interaction, "seed": seed, "n_train": n_train, "steps": a["steps"], "arms": a.get("arms"),
            "n_train_transitions": len(tr), "n_val_stays": int(sub.loc[sub["split"] == "val", "traj"].nunique()),
            "ais": {k: fit.metrics[k] for k in ("best_epoch", "val_nll", "naive_val_nll", "seconds")},
            "dynamics": {k: dyn_report[k] for k in ("ensemble/dz_r2", "linear_baseline/dz_r2", "ensemble/dz_nll", "ensemble/term_auroc",
@@ -155,6 +195,86 @@ def run_cell(project: str, interaction: float, seed: int, n_train: int, a: dict,
            "seconds": {"ais": t_ais, "dynamics": t_dyn, "total": time.time() - t0}, "runs": runs}
     write_atomic(out_file, res)
     return res
+
+
+ARM_OPTIONS = {"soft": {"termination": "soft"}, "sample": {"termination": "sample"},
+               "logged": {"termination": "logged"}, "mean": {"next_state": "mean"},
+               "shuffle": {"control": "shuffle"}, "survaction": {"survival_input": "action"},
+               "survnext": {"survival_input": "next_state"}}
+
+
+def parse_arm(name: str, tau: float, seed: int):
+    """An arm name -> (RunSpec, train.dynamics overrides); see the module docstring."""
+    from adrl.rl.train import RunSpec
+
+    if name in ("bcq", "factored_bcq"):
+        return RunSpec(name, tau, seed), {}
+    parts = name.split("-")
+    if len(parts) < 3 or parts[0] != "adbcq" or parts[1] not in MIXERS or parts[2] not in ("aug", "noaug"):
+        raise SystemExit(f"--arms: unknown arm {name!r} (bcq, factored_bcq, adbcq-<mixer>-<aug|noaug>[-<option>...])")
+    opts: dict = {}
+    for o in parts[3:]:
+        if o in ARM_OPTIONS:
+            opts |= ARM_OPTIONS[o]
+        elif o.startswith("noise"):
+            try:
+                opts |= {"control": "noise", "noise_scale": float(o[5:])}
+            except ValueError:
+                raise SystemExit(f"--arms: {name!r}: noise needs a scale, e.g. noise0.5") from None
+        else:
+            raise SystemExit(f"--arms: {name!r}: unknown option {o!r} ({', '.join(ARM_OPTIONS)}, noise<scale>)")
+    if opts and parts[2] == "noaug":
+        raise SystemExit(f"--arms: {name!r}: model options need augmentation (aug)")
+    return RunSpec("adbcq", tau, seed, parts[1], parts[2] == "aug"), opts
+
+
+def write_md_arms(summary: dict, cells: list[dict], a: dict, meta: dict) -> str:
+    """The markdown of a run with named arms: true value per arm and N, paired differences against factored BCQ and
+    BCQ, and how many runs passed the value check."""
+    import numpy as np
+
+    L = [f"`{meta['command']}` on {meta['host']} ({meta['cores']} cores), {meta['date']}; load average at the start "
+         f"{meta['load_start']}, at the end {meta['load_end']}; {meta['wall_min']:.0f} min wall, the cells "
+         f"{sum(c['seconds']['total'] for c in cells) / 60:.0f} worker-minutes. World: {a['stays']} stays "
+         f"(synthetic seed 0); per cell N training stays, AIS refitted, one run per arm (tau {a['tau']}, "
+         f"{a['steps']} steps, profile {meta['profile']}), the final checkpoint scored on {a['patients']} simulated "
+         "patients (common random numbers). Converged: the value check on the cell's validation split "
+         "(Q of the logged actions within [0.8, 1.25] of the Monte-Carlo return).", ""]
+    for inter in [str(i) for i in a["interactions"]]:
+        s = summary[inter]
+        c = s["clinician"]
+        at = [x for x in cells if x["interaction"] == float(inter)]
+        L += [f"interaction = {inter}: clinician {c['value']:.1f} (SE {c['se']:.1f}), no treatment "
+              f"{s['no_treatment']['value']:.1f}. True value, mean over seeds (per seed), and converged runs:", "",
+              "| N | arm | true value | per seed | converged | - factored BCQ [95% CI] | - BCQ [95% CI] |",
+              "|---|---|---|---|---|---|---|"]
+        for n in a["sizes"]:
+            P = s["by_size"][n]["policies"]
+            cc = [x for x in at if x["n_train"] == n]
+            for k in a["arms"]:
+                conv = sum(bool(x["runs"][k].get("converged")) for x in cc)
+                diffs = []
+                for ref in ("factored_bcq", "bcq"):
+                    if ref in P and ref != k:
+                        m, ci = paired(P[k]["values"], P[ref]["values"])
+                        diffs.append(f"{m:+.1f}" + ("" if ci is None else f" [{ci[0]:+.1f}, {ci[1]:+.1f}]"))
+                    else:
+                        diffs.append("")
+                L.append(f"| {n} | {k} | {P[k]['mean']:.1f} | {', '.join(f'{v:.1f}' for v in P[k]['values'])} | "
+                         f"{conv}/{len(cc)} | " + " | ".join(diffs) + " |")
+        L.append("")
+        L += ["Value check (mean over seeds): Q of the logged actions / Monte-Carlo return; greedy actions on the "
+              "validation decisions: no fluid, vasopressor:", "", "| N | arm | Q / return | no fluid | vasopressor |",
+              "|---|---|---|---|---|"]
+        for n in a["sizes"]:
+            cc = [x for x in at if x["n_train"] == n]
+            for k in a["arms"]:
+                ratio = float(np.mean([x["runs"][k]["value_check"]["ratio"] for x in cc]))
+                nf = float(np.mean([x["runs"][k]["actions"]["fluid"][0] for x in cc]))
+                vp = float(np.mean([1 - x["runs"][k]["actions"]["vaso"][0] for x in cc]))
+                L.append(f"| {n} | {k} | {ratio:.2f} | {nf:.2f} | {vp:.2f} |")
+        L.append("")
+    return "\n".join(L)
 
 
 def write_atomic(path: Path, obj) -> None:
@@ -405,6 +525,7 @@ def main() -> None:
     ap.add_argument("--mixers", nargs="+", default=list(MIXERS))
     ap.add_argument("--dynamics-layers", type=int, help="override train.dynamics.layers")
     ap.add_argument("--dynamics-skip", choices=["true", "false"], help="override train.dynamics.linear_skip")
+    ap.add_argument("--arms", nargs="+", help="named arms instead of the default set (see above)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "adrl-exp-sample-efficiency")
     ap.add_argument("--out", type=Path, default=OUT)
@@ -415,6 +536,11 @@ def main() -> None:
                                                                  ("linear_skip", None if args.dynamics_skip is None
                                                                   else args.dynamics_skip == "true"))
                                              if v is not None}}
+    if args.arms:
+        for name in args.arms:
+            parse_arm(name, args.tau, 0)   # a bad name stops here, before any world is built
+        a["arms"] = list(dict.fromkeys(args.arms))
+    load_start = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     t0 = time.time()
     args.work.mkdir(parents=True, exist_ok=True)
     worlds = {inter: build_world(args.work, inter, args.stays) for inter in args.interactions}
@@ -433,16 +559,25 @@ def main() -> None:
             cells.append(c)
             best = max(c["runs"], key=lambda r: c["runs"][r]["value"])
             print(f"[{k}/{len(jobs)}] interaction {c['interaction']:g} seed {c['seed']} N {c['n_train']}: "
-                  f"{c['seconds']['total']:.0f} s; bcq {c['runs']['bcq']['value']:.1f}, factored "
-                  f"{c['runs']['factored_bcq']['value']:.1f}, adbcq-linear-aug "
-                  f"{c['runs'].get('adbcq-linear-aug', {}).get('value', float('nan')):.1f}; best {best}", flush=True)
+                  f"{c['seconds']['total']:.0f} s; " + ", ".join(f"{r} {v['value']:.1f}" for r, v in c["runs"].items())
+                  + f"; best {best}", flush=True)
     summary = summarise(cells, clin, a)
     from adrl.config import load_config
     meta = {"command": "python -m benchmarks.exp_sample_efficiency " + " ".join(sys.argv[1:]),
             "host": platform.node(), "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M"),
             "wall_min": (time.time() - t0) / 60,
-            "batch_size": load_config(worlds[args.interactions[0]] / "params.yaml").train.batch_size}
+            "batch_size": load_config(worlds[args.interactions[0]] / "params.yaml").train.batch_size,
+            "profile": load_config(worlds[args.interactions[0]] / "params.yaml").train.profile,
+            "load_start": load_start, "load_end": ", ".join(f"{x:.1f}" for x in os.getloadavg())}
     args.out.mkdir(parents=True, exist_ok=True)
+    if a.get("arms"):
+        (args.out / "sample_efficiency_arms.json").write_text(json.dumps(
+            {"meta": meta, "args": a, "summary": summary, "cells": sorted(cells, key=lambda c: (
+                c["interaction"], c["seed"], c["n_train"]))}, indent=1, default=float) + "\n")
+        md = write_md_arms(summary, cells, a, meta)
+        (args.out / "sample_efficiency_arms.md").write_text(md)
+        print(md)
+        return
     (args.out / "sample_efficiency.json").write_text(json.dumps(
         {"meta": meta, "args": a, "summary": summary, "cells": sorted(cells, key=lambda c: (c["interaction"], c["seed"],
                                                                                              c["n_train"]))},

@@ -37,6 +37,7 @@ log = logging.getLogger("adrl.ope")
 MODELS_TRAIN = paths.MODELS / "train"
 EVALUATE_JSON = paths.METRICS / "evaluate.json"
 TEST_TABLE = paths.METRICS / "test_table.json"
+MODEL_CHECK = paths.METRICS / "model_check.json"
 SELECTED = paths.REPORTS / "selected.json"
 AUDIT_CSV = paths.PLOTS / "audit.csv"
 AUDIT_COLUMNS = ["run_id", "algorithm", "variant", "tau", "seed", "step", "wis", "ess", "pdwis", "fqe", "wdr",
@@ -237,6 +238,63 @@ def audit(cfg, out: dict, tools=None) -> tuple[dict | None, dict, pd.DataFrame]:
     return res["estimators"], info, points
 
 
+def model_checks(cfg, tools=None) -> dict:
+    """AD-BCQ's dynamics ensembles (models/train/dynamics/seed<k>) against the simulator's true sub-action
+    effects (adrl/modelcheck.py): {"seed<k>": table} or {"skipped": why}. Synthetic source only."""
+    mc = cfg.evaluate.model_check
+    if cfg.source.kind != "synthetic":
+        return {"skipped": f"source.kind is {cfg.source.kind}, which has no simulator truth"}
+    if mc.n_patients == 0:
+        return {"skipped": "evaluate.model_check.n_patients is 0"}
+    ensembles = sorted((MODELS_TRAIN / "dynamics").glob("seed*/ensemble.pt"))
+    if not ensembles:
+        return {"skipped": "no dynamics model in models/train (no AD-BCQ run with augmentation)"}
+    import json
+
+    from adrl.modelcheck import fit_readout, model_check
+    from adrl.rl.train import load_dynamics
+
+    if not paths.TRAJECTORIES.exists():
+        raise InputError(f"{paths.TRAJECTORIES}: the model check reads the trajectory table (run the cohort stage)")
+    readout = fit_readout(read_states_with_ids(), pd.read_parquet(paths.TRAJECTORIES),
+                          json.loads((paths.COHORT_ARTIFACTS / "normalization.json").read_text()))
+    fz, enc, edges = tools or truth_tools(cfg)
+    out = {}
+    for path in ensembles:
+        name = path.parent.name
+        out[name] = model_check(load_dynamics(path).expected, readout, mc.n_patients, cfg.evaluate.truth.seed,
+                                cfg.synth, fz, enc, edges, mc.decision_bin)
+        for flag in out[name]["flags"]:
+            log.info("model check %s: sign disagreement: %s", name, flag)
+    return out
+
+
+def read_states_with_ids() -> pd.DataFrame:
+    """The states table's ids, split and z columns (the model check's readout joins the trajectory table)."""
+    names = pq.read_schema(paths.STATES).names
+    return pd.read_parquet(paths.STATES, columns=["icustay_id", "step", "split", *[c for c in names
+                                                                                  if c.startswith("z_")]])
+
+
+def model_check_metrics(checks: dict) -> dict:
+    """The model check as flat MLflow metrics: model_check.<seed>.<arm>.<model|sim|effect_model|effect_sim>.<key>."""
+    m = {}
+    for name, c in checks.items():
+        if not isinstance(c, dict) or "arms" not in c:
+            continue
+        m[f"model_check.{name}.sign_disagreements"] = c["sign_disagreements"]
+        m[f"model_check.{name}.sign_disagreements_clear"] = c["sign_disagreements_clear"]
+        for row in c["arms"]:
+            parts = {"model": row["model"], "sim": row["sim"]}
+            if "effect_vs_noop" in row:
+                parts |= {"effect_model": row["effect_vs_noop"]["model"], "effect_sim": row["effect_vs_noop"]["sim"]}
+            for part, vals in parts.items():
+                for k, v in vals.items():
+                    if isinstance(v, (int, float)) and v is not None:
+                        m[f"model_check.{name}.{row['arm']}.{part}.{k}"] = v
+    return m
+
+
 def promote(out: dict, s: dict, truths: dict | None, ess_cutoff: float) -> None:
     """Promotion flags of every row of the test table (in place): row["flags"], row["flagged"]."""
     clin = (truths or {}).get("clinician", {}).get("value")
@@ -313,6 +371,9 @@ def main(cfg, run) -> None:
         s["truth"] = None
         log.info("no simulator truth: source.kind is %s", cfg.source.kind)
     s["audit"], s["audit_info"], points = audit(cfg, out, tools)
+    checks = model_checks(cfg, tools)
+    write_json(MODEL_CHECK, checks)
+    run.log_metrics(model_check_metrics(checks))
     promote(out, s, truths, p.ess_cutoff_c * out["n_test"])
     write_outputs(out, s, run, points)
     export_models(out["chosen"], out["table"], run)

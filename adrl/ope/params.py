@@ -42,6 +42,15 @@ class AuditParams(Section):
     n_patients: int = Field(200, ge=0, description="simulated patients per audit roll-out (0 = no audit)")
 
 
+class ModelCheckParams(Section):
+    """AD-BCQ's dynamics model against the simulator's true sub-action effects (synthetic source only;
+    adrl/modelcheck.py). Uses evaluate.truth.seed."""
+
+    n_patients: int = Field(1000, ge=0, description="simulated patients treated by the clinician up to the decision "
+                            "bin, each then copied per arm (0 = no model check)")
+    decision_bin: int = Field(7, ge=1, le=17, description="the 4-h bin (0 = onset - 24 h) at which each arm acts")
+
+
 class EvaluateParams(Section):
     knn_k: int = Field(100, ge=1, description="neighbours of the kNN behaviour policy (method 5.1)")
     behaviour: Literal["joint", "factored"] = "joint"
@@ -62,3 +71,4 @@ class EvaluateParams(Section):
     select_by: SelectBy = "fqe"
     fqe: FqeParams = FqeParams()
     audit: AuditParams = AuditParams()
+    model_check: ModelCheckParams = ModelCheckParams()

@@ -307,6 +307,49 @@ def dynamics_table(dyn: dict) -> Table:
     return Table(["ensemble"] + [c for _, c in cols], rows, "Projected dynamics and reward model, validation")
 
 
+MODEL_CHECK_TEXT = ("The dynamics model against the simulator (adrl/modelcheck.py): new patients treated by the "
+                    "clinician up to one decision bin, then each copied per arm (a fluid bin at vasopressor no-op, a "
+                    "vasopressor bin at fluid no-op) for one bin, the clinician after it. Model: its P(end) and "
+                    "P(survive) at (z, arm) and the change of MAP (mmHg) and lactate (mmol/L) from z to its mean next "
+                    "state, read through a linear readout of z fitted on the train rows. Simulator: the same patients' "
+                    "share ending in the bin, survival, and the change of the noise-free MAP and lactate over the bin "
+                    "(patients still in the ICU). Effects are against the no-op arm, paired per patient. A sign "
+                    "disagreement is marked *; 'clear' when the simulator's value is beyond 2 Monte-Carlo SE.")
+
+
+def model_check_blocks(checks: dict) -> list:
+    """reports/metrics/model_check.json: one table per dynamics ensemble, and its sign disagreements."""
+    if not checks:
+        return []
+    if "skipped" in checks:
+        return [("note", f"No model check against the simulator: {checks['skipped']}.")]
+    blocks: list = [MODEL_CHECK_TEXT]
+    for name, c in sorted(checks.items()):
+        rows = []
+        for r in c["arms"]:
+            bad = set(r["sign_disagreements"])
+            mark = lambda key, v: _num(v) + (" *" if key in bad else "")  # noqa: E731
+            e = r.get("effect_vs_noop") or {"model": {}, "sim": {}}
+            rows.append([r["arm"], _num(r["model"]["p_end"], "{:.3f}"), _num(r["sim"]["p_end"], "{:.3f}"),
+                         _num(r["model"]["p_survive"], "{:.3f}"), _num(r["sim"]["survival"], "{:.3f}"),
+                         mark("d_map", r["model"]["d_map"]), _num(r["sim"]["d_map"]),
+                         mark("d_lactate", r["model"]["d_lactate"]), _num(r["sim"]["d_lactate"]),
+                         mark("effect_survival", e["model"].get("p_survive")), _num(e["sim"].get("survival")),
+                         mark("effect_map", e["model"].get("map")), _num(e["sim"].get("map")),
+                         mark("effect_lactate", e["model"].get("lactate")), _num(e["sim"].get("lactate"))])
+        r2 = c.get("readout_val_r2") or {}
+        blocks.append(Table(["arm", "P(end) model", "sim", "P(survive) model", "sim survival", "dMAP model", "sim",
+                             "dlactate model", "sim", "survival vs no-op model", "sim", "MAP vs no-op model", "sim",
+                             "lactate vs no-op model", "sim"], rows,
+                            f"Dynamics model {name} against the simulator: {c['n_patients_checked']} patients at "
+                            f"decision bin {c['decision_bin']}; readout validation R^2 MAP {_num(r2.get('map'))}, "
+                            f"lactate {_num(r2.get('lactate'))}; {c['sign_disagreements']} sign disagreement(s), "
+                            f"{c['sign_disagreements_clear']} clear"))
+        if c["flags"]:
+            blocks.append(("warn", f"Model {name}: sign disagreements with the simulator: " + "; ".join(c["flags"])))
+    return blocks
+
+
 def action_tables(states: pd.DataFrame, selected: dict, runs_dir: Path) -> dict[str, np.ndarray]:
     from ..rl.policy import Policy  # torch only here
 
@@ -414,6 +457,7 @@ def build_sections(cfg, root: Path = Path(".")) -> tuple[list[Section], dict]:
     if vc:
         learn.blocks.extend(value_check_blocks(vc))
     dyn = train.get("dynamics") or {}
+    learn_checks = model_check_blocks(_read_json(R / "metrics" / "model_check.json", required=False) or {})
     if dyn:
         learn.blocks.append(dynamics_table(dyn))
         learn.blocks.append("AD-BCQ's augmentation is only as good as this model: delta z R^2 is the share of "
@@ -421,6 +465,7 @@ def build_sections(cfg, root: Path = Path(".")) -> tuple[list[Section], dict]:
                             "(beside a ridge regression on the same inputs); the rows whose other sub-action was "
                             "no-op are real draws from the projected MDP; I is the learned interaction index "
                             "(method.md 4.4), near 0 when effects look separable.")
+    learn.blocks.extend(learn_checks)
     secs.append(learn)
 
     # --- selection

@@ -13,7 +13,7 @@ from torch.nn import functional as F
 from ..actions import N_ACTIONS, N_VASO
 from ..errors import ConfigError
 from .bcq import BCQConfig, check_value_knobs
-from .dynamics import DynamicsEnsemble
+from .dynamics import CONTROLS, NEXT_STATES, TERMINATIONS, DynamicsEnsemble
 from .factored_bcq import check_tau_per_head, register_taus
 from .nets import (HYPER_MIXERS, Learner, Mixer, clip_target, factored_logp, joint_mask, joint_q_pairs, masked_argmax, mlp, ratio_mask,
                    slice_masks, td_loss)
@@ -44,6 +44,11 @@ class ADBCQConfig(BCQConfig):
     mixer_w0: float | None = None     # the linear mixer's initial weights w_k (None: 1/K, method.md 4.2)
     bc_filter: str = "factored"       # factored: A_F x A_V | joint: 25-way imitation head, M = {pi/max pi > tau}
     tau_per_head: tuple[float, float] | None = None   # (tau_F, tau_V) for the factored filter, else tau
+    # the model batch B_k (method.md 4.5; params.yaml train.dynamics); the defaults are method.md's original choice
+    termination: str = "soft"         # soft: P(end), R_max P(end) P(survive) | sample: Bernoulli draws | logged
+    next_state: str = "sample"        # sample: a member's Gaussian draw | mean: the ensemble mean
+    control: str = "none"             # E3: none | shuffle (another row's z-hat) | noise (on z-hat)
+    noise_scale: float = 1.0          # control noise: in units of the model's validation residual std
 
     def __post_init__(self):
         check_value_knobs(self)
@@ -52,6 +57,12 @@ class ADBCQConfig(BCQConfig):
         for key, allowed in OPTIONS.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"train.{key}: expected one of {', '.join(allowed)}, got {getattr(self, key)!r}")
+        for key, allowed in (("termination", TERMINATIONS), ("next_state", NEXT_STATES), ("control", CONTROLS)):
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"train.dynamics.{key}: expected one of {', '.join(allowed)}, "
+                                  f"got {getattr(self, key)!r}")
+        if not self.noise_scale >= 0:
+            raise ConfigError(f"train.dynamics.noise_scale: must be >= 0, got {self.noise_scale!r}")
         object.__setattr__(self, "tau_per_head", check_tau_per_head(self.tau_per_head))
         if self.state_cond == "hyper" and self.mixer not in HYPER_MIXERS:
             raise ConfigError(f"train.state_cond: hyper supports only the {', '.join(HYPER_MIXERS)} mixer, "
@@ -151,8 +162,9 @@ class ADBCQ(Learner):
 
     def extra(self, z, a, r, z2, done) -> tuple:
         """1. Batch modification B -> B_k (augmentation on; method.md 4.5): a row whose other sub-action is no-op is
-        already a sample of M_k and is reused; otherwise a uniformly drawn member, queried at (a_k, no-op), gives the
-        next state, a soft termination and the model reward (reward scale).
+        already a sample of M_k and is reused; otherwise the model, queried at (a_k, no-op), gives the next state
+        (train.dynamics.next_state, control) and the termination and reward (termination: soft or sample; logged
+        keeps the real row's done and reward), on the reward scale.
 
         Returns (z_hat (n_syn, d): the synthetic next states, B_F's then B_V's; src (2, B): the row of
         [z2; z_hat] holding the next state of row i of B_k; d_k, r_k (2, B): termination and reward of B_k)."""
@@ -168,11 +180,14 @@ class ADBCQ(Learner):
             z_hat, d_hat, r_hat = (x.to(z.device) for x in self.dynamics.sample(
                 torch.cat([z[syn[0]], z[syn[1]]]).cpu(),
                 torch.cat([a_f[syn[0]], torch.zeros_like(a_f[syn[1]])]).cpu(),
-                torch.cat([torch.zeros_like(a_v[syn[0]]), a_v[syn[1]]]).cpu(), self.gen))
+                torch.cat([torch.zeros_like(a_v[syn[0]]), a_v[syn[1]]]).cpu(), self.gen,
+                next_state=self.cfg.next_state, termination=self.cfg.termination, control=self.cfg.control,
+                noise_scale=self.cfg.noise_scale))
             src = torch.arange(B, device=z.device).repeat(2, 1)
             src[syn] = B + torch.arange(len(z_hat), device=z.device)
             d_k, r_k = done.repeat(2, 1), r.repeat(2, 1)
-            d_k[syn], r_k[syn] = d_hat, r_hat
+            if self.cfg.termination != "logged":
+                d_k[syn], r_k[syn] = d_hat, r_hat
         return z_hat, src, d_k, r_k
 
     def losses(self, net, tgt, z, a, r, z2, done, z_hat=None, src=None, d_k=None, r_k=None,

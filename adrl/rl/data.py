@@ -23,13 +23,16 @@ log = logging.getLogger("adrl.rl")
 
 @dataclass(frozen=True)
 class Transitions:
-    """Arrays of one split: z (n, d) float32, a (n,) int64 flat action, r (n,) float32, z2, done (n,) float32."""
+    """Arrays of one split: z (n, d) float32, a (n,) int64 flat action, r (n,) float32, z2, done (n,) float32;
+    z2_full (optional): the real next state of every row, terminal rows included (z2 holds zeros there), read only by
+    the dynamics model's next-state survival head."""
 
     z: np.ndarray
     a: np.ndarray
     r: np.ndarray
     z2: np.ndarray
     done: np.ndarray
+    z2_full: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.a)
@@ -47,7 +50,8 @@ class Transitions:
         return self.a % N_VASO
 
     def subset(self, idx) -> "Transitions":
-        return Transitions(self.z[idx], self.a[idx], self.r[idx], self.z2[idx], self.done[idx])
+        return Transitions(self.z[idx], self.a[idx], self.r[idx], self.z2[idx], self.done[idx],
+                           None if self.z2_full is None else self.z2_full[idx])
 
 
 def read_states(path: str | Path) -> pd.DataFrame:
@@ -170,7 +174,8 @@ def transitions(df: pd.DataFrame, split: str, where: str = "states table") -> Tr
                          "(step t+1 of the same traj); every stay must be contiguous and end with last=True")
     z_all = part[z_columns(d)].to_numpy(np.float32)
     done = part["done"].to_numpy(bool)[idx]
-    z2 = z_all[nxt].copy()
+    z2_full = np.ascontiguousarray(z_all[nxt])
+    z2 = z2_full.copy()
     z2[done] = 0.0
     return Transitions(
         z=np.ascontiguousarray(z_all[idx]),
@@ -178,6 +183,7 @@ def transitions(df: pd.DataFrame, split: str, where: str = "states table") -> Tr
         r=part["reward"].to_numpy(np.float32)[idx],
         z2=z2,
         done=done.astype(np.float32),
+        z2_full=z2_full,
     )
 
 

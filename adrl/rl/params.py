@@ -43,6 +43,13 @@ class DynamicsParams(Section):
     batch_size: int = Field(256, ge=1)
     max_epochs: int = Field(200, ge=1)
     patience: int = Field(20, ge=1)
+    # the survival head's input (a fit setting) and the model batch B_k (method.md 4.5, E3's controls)
+    survival_input: Literal["next_state", "action"] = "next_state"   # action: method.md's original head on (z, a)
+    termination: Literal["soft", "sample", "logged"] = "soft"
+    next_state: Literal["sample", "mean"] = "sample"
+    control: Literal["none", "shuffle", "noise"] = "none"
+    noise_scale: float = Field(1.0, ge=0, description="control noise: std of the noise on z-hat, in validation "
+                                                        "residual stds")
 
 
 class TrainParams(Section):

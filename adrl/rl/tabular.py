@@ -204,7 +204,12 @@ class ExactProjectedModel:
         self.r_max = mdp.r_max
         self.E = 1
 
-    def sample(self, z: torch.Tensor, a_f: torch.Tensor, a_v: torch.Tensor, gen: torch.Generator | None = None):
+    def sample(self, z: torch.Tensor, a_f: torch.Tensor, a_v: torch.Tensor, gen: torch.Generator | None = None,
+               next_state: str = "sample", termination: str = "soft", control: str = "none", noise_scale: float = 0.0):
+        """A draw of the true projected model (DynamicsEnsemble.sample's interface): soft termination (logged: the
+        learner keeps the real row's), next states drawn, no controls."""
+        if next_state != "sample" or termination not in ("soft", "logged") or control != "none":
+            raise ValueError("ExactProjectedModel: only next_state sample, termination soft or logged, control none")
         m = self.mdp
         s = m.state_of(z.numpy())
         if (s < 0).any():

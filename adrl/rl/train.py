@@ -132,7 +132,8 @@ def algo_config(spec: RunSpec, p: TrainParams, bounds: tuple[float, float] | Non
                        lambda_proj=p.lambda_proj, reuse_real=p.reuse_real,
                        mixer_grad_to_heads=p.mixer_grad_to_heads, r_max=p.r_max,
                        heads=p.heads, state_cond=p.state_cond, relu_monotone=p.relu_monotone,
-                       mlp2_activation=p.mlp2_activation, mixer_w0=p.mixer_w0, bc_filter=p.bc_filter, tau_per_head=spec.tau_k)
+                       mlp2_activation=p.mlp2_activation, mixer_w0=p.mixer_w0, bc_filter=p.bc_filter, tau_per_head=spec.tau_k,
+                       **{k: getattr(p.dynamics, k) for k in MODEL_BATCH_KEYS})
 
 
 def make_learner(spec: RunSpec, data: Transitions | int, p: TrainParams, dynamics: DynamicsEnsemble | None = None):
@@ -150,8 +151,12 @@ def make_learner(spec: RunSpec, data: Transitions | int, p: TrainParams, dynamic
     return ADBCQ(d, cfg, spec.seed, dynamics=dynamics if spec.needs_dynamics else None)
 
 
+# train.dynamics keys that shape the model batch B_k (AD-BCQ's config), not the model's fit
+MODEL_BATCH_KEYS = ("termination", "next_state", "control", "noise_scale")
+
+
 def dynamics_config(p: TrainParams) -> DynamicsConfig:
-    return DynamicsConfig(**p.dynamics.model_dump(), r_max=p.r_max)
+    return DynamicsConfig(**p.dynamics.model_dump(exclude=set(MODEL_BATCH_KEYS)), r_max=p.r_max)
 
 
 def fit_loop(learner, data: Transitions, steps: int, batch_size: int, checkpoint_every: int, seed: int,
@@ -355,7 +360,9 @@ def load_dynamics(path: str | Path | dict) -> DynamicsEnsemble:
     blob = path if isinstance(path, dict) else torch.load(path, map_location="cpu", weights_only=True)
     with torch.random.fork_rng(devices=[]):
         model = DynamicsEnsemble(blob["d"], DynamicsConfig(**blob["config"]))
-    model.load_state_dict(blob["state"])
+    state = dict(blob["state"])
+    state.setdefault("resid_std", model.resid_std)   # saved before the residual was kept (NaN: no noise control)
+    model.load_state_dict(state)
     model.eval()
     for q in model.parameters():
         q.requires_grad_(False)
@@ -556,8 +563,9 @@ def _init_worker(counter, threads: int, parent: int | None = None) -> None:
 def _load_data(data: str | dict):
     """The sweep's arrays from the staged .npz (local pool) or as given (a Ray task gets them from the object store)."""
     with (np.load(data) if isinstance(data, str) else _nullcontext(data)) as f:
-        data = Transitions(*(f[k] for k in TR_KEYS))
-        val = Transitions(*(f["val_" + k] for k in TR_KEYS)) if "val_z" in f else None
+        data = Transitions(*(f[k] for k in TR_KEYS), z2_full=f["z2_full"] if "z2_full" in f else None)
+        val = (Transitions(*(f["val_" + k] for k in TR_KEYS), z2_full=f["val_z2_full"] if "val_z2_full" in f else None)
+               if "val_z" in f else None)
         check = (CheckSet(Transitions(*(f["check_" + k] for k in TR_KEYS)), f["check_mc"], str(f["check_split"]))
                  if "check_mc" in f else None)
     return data, val, check
@@ -653,8 +661,9 @@ def _sweep(df, p: TrainParams, out_dir: Path, specs: list[RunSpec], where, on_dy
     val = transitions(df, "val", where) if need_dyn else None
     torch.set_num_threads(p.threads)  # 2 threads measured fragile on a shared machine (benchmarks/results/train.md)
     arrays = {k: getattr(train, k) for k in TR_KEYS}
-    if val is not None:
+    if val is not None:   # the dynamics fits also read the terminal rows' next states
         arrays |= {"val_" + k: getattr(val, k) for k in TR_KEYS}
+        arrays |= {"z2_full": train.z2_full, "val_z2_full": val.z2_full}
     if check is not None:
         arrays |= {"check_" + k: getattr(check.data, k) for k in TR_KEYS}
         arrays |= {"check_mc": check.mc, "check_split": np.array(check.split)}

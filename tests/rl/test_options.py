@@ -42,14 +42,32 @@ OPTIONS = [  # (algorithm, mixer, augment, TrainParams options, a state_dict key
     ("adbcq", "linear", True, {"bc_filter": "joint"}, None),
     ("adbcq", "relu", True, {"tau_per_head": [0.2, 0.6]}, None),
     ("factored_bcq", None, None, {"tau_per_head": [0.2, 0.6]}, None),
+    # the model batch B_k (method.md 4.5) and E3's controls: train.dynamics keys, recorded in AD-BCQ's config
+    ("adbcq", "linear", True, {"dynamics": {"termination": "sample"}}, None),
+    ("adbcq", "linear", True, {"dynamics": {"termination": "logged"}}, None),
+    ("adbcq", "linear", True, {"dynamics": {"next_state": "mean"}}, None),
+    ("adbcq", "linear", True, {"dynamics": {"control": "shuffle"}}, None),
+    ("adbcq", "linear", True, {"dynamics": {"control": "noise", "noise_scale": 0.5}}, None),
+    ("adbcq", "linear", True, {"dynamics": {"survival_input": "action"}}, None),
 ]
+MODEL_FIT_OPTS = ("survival_input",)   # train.dynamics keys of the model's fit (the others shape B_k)
+
+
+def _opt_id(o):
+    opts = o[3].get("dynamics", o[3])
+    return f"{o[0]}-{o[1]}-" + "-".join(f"{k}={v}" if "dynamics" in o[3] else k for k, v in opts.items())
 
 
 @pytest.mark.parametrize("algorithm, mixer, augment, opts, key", OPTIONS,
-                         ids=[f"{o[0]}-{o[1]}-{'-'.join(o[3])}" for o in OPTIONS])
+                         ids=[_opt_id(o) for o in OPTIONS])
 def test_option_trains_saves_and_reloads(algorithm, mixer, augment, opts, key, data, tmp_path):
     tr, dyn = data
-    p = TrainParams(**SMALL, **opts, algorithms=[algorithm], mixers=[mixer or "linear"])
+    dyn_opts = opts.get("dynamics", {})
+    opts = {k: v for k, v in opts.items() if k != "dynamics"}
+    p = TrainParams(**{**SMALL, "dynamics": {**SMALL["dynamics"], **dyn_opts}}, **opts, algorithms=[algorithm],
+                    mixers=[mixer or "linear"])
+    if any(k in MODEL_FIT_OPTS for k in dyn_opts):   # a model fitted with this option
+        dyn = fit_dynamics(tr, transitions(make_states(200, seed=4), "val"), dynamics_config(p), 0, progress=False)[0]
     spec = RunSpec(algorithm, 0.3, 0, mixer, augment,
                    tuple(opts["tau_per_head"]) if "tau_per_head" in opts else None)
     rec = train_run(spec, tr, p, tmp_path, dyn if spec.needs_dynamics else None, "seed0", progress=False)
@@ -59,6 +77,8 @@ def test_option_trains_saves_and_reloads(algorithm, mixer, augment, opts, key, d
     cfg = algo_config(spec, p, value_bounds(tr, p.gamma))
     for k, v in opts.items():
         assert saved[k] == v
+    for k, v in dyn_opts.items():   # B_k's keys in the learner's config; the fit's key in the model's
+        assert (dyn.surv is None) == (v == "action") if k in MODEL_FIT_OPTS else saved[k] == v
     pol = Policy.load(tmp_path / "runs" / spec.run_id)
     assert type(cfg)(**saved) == cfg
     if key is not None:
