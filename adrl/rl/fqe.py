@@ -30,6 +30,7 @@ from torch import nn
 
 from ..actions import N_ACTIONS
 from ..errors import InputError
+from ..progress import Progress
 from .data import Transitions
 from .nets import mlp
 
@@ -135,8 +136,6 @@ def fit_fqe(train: Transitions, next_actions, start_z, start_actions, cfg: FQECo
     ``start_z`` (n0, d) / ``start_actions`` (K, n0): episode-start states and the policies' actions there,
     for the convergence record.
     """
-    from ..progress import Progress
-
     na = np.asarray(next_actions)
     if na.ndim == 1:
         na = na[None]

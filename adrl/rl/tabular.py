@@ -389,8 +389,13 @@ def learned_values(learner, z: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
+def filter_kind(learner) -> str:
+    """The learner's behaviour filter: "joint" (discrete BCQ, AD-BCQ's 25-way filter) or "factored" (A_F x A_V)."""
+    return "joint" if learner.algorithm == "bcq" or getattr(learner.cfg, "bc_filter", "") == "joint" else "factored"
+
+
 def exact_check(learner, mdp: TabularMDP, df: pd.DataFrame, gamma: float, min_pair_visits: int = 1000,
-                decide_gap: float = 0.02) -> dict:
+                decide_gap: float = 0.02, plugin: np.ndarray | None = None) -> dict:
     """Compare a trained learner with the exact batch-constrained answer. Visited pairs: (state, allowed action)
     pairs (allowed by the true behaviour at the learner's tau) logged at least ``min_pair_visits`` times in the
     training data, so that the data determine their value; visited states: the states of those pairs. Reported: the
@@ -404,9 +409,10 @@ def exact_check(learner, mdp: TabularMDP, df: pd.DataFrame, gamma: float, min_pa
     *decidable* states, those whose exact best allowed action beats the runner-up by at least ``decide_gap`` x r_max
     (2 points on the 0-100 scale, about the sampling error of a pair logged 1,000 times): where the two best actions
     are closer than that, no learner can order them from these data, and the greedy action's loss there is bounded
-    by the gap (``greedy_regret_max``)."""
+    by the gap (``greedy_regret_max``). ``plugin``: the plug-in Q of these data, where the caller already solved it
+    (it does not change between a run's checkpoints)."""
     tau = learner.cfg.tau
-    kind = "joint" if learner.algorithm == "bcq" or getattr(learner.cfg, "bc_filter", "") == "joint" else "factored"
+    kind = filter_kind(learner)
     allowed_all = mdp.allowed(tau, kind)
     pairs = allowed_all & (mdp.visits(df) >= min_pair_visits)
     vis = np.flatnonzero(pairs.any(1))
@@ -422,7 +428,7 @@ def exact_check(learner, mdp: TabularMDP, df: pd.DataFrame, gamma: float, min_pa
     decidable = ~(gap < decide_gap * mdp.r_max)
     greedy = np.where(got["mask"], got["q"], -np.inf).argmax(1)
     pv = pairs[vis]
-    qp = mdp.plugin_q(df, tau, kind, gamma)[vis]
+    qp = (mdp.plugin_q(df, tau, kind, gamma) if plugin is None else plugin)[vis]
     rel_p = np.abs(qp - qs) / np.maximum(np.abs(qs), floor)
     right = greedy == best
     out = {"mdp": mdp.name, "algorithm": learner.algorithm, "tau": tau, "states": int(len(vis)),
@@ -476,10 +482,11 @@ def train_on(mdp_name: str, learner: str, params, tau: float = 0.3, episodes: in
                                       checkpoint_every or params.steps, seed, progress=False,
                                       lr_schedule=params.lr_schedule)
     out = []
+    plugin = mdp.plugin_q(df, tau, filter_kind(lrn), params.gamma)   # the same for every checkpoint
     probe = copy.copy(lrn)
     probe.net = copy.deepcopy(lrn.net)
     for st, sd in zip(steps, states):
         probe.net.load_state_dict(sd)
-        out.append({**exact_check(probe, mdp, df, params.gamma), "step": st, "learner": learner,
+        out.append({**exact_check(probe, mdp, df, params.gamma, plugin=plugin), "step": st, "learner": learner,
                     "steps_per_s": params.steps / secs, "wall_s": time.perf_counter() - t0})
     return out

@@ -42,7 +42,6 @@ from tqdm import tqdm
 from ..errors import ConfigError, InputError
 from ..executor import ExecutorParams, make_executor
 from ..io import atomic_path, without_timings, write_json
-from ..progress import Progress
 from .adbcq import ADBCQ, ADBCQConfig
 from .bcq import BCQ, BCQConfig
 from .data import Transitions, transitions
@@ -488,7 +487,7 @@ def _prepare_out_dir(out_dir: Path, run_ids: set[str]) -> None:
             shutil.rmtree(q)
 
 
-class Progress:
+class SweepProgress:
     """runs done / total and run-steps/s, as a log line every ``every`` seconds (terminal or not)."""
 
     def __init__(self, total_runs: int, steps: int, counter, every: float = 5.0, skipped: int = 0):
@@ -613,8 +612,7 @@ def save_dynamics_fit(out_dir: Path, seed: int, report: dict, hist: dict, blob: 
     rel = Path("dynamics") / f"seed{seed}"
     with atomic_path(out_dir / rel) as tmp:
         tmp.mkdir()
-        with atomic_path(tmp / "ensemble.pt") as t:
-            torch.save(blob, t)
+        torch.save(blob, tmp / "ensemble.pt")   # inside the folder written atomically
         write_json(tmp / "report.json", {"seed": seed, "config_hash": dyn_hash, "report": without_timings(report),
                                           "history": hist})
     return out_dir / rel / "ensemble.pt"
@@ -713,7 +711,7 @@ def _sweep(df, p: TrainParams, out_dir: Path, specs: list[RunSpec], where, on_dy
     ctx = mp.get_context("spawn")
     counter = ctx.Value("q", 0)
     placement = "nothing to run" if not groups and not dyn_todo else f"{len(groups) + len(dyn_todo)} unit(s) in this process"
-    with Progress(len(specs), p.steps, counter, log_every, skipped=len(records)) as prog:
+    with SweepProgress(len(specs), p.steps, counter, log_every, skipped=len(records)) as prog:
         if executor.kind == "local" and (p.workers == 1 or len(groups) + len(dyn_todo) <= 1):
             _init_counter(counter)
             for seed in dyn_todo:

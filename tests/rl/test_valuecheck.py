@@ -86,9 +86,9 @@ def test_every_run_records_its_value_check_per_checkpoint(tmp_path):
     assert 0 < man["runs"][0]["value_check"]["mc_return"] < 100
 
 
-def _tr(r, done, gamma_d=3):
+def _tr(r, done, d=3):
     n = len(r)
-    z = np.zeros((n, gamma_d), np.float32)
+    z = np.zeros((n, d), np.float32)
     return Transitions(z, np.zeros(n, np.int64), np.asarray(r, np.float32), z, np.asarray(done, np.float32))
 
 
