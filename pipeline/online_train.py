@@ -21,17 +21,18 @@ RUNS = paths.REPORTS / "online" / "runs"
 
 def main(cfg) -> None:
     p = cfg.active()
-    with tracking.pipeline_run(f"online-{cfg.profile}", tags={"adrl.online.profile": cfg.profile}) as parent:
-        parent.log_params({"profile": cfg.profile, "tasks": p.tasks, "levels": p.levels, "seeds": p.seeds,
-                           "agents": p.agents, "env_steps": p.steps * cfg.action_repeat})
+    # the parent run (the execution's run tree) is created by the first cell that finishes, with these parameters;
+    # nothing is opened when every cell is reused
+    config = {"profile": cfg.profile, "tasks": p.tasks, "levels": p.levels, "seeds": p.seeds, "agents": p.agents,
+              "env_steps": p.steps * cfg.action_repeat}
+    with tracking.pipeline_run(f"online-{cfg.profile}", tags={"adrl.online.profile": cfg.profile}):
 
         def log_cell(rec: dict) -> None:
             name = f"{rec['task']}/n={rec['n']}/{rec['agent']}"
-            with tracking.stage_run(name, params={"task": rec["task"], "n": rec["n"], "agent": rec["agent"],
-                                                  **{f"agent.{k}": v for k, v in
-                                                     asdict(cfg.agent_config(rec["agent"], rec["n"])).items()},
-                                                  **{f"run.{k}": v for k, v in asdict(cfg.run_config()).items()
-                                                     if k != "dynamics"}},
+            params = {"task": rec["task"], "n": rec["n"], "agent": rec["agent"],
+                      **{f"agent.{k}": v for k, v in asdict(cfg.agent_config(rec["agent"], rec["n"])).items()},
+                      **{f"run.{k}": v for k, v in asdict(cfg.run_config()).items() if k != "dynamics"}}
+            with tracking.stage_run(name, params=params, config=config,
                                     tags={"adrl.online.profile": cfg.profile}) as run:
                 for s, curve in zip(rec["seeds"], rec["curves"]):
                     run.log_metric_series(f"return/seed{s}", curve, rec["steps"])

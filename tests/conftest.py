@@ -23,3 +23,15 @@ def demo_dir():
                     "(open access, https://physionet.org/content/mimiciii-demo/1.4/) and set ADRL_MIMIC_DEMO "
                     "to the folder holding its .csv.gz tables.")
     return d
+
+
+@pytest.fixture
+def mlflow_store(tmp_path, monkeypatch):
+    """A private MLflow store (sqlite + artifact folder under tmp_path) with tracking on."""
+    from adrl import tracking
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("ADRL_ARTIFACT_ROOT", (tmp_path / "artifacts").as_uri())
+    monkeypatch.setenv("ADRL_TRACKING", "on")
+    monkeypatch.delenv(tracking.PARENT_ENV, raising=False)
+    return tmp_path

@@ -6,15 +6,6 @@ import pytest
 from adrl import tracking
 
 
-@pytest.fixture
-def mlflow_store(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    monkeypatch.setenv("ADRL_ARTIFACT_ROOT", (tmp_path / "artifacts").as_uri())
-    monkeypatch.setenv("ADRL_TRACKING", "on")
-    monkeypatch.delenv(tracking.PARENT_ENV, raising=False)
-    return tmp_path
-
-
 def _runs():
     import mlflow
 

@@ -130,3 +130,36 @@ def test_a_finished_cell_is_reused_only_with_the_same_parameters_and_code(monkey
     assert sweep.cell_hash(validate_online(raw), "easy", 9, "dqn") != h
     monkeypatch.setattr(sweep, "code_hash", lambda: "other source")
     assert sweep.cell_hash(cfg, "easy", 9, "dqn") != h
+
+
+def test_stage_runs_and_logs_one_mlflow_tree_per_execution(tmp_path, mlflow_store):
+    """`python -m pipeline.online_train` end to end with tracking on (a tiny profile: one agent, one seed): the cell
+    is written, and MLflow holds a parent run `online-quick` with the parameters and one child per cell."""
+    pytest.importorskip("dm_control", reason="the online extra is not installed: pip install 'adrl[online]'")
+    import mlflow
+
+    from adrl import tracking
+
+    raw = _raw()
+    raw["online"]["profiles"]["quick"].update(agents=["decqn"], seeds=[0], steps=60, eval_every=30,
+                                              eval_episodes=1, learning_starts=20, eps_decay=30, model_every=30)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(raw))
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {**os.environ, "ADRL_ONLINE_PARAMS": str(params), "PYTHONPATH": str(ROOT), "MUJOCO_GL": "disable"}
+    env.pop(tracking.PIPELINE_ENV, None)
+    r = subprocess.run([sys.executable, "-m", "pipeline.online_train"], cwd=work, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert [f.name for f in (work / "reports" / "online" / "runs").glob("*.json")] == ["easy_n9_decqn.json"]
+
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name(tracking.EXPERIMENT)
+    runs = {x.info.run_name: x for x in client.search_runs([exp.experiment_id])}
+    assert set(runs) == {"online-quick", "easy/n=9/decqn"}
+    parent, cell = runs["online-quick"], runs["easy/n=9/decqn"]
+    assert parent.info.status == "FINISHED" and parent.data.params["profile"] == "quick"
+    assert parent.data.tags["adrl.online.profile"] == "quick"
+    assert cell.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert cell.data.params["agent"] == "decqn" and "final_return" in cell.data.metrics
