@@ -1,8 +1,9 @@
 """Where independent work units run: a local process pool, or tasks on a Ray cluster (params.yaml `executor`).
 
-Every place that fans out work (the training sweep's groups and dynamics fits, the online sweep's runs) submits
-units to an :class:`Executor` and takes their results as they complete; the stage then writes them itself, so the
-outputs are the same whichever executor ran the units. A unit that fails is run again up to
+Every place that fans out work (the training sweep's groups and dynamics fits, the evaluate stage's simulator
+roll-outs, the cells of `make experiments`, the online sweep's runs) submits units to an :class:`Executor` and takes
+their results as they complete; the stage then writes them itself, so the outputs are the same whichever executor ran
+the units. A unit that fails is run again up to
 ``executor.max_retries`` times, then the error names it; a unit that raises an :class:`~adrl.errors.AdrlError` (bad
 input or parameters) is not retried. ``where()`` says how many units ran on which host / Ray node.
 
@@ -54,12 +55,14 @@ class UnitFailed(AdrlError):
     """A work unit failed on every attempt; the message names it."""
 
 
-def make_executor(params: ExecutorParams | None, workers: int = 1, key: str = "executor", **pool) -> "Executor":
+def make_executor(params: ExecutorParams | None, workers: int = 1, key: str = "executor", modules: tuple = (),
+                  **pool) -> "Executor":
     """The executor of ``params`` (None: local). ``workers`` and ``pool`` (initializer, initargs, mp_context) set the
-    local process pool; ``key`` is the params key named in errors (``executor``, ``online.executor``)."""
+    local process pool; ``key`` is the params key named in errors (``executor``, ``online.executor``); ``modules``:
+    package directories besides adrl that the units' code lives in (Ray ships them with the job)."""
     params = params or ExecutorParams()
     if params.kind == "ray":
-        return RayExecutor(params, key)
+        return RayExecutor(params, key, modules)
     return LocalExecutor(params, workers, **pool)
 
 
@@ -67,6 +70,7 @@ class Executor:
     """Submit units (``submit``), take results as they complete (``wait_any``); retries are bounded."""
 
     kind = "?"
+    slots = 1   # units it runs at a time (local: its processes; ray: the cluster's CPUs / cpus_per_unit)
 
     def __init__(self, params: ExecutorParams):
         self.params = params
@@ -156,6 +160,7 @@ class LocalExecutor(Executor):
     def __init__(self, params: ExecutorParams, workers: int, **pool):
         super().__init__(params)
         self._pool = ProcessPoolExecutor(max_workers=workers, **pool)
+        self.slots = max(1, int(workers))
         self._host = f"{socket.gethostname()} (local)"
 
     def put(self, obj):
@@ -221,7 +226,7 @@ class RayExecutor(Executor):
 
     kind = "ray"
 
-    def __init__(self, params: ExecutorParams, key: str = "executor"):
+    def __init__(self, params: ExecutorParams, key: str = "executor", modules: tuple = ()):
         super().__init__(params)
         ray = self.ray = _import_ray(key)
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -236,7 +241,7 @@ class RayExecutor(Executor):
         import adrl
 
         # the workers run this driver's adrl (its source is shipped once per job), whatever is installed there
-        runtime_env = {"py_modules": [str(Path(adrl.__file__).parent)],
+        runtime_env = {"py_modules": [str(Path(adrl.__file__).parent), *map(str, modules)],
                        "env_vars": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "RAY_USAGE_STATS_ENABLED": "0"}}
         self._own = not ray.is_initialized()
         if self._own:
@@ -248,8 +253,9 @@ class RayExecutor(Executor):
                                   f"{str(e).strip().splitlines()[0]}") from None
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         self._node_ip = {n["NodeID"]: n.get("NodeManagerAddress", "?") for n in nodes}
-        log.info("ray executor: %s, %d node(s) alive, %g CPU(s)", addr or "a local instance", len(nodes),
-                 ray.cluster_resources().get("CPU", 0))
+        cpus = ray.cluster_resources().get("CPU", 0)
+        self.slots = max(1, int(cpus // params.cpus_per_unit))
+        log.info("ray executor: %s, %d node(s) alive, %g CPU(s)", addr or "a local instance", len(nodes), cpus)
         self._remote = ray.remote(_run_unit)
         self._put: list = []
 
