@@ -530,9 +530,14 @@ def executor_params(kind: str | None, address: str | None):
     if address is not None:
         raw["address"] = address
     try:
-        return validate_config({"executor": raw}).executor
+        params = validate_config({"executor": raw}).executor
+        if params.kind == "ray":   # before any world is built: Ray missing is said at once
+            from adrl.executor import _import_ray
+
+            _import_ray("executor")
     except AdrlError as e:
         raise SystemExit(f"exp_sample_efficiency: {e}") from None
+    return params
 
 
 def run_grid(worlds: dict, jobs: list[tuple], a: dict, work: Path, executor, workers: int,
@@ -607,7 +612,12 @@ def main(argv: list[str] | None = None) -> None:
               f"{c['seconds']['total']:.0f} s; " + ", ".join(f"{r} {v['value']:.1f}" for r, v in c["runs"].items())
               + f"; best {best}", flush=True)
 
-    cells, clin, where = run_grid(worlds, jobs, a, args.work, executor, args.workers, on_cell)
+    from adrl.errors import AdrlError
+
+    try:
+        cells, clin, where = run_grid(worlds, jobs, a, args.work, executor, args.workers, on_cell)
+    except AdrlError as e:   # Ray not installed, a head node that does not answer, a unit that failed every attempt
+        raise SystemExit(f"exp_sample_efficiency: {e}") from None
     print(f"cells: {where}", flush=True)   # how many units ran where
     summary = summarise(cells, clin, a)
     from adrl.config import load_config
