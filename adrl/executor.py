@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
+import tempfile
 import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -206,6 +208,18 @@ def _import_ray(key: str):
     return ray
 
 
+def _code_dir(modules: tuple = ()) -> Path:
+    """A temporary folder holding a copy of adrl's source and of ``modules`` (package directories): a Ray job's
+    working_dir."""
+    import adrl
+
+    code = Path(tempfile.mkdtemp(prefix="adrl-ray-code-"))
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc", "results")
+    for d in (Path(adrl.__file__).parent, *map(Path, modules)):
+        shutil.copytree(d, code / d.name, ignore=skip)
+    return code
+
+
 def _answers(host: str, port: int, timeout: float) -> str | None:
     """None if something accepts TCP connections at host:port within ``timeout`` seconds, else why not."""
     deadline, why = time.monotonic() + timeout, "no answer"
@@ -238,19 +252,23 @@ class RayExecutor(Executor):
                 raise ConfigError(f"{key}.address: no Ray head node answers at {addr} ({why}, waited "
                                   f"{params.connect_timeout_s:g} s, {key}.connect_timeout_s); start one with "
                                   f"`ray start --head --port {port}` or fix the address")
-        import adrl
-
-        # the workers run this driver's adrl (its source is shipped once per job), whatever is installed there
-        runtime_env = {"py_modules": [str(Path(adrl.__file__).parent), *map(str, modules)],
-                       "env_vars": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "RAY_USAGE_STATS_ENABLED": "0"}}
         self._own = not ray.is_initialized()
         if self._own:
+            code = _code_dir(modules)
+            # the workers run this driver's adrl (and ``modules``), shipped once per job as the job's working_dir,
+            # whatever is installed or checked out on their machines: with py_modules, Ray would put the driver's
+            # current directory first on the workers' sys.path, so a worker machine with a checkout at the same path
+            # would import its own (possibly other) adrl
+            runtime_env = {"working_dir": str(code), "env_vars": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                                                                   "RAY_USAGE_STATS_ENABLED": "0"}}
             try:
                 ray.init(address=addr, runtime_env=runtime_env, include_dashboard=False, log_to_driver=False,
                          logging_level=logging.WARNING, configure_logging=False)
             except (ConnectionError, RuntimeError, ValueError) as e:
                 raise ConfigError(f"{key}.address: cannot connect to Ray at {addr or 'a new local instance'}: "
                                   f"{str(e).strip().splitlines()[0]}") from None
+            finally:
+                shutil.rmtree(code, ignore_errors=True)   # uploaded by ray.init
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         self._node_ip = {n["NodeID"]: n.get("NodeManagerAddress", "?") for n in nodes}
         cpus = ray.cluster_resources().get("CPU", 0)

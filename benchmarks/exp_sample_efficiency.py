@@ -586,6 +586,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "adrl-exp-sample-efficiency")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
+    args.work = args.work.resolve()   # the cells get absolute paths (a Ray worker runs in a folder of its own)
     executor = executor_params(args.executor, args.address)
     a = {"interactions": args.interactions, "sizes": sorted(args.sizes), "seeds": args.seeds, "stays": args.stays,
          "patients": args.patients, "rollout_seed": args.rollout_seed, "steps": args.steps, "tau": args.tau,

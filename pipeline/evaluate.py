@@ -176,8 +176,6 @@ def checkpoint_policies(keys) -> dict:
 
 def rollouts_of(cfg, tools=None, rollouts=None):
     """The roll-outs' runner (adrl/groundtruth.py Rollouts): ``rollouts`` if given, else one in this process."""
-    from adrl.groundtruth import Rollouts
-
     return rollouts if rollouts is not None else Rollouts(cfg.synth, tools or truth_tools(cfg))
 
 
@@ -399,7 +397,7 @@ def main(cfg, run) -> None:
                  r["wis"] if r["wis"] is not None else float("nan"), lo, hi, r["ess"],
                  r.get("fqe") if r.get("fqe") is not None else float("nan"),
                  r.get("wdr") if r.get("wdr") is not None else float("nan"), r["agreement"])
-    log.info("evaluate: %d checkpoints scored; roll-outs: %s", len(out["scores"]), placement)   # how many units ran where
+    log.info("evaluate: %d checkpoints scored; roll-outs: %s", len(out["scores"]), placement)   # units ran where
     run.set_tags({"adrl.placement": placement})
 
 
