@@ -1,8 +1,9 @@
 """Where independent work units run: a local process pool, or tasks on a Ray cluster (params.yaml `executor`).
 
-Every place that fans out work (the training sweep's groups and dynamics fits, the online sweep's runs) submits
-units to an :class:`Executor` and takes their results as they complete; the stage then writes them itself, so the
-outputs are the same whichever executor ran the units. A unit that fails is run again up to
+Every place that fans out work (the training sweep's groups and dynamics fits, the evaluate stage's simulator
+roll-outs, the cells of `make experiments`, the online sweep's runs) submits units to an :class:`Executor` and takes
+their results as they complete; the stage then writes them itself, so the outputs are the same whichever executor ran
+the units. A unit that fails is run again up to
 ``executor.max_retries`` times, then the error names it; a unit that raises an :class:`~adrl.errors.AdrlError` (bad
 input or parameters) is not retried. ``where()`` says how many units ran on which host / Ray node.
 
@@ -12,7 +13,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
+import tempfile
 import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -54,12 +57,14 @@ class UnitFailed(AdrlError):
     """A work unit failed on every attempt; the message names it."""
 
 
-def make_executor(params: ExecutorParams | None, workers: int = 1, key: str = "executor", **pool) -> "Executor":
+def make_executor(params: ExecutorParams | None, workers: int = 1, key: str = "executor", modules: tuple = (),
+                  **pool) -> "Executor":
     """The executor of ``params`` (None: local). ``workers`` and ``pool`` (initializer, initargs, mp_context) set the
-    local process pool; ``key`` is the params key named in errors (``executor``, ``online.executor``)."""
+    local process pool; ``key`` is the params key named in errors (``executor``, ``online.executor``); ``modules``:
+    package directories besides adrl that the units' code lives in (Ray ships them with the job)."""
     params = params or ExecutorParams()
     if params.kind == "ray":
-        return RayExecutor(params, key)
+        return RayExecutor(params, key, modules)
     return LocalExecutor(params, workers, **pool)
 
 
@@ -67,6 +72,7 @@ class Executor:
     """Submit units (``submit``), take results as they complete (``wait_any``); retries are bounded."""
 
     kind = "?"
+    slots = 1   # units it runs at a time (local: its processes; ray: the cluster's CPUs / cpus_per_unit)
 
     def __init__(self, params: ExecutorParams):
         self.params = params
@@ -156,6 +162,7 @@ class LocalExecutor(Executor):
     def __init__(self, params: ExecutorParams, workers: int, **pool):
         super().__init__(params)
         self._pool = ProcessPoolExecutor(max_workers=workers, **pool)
+        self.slots = max(1, int(workers))
         self._host = f"{socket.gethostname()} (local)"
 
     def put(self, obj):
@@ -201,6 +208,18 @@ def _import_ray(key: str):
     return ray
 
 
+def _code_dir(modules: tuple = ()) -> Path:
+    """A temporary folder holding a copy of adrl's source and of ``modules`` (package directories): a Ray job's
+    working_dir."""
+    import adrl
+
+    code = Path(tempfile.mkdtemp(prefix="adrl-ray-code-"))
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc", "results")
+    for d in (Path(adrl.__file__).parent, *map(Path, modules)):
+        shutil.copytree(d, code / d.name, ignore=skip)
+    return code
+
+
 def _answers(host: str, port: int, timeout: float) -> str | None:
     """None if something accepts TCP connections at host:port within ``timeout`` seconds, else why not."""
     deadline, why = time.monotonic() + timeout, "no answer"
@@ -221,7 +240,7 @@ class RayExecutor(Executor):
 
     kind = "ray"
 
-    def __init__(self, params: ExecutorParams, key: str = "executor"):
+    def __init__(self, params: ExecutorParams, key: str = "executor", modules: tuple = ()):
         super().__init__(params)
         ray = self.ray = _import_ray(key)
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -233,23 +252,28 @@ class RayExecutor(Executor):
                 raise ConfigError(f"{key}.address: no Ray head node answers at {addr} ({why}, waited "
                                   f"{params.connect_timeout_s:g} s, {key}.connect_timeout_s); start one with "
                                   f"`ray start --head --port {port}` or fix the address")
-        import adrl
-
-        # the workers run this driver's adrl (its source is shipped once per job), whatever is installed there
-        runtime_env = {"py_modules": [str(Path(adrl.__file__).parent)],
-                       "env_vars": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "RAY_USAGE_STATS_ENABLED": "0"}}
         self._own = not ray.is_initialized()
         if self._own:
+            code = _code_dir(modules)
+            # the workers run this driver's adrl (and ``modules``), shipped once per job as the job's working_dir,
+            # whatever is installed or checked out on their machines: with py_modules, Ray would put the driver's
+            # current directory first on the workers' sys.path, so a worker machine with a checkout at the same path
+            # would import its own (possibly other) adrl
+            runtime_env = {"working_dir": str(code), "env_vars": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                                                                   "RAY_USAGE_STATS_ENABLED": "0"}}
             try:
                 ray.init(address=addr, runtime_env=runtime_env, include_dashboard=False, log_to_driver=False,
                          logging_level=logging.WARNING, configure_logging=False)
             except (ConnectionError, RuntimeError, ValueError) as e:
                 raise ConfigError(f"{key}.address: cannot connect to Ray at {addr or 'a new local instance'}: "
                                   f"{str(e).strip().splitlines()[0]}") from None
+            finally:
+                shutil.rmtree(code, ignore_errors=True)   # uploaded by ray.init
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         self._node_ip = {n["NodeID"]: n.get("NodeManagerAddress", "?") for n in nodes}
-        log.info("ray executor: %s, %d node(s) alive, %g CPU(s)", addr or "a local instance", len(nodes),
-                 ray.cluster_resources().get("CPU", 0))
+        cpus = ray.cluster_resources().get("CPU", 0)
+        self.slots = max(1, int(cpus // params.cpus_per_unit))
+        log.info("ray executor: %s, %d node(s) alive, %g CPU(s)", addr or "a local instance", len(nodes), cpus)
         self._remote = ray.remote(_run_unit)
         self._put: list = []
 

@@ -284,6 +284,80 @@ def _tile_rows(rows: pd.DataFrame, K: int, n: int) -> pd.DataFrame:
     return pd.concat([rows.assign(**{c: rows[c] + r * n for c in ids}) for r in range(K)], ignore_index=True)
 
 
+# ---- roll-outs as units of an executor (params.yaml `executor`) ---------------------------------------------------
+def rollout_units(names: list, n: int, slots: int = 1) -> list[list]:
+    """Learned policies ``names`` split into roll-out units, in order: at least as many units as ``slots`` (the
+    executor's units at a time; 1 in the stage's process) allow, each at most :data:`MAX_STAYS_PER_PASS` stays. With
+    ``slots`` 1 these are exactly the passes :func:`true_values` makes. The split changes no number: every policy
+    acts on the same ``n`` patients and noise whichever unit rolls it out (common random numbers;
+    tests/test_groundtruth.py)."""
+    if not names:
+        return []
+    per_pass = max(1, MAX_STAYS_PER_PASS // max(int(n), 1))
+    k = max(-(-len(names) // per_pass), min(len(names), max(1, int(slots))))
+    size = -(-len(names) // k)
+    return [list(names[i:i + size]) for i in range(0, len(names), size)]
+
+
+def rollout_unit(policies: dict, n: int, seed: int, synth_params, tools=None, progress: bool | None = False) -> dict:
+    """One roll-out unit (a Ray task, or a call in the stage's process): :func:`true_values` of ``policies`` with
+    ``tools`` = (featuriser, AIS encoder, action edges), on one torch thread, so that the numbers do not depend on the
+    process's thread setting (OMP_NUM_THREADS) or on which executor ran the unit."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        fz, enc, edges = tools if tools is not None else (None, None, None)
+        return true_values(policies, n, seed, synth_params, fz, enc, edges, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+class Rollouts:
+    """Roll-outs of many policies as units of an executor (adrl/executor.py): each unit is :func:`rollout_unit` on a
+    share of the policies; ``executor`` None runs the units one after another in this process. The tools (featuriser,
+    AIS encoder, action edges) go to the executor once (Ray: into its object store) and serve every unit; the results
+    are the same whichever executor ran them. ``where()`` says how many units ran where."""
+
+    def __init__(self, synth_params, tools=None, executor=None):
+        self.synth, self.tools, self.ex = synth_params, tools, executor
+        self._tools_ref = executor.put(tools) if executor is not None and tools is not None else tools
+        self.in_process = 0
+
+    @property
+    def slots(self) -> int:
+        return 1 if self.ex is None else max(1, int(self.ex.slots))
+
+    def true_values(self, policies: dict, n: int, seed: int) -> dict:
+        """:func:`true_values` of ``policies`` (clinician / no_treatment by name, learned ones as callables)."""
+        named = [k for k, p in policies.items() if isinstance(p, str)]
+        learned = [k for k in policies if k not in named]
+        if learned and self.tools is None:
+            raise InputError("true_value: a learned policy needs the featuriser, the AIS encoder and action edges")
+        units = [[k] for k in named] + rollout_units(learned, n, self.slots)
+        out: dict = {}
+        if self.ex is None:
+            for u in units:
+                out.update(rollout_unit({k: policies[k] for k in u}, n, seed, self.synth,
+                                        self.tools if u[0] in learned else None, progress=None))
+                self.in_process += 1
+            return {k: out[k] for k in policies}
+        for i, u in enumerate(units):
+            name = f"roll-out of {u[0]}" + (f" and {len(u) - 1} more" if len(u) > 1 else "") + f" ({n} patients)"
+            self.ex.submit(i, name, rollout_unit, {k: policies[k] for k in u}, n, seed, self.synth,
+                           self._tools_ref if u[0] in learned else None, False)
+        while self.ex.pending:
+            for _, res in self.ex.wait_any():
+                out.update(res)
+        return {k: out[k] for k in policies}
+
+    def where(self) -> str:
+        if self.ex is None:
+            return f"{self.in_process} unit(s) in this process"
+        return f"{self.ex.kind} executor, {self.ex.where()}"
+
+
 def true_value_reference(policy, n: int, seed: int, synth_params, featurizer, encoder, action_edges,
                          progress: bool | None = None) -> dict:
     """The roll-out of a learned policy as it was before the incremental featuriser (kept as the reference the

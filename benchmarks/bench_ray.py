@@ -7,7 +7,11 @@ overhead, not a speed-up. Measured in one run, one after the other:
   the outputs are checked to be byte-identical;
 - per unit: N no-op units (return their argument) through each executor, one at a time (round trip) and all at
   once (throughput), after a warm-up that starts the workers;
-- connect: the Ray executor's start (ray.init to the running cluster, shipping adrl's source once).
+- connect: the Ray executor's start (ray.init to the running cluster, shipping adrl's source once);
+- roll-outs: the evaluate stage's simulator roll-outs (adrl.groundtruth.Rollouts, the class the stage uses) in the
+  shape of the default params (truth: clinician, no treatment and 3 selected policies on 1,000 patients; audit: 20
+  candidates on 200), in this process (executor local) and as units on the two nodes; the numbers are checked to be
+  identical. Policies: random linear greedy policies on an untrained 64-d GRU encoder (benchmarks/bench_rollout.py).
 
 The sweeps run in the order local, ray, ray, local (drift in the shared machine's load falls on both alike). Wall time
 is not a fair comparison on a loaded machine with the kernel's autogroup scheduling (each `ray start` session gets
@@ -135,6 +139,37 @@ def sweep(df, p: TrainParams, out: Path, params: ExecutorParams, cluster) -> dic
             "cluster_cpu_s": cc.cpu, "placement": man["placement"], "runs": len(man["runs"])}
 
 
+TRUTH, AUDIT = (1000, 3), (200, 20)   # (patients, learned policies) of the default evaluate.truth / evaluate.audit
+
+
+def rollouts(params: ExecutorParams, cluster, setup) -> dict:
+    """The evaluate stage's roll-outs (truth, then audit) through Rollouts: in this process (local) or as Ray units;
+    wall s, CPU s (this process [+ every process of the cluster]) and the results."""
+    from adrl.executor import make_executor
+    from adrl.groundtruth import Rollouts
+    from adrl.synth.params import SynthParams
+    from benchmarks.bench_rollout import linear_policy
+
+    d = setup[1].latent_dim
+    c0, t0 = os.times(), time.perf_counter()
+    with ClusterCPU(cluster) as cc:
+        ex = make_executor(params, modules=(ROOT / "benchmarks",)) if params.kind == "ray" else None
+        try:
+            r = Rollouts(SynthParams(), setup, ex)
+            truth = r.true_values({"clinician": "clinician", "no_treatment": "no_treatment",
+                                   **{f"sel{i}": linear_policy(d, i) for i in range(TRUTH[1])}}, TRUTH[0], 12345)
+            audit = r.true_values({f"cand{i}": linear_policy(d, 100 + i) for i in range(AUDIT[1])}, AUDIT[0], 12345)
+            where = r.where()
+        finally:
+            if ex is not None:
+                ex.close()
+    wall = time.perf_counter() - t0
+    c1 = os.times()
+    own = (c1.user - c0.user) + (c1.system - c0.system)
+    return {"wall_s": wall, "cpu_s": own + (cc.cpu if params.kind == "ray" else 0.0), "driver_cpu_s": own,
+            "cluster_cpu_s": cc.cpu, "placement": where, "results": {"truth": truth, "audit": audit}}
+
+
 def files(root: Path) -> dict[str, bytes]:
     return {str(f.relative_to(root)): f.read_bytes() for f in sorted(root.rglob("*")) if f.is_file()}
 
@@ -142,6 +177,7 @@ def files(root: Path) -> dict[str, bytes]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--no-rollouts", action="store_true", help="skip the evaluate roll-outs part")
     a = ap.parse_args()
     steps = 1000 if a.quick else 3000
     p = TrainParams(**SWEEP, steps=steps)
@@ -156,6 +192,24 @@ def main() -> None:
             res["order"] = ORDER   # ABBA: drift in the machine's load falls on both alike
             res["sweeps"] = [dict(kind=k, **sweep(df, p, tmp / f"{k}{i}", kinds[k], cl)) for i, k in enumerate(ORDER)]
             res["unit"] = {k: per_unit(v) for k, v in kinds.items()}
+            if not a.no_rollouts:
+                import torch
+
+                from benchmarks.bench_rollout import reference_setup
+
+                torch.set_num_threads(1)
+                setup = reference_setup(n_fit=300, latent=64, hidden=128)
+                res["rollouts"] = [dict(kind=k, **rollouts(kinds[k], cl, setup)) for k in ORDER]
+        if "rollouts" in res:
+            got = [r.pop("results") for r in res["rollouts"]]
+            res["rollouts_identical"] = all(g == got[0] for g in got)
+            res["rollout_policies"] = {"truth": {"patients": TRUTH[0], "learned": TRUTH[1], "named": 2},
+                                       "audit": {"patients": AUDIT[0], "learned": AUDIT[1]}}
+            for m in ("wall_s", "cpu_s"):
+                mean = {k: sum(s[m] for s in res["rollouts"] if s["kind"] == k) / ORDER.count(k)
+                        for k in ("local", "ray")}
+                res[f"rollouts_mean_{m}"] = mean
+                res[f"rollouts_ratio_ray_over_local_{m}"] = mean["ray"] / mean["local"]
         outs = [files(tmp / f"{k}{i}") for i, k in enumerate(ORDER)]
         res["identical_outputs"] = all(o == outs[0] for o in outs)
         res["differing_files"] = {f"{k}{i}": sorted(n for n in set(o) | set(outs[0]) if o.get(n) != outs[0].get(n))
@@ -191,7 +245,7 @@ Sweep: {r['runs']} runs (BCQ, factored BCQ, AD-BCQ with augmentation x 2 thresho
 each) and 2 dynamics fits = {r['units']} units, on a synthetic states table (tests/rl/factored_mdp.py, 2,000 stays).
 local: `executor.kind: local`, `train.workers: 2`; ray: `executor.kind: ray` on a head node and a second node on
 127.0.0.1, 1 CPU each (tests/ray/cluster.py), so both run 2 units at a time. Outputs of all four sweeps
-byte-identical: **{r['identical_outputs']}**.
+byte-identical: **{r['identical_outputs']}**{'' if r['identical_outputs'] else f" (differing from sweep 1: {r['differing_files']})"}.
 
 | # | executor | wall s | CPU s (stage + workers [+ cluster]) | cluster CPU s | where the units ran |
 |---|---|---|---|---|---|
@@ -204,6 +258,29 @@ byte-identical: **{r['identical_outputs']}**.
 | no-op unit, one at a time (ms) | {u['local']['round_trip_ms']:.2f} | {u['ray']['round_trip_ms']:.2f} | {u['ray']['round_trip_ms'] / u['local']['round_trip_ms']:.1f} |
 | no-op unit, {r['n_noop']} at once (ms per unit) | {u['local']['per_unit_in_burst_ms']:.2f} | {u['ray']['per_unit_in_burst_ms']:.2f} | {u['ray']['per_unit_in_burst_ms'] / u['local']['per_unit_in_burst_ms']:.1f} |
 | executor start (s) | {u['local']['start_s']:.3f} | {u['ray']['start_s']:.3f} | |
+""" + (rollout_report(r) if "rollouts" in r else "")
+
+
+def rollout_report(r: dict) -> str:
+    rows = "\n".join(f"| {i + 1} | {s['kind']} | {s['wall_s']:.1f} | {s['cpu_s']:.1f} | {s['cluster_cpu_s']:.1f} | "
+                     f"{s['placement']} |" for i, s in enumerate(r["rollouts"]))
+    return f"""
+## The evaluate stage's roll-outs on the cluster and in the stage's process
+
+The roll-outs of the default `evaluate` params through `adrl.groundtruth.Rollouts` (what the stage calls): truth =
+clinician, no treatment and {TRUTH[1]} learned policies on {TRUTH[0]:,} simulated patients; audit = {AUDIT[1]} learned
+policies on {AUDIT[0]} patients (random linear greedy policies on an untrained 64-d GRU encoder). local: in this process
+(`executor.kind: local`), one pass after another; ray: units on the two nodes (1 CPU each). Same order local, ray, ray,
+local. Results (value, SE, decisions, dose recovery of every policy) identical in all four: **{r['rollouts_identical']}**.
+
+| # | executor | wall s | CPU s (this process [+ cluster]) | cluster CPU s | where the units ran |
+|---|---|---|---|---|---|
+{rows}
+
+| | local | ray | ray / local |
+|---|---|---|---|
+| roll-outs wall s (mean) | {r['rollouts_mean_wall_s']['local']:.1f} | {r['rollouts_mean_wall_s']['ray']:.1f} | {r['rollouts_ratio_ray_over_local_wall_s']:.2f} |
+| roll-outs CPU s (mean) | {r['rollouts_mean_cpu_s']['local']:.1f} | {r['rollouts_mean_cpu_s']['ray']:.1f} | {r['rollouts_ratio_ray_over_local_cpu_s']:.2f} |
 """
 
 

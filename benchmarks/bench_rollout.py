@@ -67,10 +67,18 @@ def reference_setup(n_fit: int = 300, seed: int = 5, latent: int = 64, hidden: i
     return fz, enc, fz.action_edges
 
 
-def linear_policy(d: int, seed: int):
-    """A greedy policy on AIS states: argmax of z W, W standard normal (d x 25)."""
-    W = np.random.default_rng(seed).normal(size=(d, 25))
-    return lambda z: np.argmax(z @ W, axis=1)
+class LinearPolicy:
+    """A greedy policy on AIS states: argmax of z W, W standard normal (d x 25); picklable (a unit of an executor)."""
+
+    def __init__(self, d: int, seed: int):
+        self.W = np.random.default_rng(seed).normal(size=(d, 25))
+
+    def __call__(self, z):
+        return np.argmax(z @ self.W, axis=1)
+
+
+def linear_policy(d: int, seed: int) -> LinearPolicy:
+    return LinearPolicy(d, seed)
 
 
 def simulator_cpu_per_copy(n: int, copies: int, seed: int) -> float:

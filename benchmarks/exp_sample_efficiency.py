@@ -29,6 +29,12 @@ train.dynamics) and ``adbcq-<mixer>-aug-<option>[-<option>...]`` with options ``
 the cell's validation split (``converged``). With ``--arms`` the markdown is a per-arm table with paired differences
 against factored BCQ and BCQ (when present), and no figures are drawn.
 
+The cells (and the clinician's roll-outs) are units of an executor (adrl/executor.py): ``--executor local`` (a
+process pool of ``--workers``, the default) or ``ray`` (Ray tasks; ``--address`` as params.yaml's executor.address);
+without ``--executor``, params.yaml's ``executor`` block decides. The results come back to this process, which
+writes every output, so they are the same whichever executor ran the cells. On a cluster of several machines the
+cells read the worlds and write their cache in ``--work``: put it on a filesystem every node sees.
+
 Writes benchmarks/results/sample_efficiency.{json,md} and the figures sample_efficiency.png and
 mixer_ablation.png. Aggregates only: no patient rows leave the scratch directory. Cells are cached in the
 work directory (``--work``), so an interrupted run resumes.
@@ -42,7 +48,6 @@ import os
 import platform
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import multiprocessing as mp
@@ -512,7 +517,56 @@ def write_md(summary: dict, cells: list[dict], a: dict, meta: dict) -> str:
     return "\n".join(L)
 
 
-def main() -> None:
+def executor_params(kind: str | None, address: str | None):
+    """params.yaml's ``executor`` block, with ``--executor`` / ``--address`` on top (a bad value named, no traceback)."""
+    import yaml
+
+    from adrl.config import validate_config
+    from adrl.errors import AdrlError
+
+    raw = (yaml.safe_load((ROOT / "params.yaml").read_text()) or {}).get("executor") or {}
+    if kind is not None:
+        raw["kind"] = kind
+    if address is not None:
+        raw["address"] = address
+    try:
+        params = validate_config({"executor": raw}).executor
+        if params.kind == "ray":   # before any world is built: Ray missing is said at once
+            from adrl.executor import _import_ray
+
+            _import_ray("executor")
+    except AdrlError as e:
+        raise SystemExit(f"exp_sample_efficiency: {e}") from None
+    return params
+
+
+def run_grid(worlds: dict, jobs: list[tuple], a: dict, work: Path, executor, workers: int,
+             on_cell=None) -> tuple[list[dict], dict, str]:
+    """Every cell of ``jobs`` (interaction, seed, N) and each world's clinician roll-outs, as units of ``executor``
+    (ExecutorParams): (cells in the order they finished, {interaction: clinician values}, where the units ran)."""
+    from adrl.executor import make_executor
+
+    ctx = mp.get_context("spawn")
+    cells, clin = [], {}
+    with make_executor(executor, workers, modules=(ROOT / "benchmarks",), mp_context=ctx) as ex:
+        for i in a["interactions"]:
+            ex.submit(("clinician", i), f"clinician roll-outs interaction {i:g}", clinician_value, worlds[i], a, work)
+        for i, s, n in jobs:
+            ex.submit(("cell", (i, s, n)), f"cell interaction {i:g} seed {s} N {n}", run_cell, str(worlds[i]), i, s,
+                      n, a, str(work / f"cells/i{i:g}-s{s}-n{n}"))
+        while ex.pending:
+            for (kind, key), res in ex.wait_any():
+                if kind == "clinician":
+                    clin[str(key)] = res
+                else:
+                    cells.append(res)
+                    if on_cell:
+                        on_cell(res)
+        where = f"{ex.kind} executor, {ex.where()}"
+    return cells, clin, where
+
+
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--interactions", type=float, nargs="+", default=[0.0, 1.0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[125, 250, 500, 1000])
@@ -526,10 +580,14 @@ def main() -> None:
     ap.add_argument("--dynamics-layers", type=int, help="override train.dynamics.layers")
     ap.add_argument("--dynamics-skip", choices=["true", "false"], help="override train.dynamics.linear_skip")
     ap.add_argument("--arms", nargs="+", help="named arms instead of the default set (see above)")
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=2, help="local executor: processes")
+    ap.add_argument("--executor", choices=["local", "ray"], help="where the cells run (default: params.yaml executor)")
+    ap.add_argument("--address", help="ray: the head node's host:port, or auto (default: params.yaml executor)")
     ap.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "adrl-exp-sample-efficiency")
     ap.add_argument("--out", type=Path, default=OUT)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    args.work = args.work.resolve()   # the cells get absolute paths (a Ray worker runs in a folder of its own)
+    executor = executor_params(args.executor, args.address)
     a = {"interactions": args.interactions, "sizes": sorted(args.sizes), "seeds": args.seeds, "stays": args.stays,
          "patients": args.patients, "rollout_seed": args.rollout_seed, "steps": args.steps, "tau": args.tau,
          "mixers": args.mixers, "dynamics": {k: v for k, v in (("layers", args.dynamics_layers),
@@ -546,21 +604,22 @@ def main() -> None:
     worlds = {inter: build_world(args.work, inter, args.stays) for inter in args.interactions}
     jobs = [(inter, seed, n) for inter in args.interactions for seed in args.seeds for n in a["sizes"]]
     jobs.sort(key=lambda j: -j[2])  # largest cells first: better packing on the workers
-    cells, clin = [], {}
-    ctx = mp.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=args.workers, mp_context=ctx) as ex:
-        fut_c = {ex.submit(clinician_value, worlds[i], a, args.work): i for i in args.interactions}
-        futs = {ex.submit(run_cell, str(worlds[i]), i, s, n, a,
-                          str(args.work / f"cells/i{i:g}-s{s}-n{n}")): (i, s, n) for i, s, n in jobs}
-        for f in as_completed(fut_c):
-            clin[str(fut_c[f])] = f.result()
-        for k, f in enumerate(as_completed(futs), 1):
-            c = f.result()
-            cells.append(c)
-            best = max(c["runs"], key=lambda r: c["runs"][r]["value"])
-            print(f"[{k}/{len(jobs)}] interaction {c['interaction']:g} seed {c['seed']} N {c['n_train']}: "
-                  f"{c['seconds']['total']:.0f} s; " + ", ".join(f"{r} {v['value']:.1f}" for r, v in c["runs"].items())
-                  + f"; best {best}", flush=True)
+    done = []
+
+    def on_cell(c):
+        done.append(c)
+        best = max(c["runs"], key=lambda r: c["runs"][r]["value"])
+        print(f"[{len(done)}/{len(jobs)}] interaction {c['interaction']:g} seed {c['seed']} N {c['n_train']}: "
+              f"{c['seconds']['total']:.0f} s; " + ", ".join(f"{r} {v['value']:.1f}" for r, v in c["runs"].items())
+              + f"; best {best}", flush=True)
+
+    from adrl.errors import AdrlError
+
+    try:
+        cells, clin, where = run_grid(worlds, jobs, a, args.work, executor, args.workers, on_cell)
+    except AdrlError as e:   # Ray not installed, a head node that does not answer, a unit that failed every attempt
+        raise SystemExit(f"exp_sample_efficiency: {e}") from None
+    print(f"cells: {where}", flush=True)   # how many units ran where
     summary = summarise(cells, clin, a)
     from adrl.config import load_config
     meta = {"command": "python -m benchmarks.exp_sample_efficiency " + " ".join(sys.argv[1:]),

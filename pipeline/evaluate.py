@@ -15,6 +15,7 @@ flags; only an unflagged one becomes `champion`.
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
 from pathlib import Path
 from typing import get_args
 
@@ -24,6 +25,8 @@ import pyarrow.parquet as pq
 
 from adrl import paths
 from adrl.errors import InputError
+from adrl.executor import make_executor
+from adrl.groundtruth import Rollouts
 from adrl.io import atomic_path, write_json
 from adrl.ope import workflow as wf
 from adrl.ope.plots import calibration_figure, pareto_figure
@@ -171,19 +174,23 @@ def checkpoint_policies(keys) -> dict:
             for rid, step in dict.fromkeys((str(r), int(s)) for r, s in keys)}
 
 
-def ground_truth(cfg, chosen: dict, tools=None) -> dict:
-    """True values (simulator roll-outs, common random numbers) of the clinician, of no treatment and of every
-    selected policy, acting through the cohort featuriser and the AIS encoder. Synthetic source only."""
-    from adrl.groundtruth import true_value, true_values
+def rollouts_of(cfg, tools=None, rollouts=None):
+    """The roll-outs' runner (adrl/groundtruth.py Rollouts): ``rollouts`` if given, else one in this process."""
+    return rollouts if rollouts is not None else Rollouts(cfg.synth, tools or truth_tools(cfg))
 
+
+def ground_truth(cfg, chosen: dict, tools=None, rollouts=None) -> dict:
+    """True values (simulator roll-outs, common random numbers) of the clinician, of no treatment and of every
+    selected policy, acting through the cohort featuriser and the AIS encoder. Synthetic source only. ``rollouts``
+    (adrl.groundtruth.Rollouts): where the roll-outs run (default: in this process)."""
     t = cfg.evaluate.truth
-    fz, enc, edges = tools or truth_tools(cfg)
+    pols = checkpoint_policies((c["run_id"], c["step"]) for c in chosen.values())
+    done = rollouts_of(cfg, tools, rollouts).true_values({"clinician": "clinician", "no_treatment": "no_treatment",
+                                                          **pols}, t.n_patients, t.seed)  # each checkpoint once
     truths: dict = {}
     for name in ("clinician", "no_treatment"):
-        truths[name] = true_value(name, t.n_patients, t.seed, cfg.synth)
+        truths[name] = done[name]
         log.info("true value %-22s %6.2f +- %.2f", name, truths[name]["value"], truths[name]["se"])
-    pols = checkpoint_policies((c["run_id"], c["step"]) for c in chosen.values())
-    done = true_values(pols, t.n_patients, t.seed, cfg.synth, fz, enc, edges)  # each checkpoint once
     for name, c in chosen.items():
         truths[name] = {**done[f"{c['run_id']}@{c['step']}"], "run_id": c["run_id"], "step": c["step"]}
         log.info("true value %-22s %6.2f +- %.2f (dose recovery %.3f)", name, truths[name]["value"],
@@ -202,11 +209,9 @@ def carry_value_checks(chosen: dict) -> None:
                         c["value_check"]["ratio"], NOT_CONVERGED)
 
 
-def audit(cfg, out: dict, tools=None) -> tuple[dict | None, dict, pd.DataFrame]:
+def audit(cfg, out: dict, tools=None, rollouts=None) -> tuple[dict | None, dict, pd.DataFrame]:
     """The selection audit (synthetic source only): (audit {estimator: metrics} or None, audit_info, the
     candidates' points). On another source, or with the audit off, a clear message and nothing else."""
-    from adrl.groundtruth import true_values
-
     a, t = cfg.evaluate.audit, cfg.evaluate.truth
     empty = pd.DataFrame(columns=AUDIT_COLUMNS)
     if a.candidates == 0 or a.n_patients == 0:
@@ -222,10 +227,9 @@ def audit(cfg, out: dict, tools=None) -> tuple[dict | None, dict, pd.DataFrame]:
         msg = "evaluate.audit: fewer than 2 FQE'd candidates (evaluate.fqe.candidates); the audit is skipped"
         log.warning(msg)
         return None, {"skipped": msg}, empty
-    fz, enc, edges = tools or truth_tools(cfg)
     keys = list(zip(sc.loc[idx, "run_id"], sc.loc[idx, "step"]))
     log.info("audit: rolling out %d candidates on %d simulated patients each", len(idx), a.n_patients)
-    tv = true_values(checkpoint_policies(keys), a.n_patients, t.seed, cfg.synth, fz, enc, edges)
+    tv = rollouts_of(cfg, tools, rollouts).true_values(checkpoint_policies(keys), a.n_patients, t.seed)
     truth = np.array([tv[f"{r}@{int(s)}"]["value"] for r, s in keys])
     se = np.array([tv[f"{r}@{int(s)}"]["se"] for r, s in keys])
     res = wf.run_audit(sc, idx, truth, out["selection"]["cutoff"])
@@ -361,16 +365,22 @@ def main(cfg, run) -> None:
     truths, tools = None, None
     if synthetic and (p.truth.n_patients > 0 or (p.audit.candidates > 0 and p.audit.n_patients > 0)):
         tools = truth_tools(cfg)
-    if synthetic and p.truth.n_patients > 0:
-        truths = ground_truth(cfg, out["chosen"], tools)
-        out["table"] = wf.with_true_values(out["table"], {r["policy"]: truths[r["policy"]]
-                                                          for r in out["table"]["rows"] if r["policy"] in truths})
-        s["truth"] = truths
-        run.log_metrics({metric_key("truth", k, "value"): v["value"] for k, v in truths.items()})
-    else:
-        s["truth"] = None
-        log.info("no simulator truth: source.kind is %s", cfg.source.kind)
-    s["audit"], s["audit_info"], points = audit(cfg, out, tools)
+    with ExitStack() as stack:
+        # the simulator roll-outs as units of params.yaml `executor` (ray: Ray tasks; local: in this process)
+        ex = stack.enter_context(make_executor(cfg.executor)) if tools is not None and cfg.executor.kind != "local" \
+            else None
+        rollouts = Rollouts(cfg.synth, tools, ex) if tools is not None else None
+        if synthetic and p.truth.n_patients > 0:
+            truths = ground_truth(cfg, out["chosen"], tools, rollouts)
+            out["table"] = wf.with_true_values(out["table"], {r["policy"]: truths[r["policy"]]
+                                                              for r in out["table"]["rows"] if r["policy"] in truths})
+            s["truth"] = truths
+            run.log_metrics({metric_key("truth", k, "value"): v["value"] for k, v in truths.items()})
+        else:
+            s["truth"] = None
+            log.info("no simulator truth: source.kind is %s", cfg.source.kind)
+        s["audit"], s["audit_info"], points = audit(cfg, out, tools, rollouts)
+        placement = rollouts.where() if rollouts is not None else "no roll-outs"
     checks = model_checks(cfg, tools)
     write_json(MODEL_CHECK, checks)
     run.log_metrics(model_check_metrics(checks))
@@ -387,6 +397,8 @@ def main(cfg, run) -> None:
                  r["wis"] if r["wis"] is not None else float("nan"), lo, hi, r["ess"],
                  r.get("fqe") if r.get("fqe") is not None else float("nan"),
                  r.get("wdr") if r.get("wdr") is not None else float("nan"), r["agreement"])
+    log.info("evaluate: %d checkpoints scored; roll-outs: %s", len(out["scores"]), placement)   # units ran where
+    run.set_tags({"adrl.placement": placement})
 
 
 if __name__ == "__main__":

@@ -103,3 +103,18 @@ def test_bad_input_is_not_retried(tmp_path):
     with pytest.raises(InputError, match="column z_0 is missing"):
         _run(bad_input, str(tmp_path / "n"))
     assert (tmp_path / "n").read_text() == "1"
+
+
+def test_experiment_executor_settings_are_checked_before_any_world(monkeypatch):
+    """benchmarks/exp_sample_efficiency.py: params.yaml's executor with --executor / --address on top; a bad value or
+    Ray missing stops it with the key named (a SystemExit message, no traceback)."""
+    from benchmarks.exp_sample_efficiency import executor_params
+
+    assert executor_params(None, None) == ExecutorParams()   # params.yaml: local
+    with pytest.raises(SystemExit, match="executor.address: Value error, expected null, auto or host:port"):
+        executor_params("ray", "head-node")
+    with pytest.raises(SystemExit, match="executor.kind: Input should be 'local' or 'ray'"):
+        executor_params("dask", None)
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(SystemExit, match=r"executor.kind is ray, but Ray is not installed.*pip install 'adrl\[ray\]'"):
+        executor_params("ray", "127.0.0.1:6379")

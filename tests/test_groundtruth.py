@@ -64,3 +64,43 @@ def test_bad_policies_are_named(setup):
         gt.true_values({"x": "random"}, 20, SEED, SynthParams())
     with pytest.raises(InputError, match="featuriser, the AIS encoder and action edges"):
         gt.true_value(lambda z: np.zeros(len(z), int), 20, SEED, SynthParams())
+
+
+def test_roll_out_units_split_in_order_within_the_pass_limit(monkeypatch):
+    names = [f"p{i}" for i in range(7)]
+    assert gt.rollout_units([], 100) == []
+    # one slot: the passes true_values makes (MAX_STAYS_PER_PASS stays each, even passes)
+    monkeypatch.setattr(gt, "MAX_STAYS_PER_PASS", 300)
+    assert gt.rollout_units(names, 100, 1) == [["p0", "p1", "p2"], ["p3", "p4", "p5"], ["p6"]]
+    assert gt.rollout_units(names, 1000, 1) == [[n] for n in names]   # more patients than a pass: one each
+    # more slots: more, smaller units, still in order and covering every policy once
+    monkeypatch.setattr(gt, "MAX_STAYS_PER_PASS", 8000)
+    for slots in (1, 2, 3, 7, 50):
+        units = gt.rollout_units(names, 100, slots)
+        assert [n for u in units for n in u] == names
+        assert len(units) == min(slots, len(names))
+
+
+def test_units_on_an_executor_give_the_numbers_of_one_call(setup, policies, together):
+    """The learned policies split over a pool of two processes (units of two policies and of one, the clinician a
+    unit of its own): every number equals the single in-process call's (common random numbers)."""
+    import multiprocessing as mp
+
+    from adrl.executor import ExecutorParams, make_executor
+
+    pols = {"linear": policies["linear"], "linear2": linear_policy(4, 1), "linear3": linear_policy(4, 2)}
+    with make_executor(ExecutorParams(), 2, mp_context=mp.get_context("spawn")) as ex:
+        r = gt.Rollouts(SynthParams(), setup, ex)
+        got = r.true_values({"clinician": "clinician", **pols}, N, SEED)
+        where = r.where()
+    assert list(got) == ["clinician", *pols]
+    assert got["linear"] == together["linear"] and got["clinician"] == together["clinician"]
+    alone = gt.true_values(pols, N, SEED, SynthParams(), *setup, progress=False)
+    assert all(got[k] == alone[k] for k in pols)
+    assert where.startswith("local executor, 3 unit(s) on 1 host(s)"), where
+    # in this process: the same numbers, the units counted
+    r = gt.Rollouts(SynthParams(), setup)
+    assert r.true_values({"clinician": "clinician", **pols}, N, SEED) == got
+    assert r.where() == "2 unit(s) in this process"
+    with pytest.raises(InputError, match="featuriser, the AIS encoder and action edges"):
+        gt.Rollouts(SynthParams()).true_values(pols, N, SEED)
