@@ -44,10 +44,11 @@ def _tabular_case(args) -> list[dict]:
     from adrl.rl import tabular as T
     from adrl.rl.params import TrainParams
 
-    mdp, learner, profile, steps, every, hidden, overrides = args
+    mdp, learner, profile, steps, every, hidden, overrides, episodes, min_visits = args
     torch.set_num_threads(1)
     p = TrainParams(profile=profile, steps=steps, hidden=hidden, workers=1, **overrides)
-    return [{**r, "mdp": mdp, "profile": profile} for r in T.train_on(mdp, learner, p, checkpoint_every=every)]
+    return [{**r, "mdp": mdp, "profile": profile}
+            for r in T.train_on(mdp, learner, p, checkpoint_every=every, episodes=episodes, min_pair_visits=min_visits)]
 
 
 def _states_case(args) -> dict:
@@ -83,12 +84,12 @@ def cmd_tabular(a) -> None:
 
     cases = [c for c in T.CASES if not a.cases or f"{c[0]}:{c[1]}" in a.cases.split(",")]
     ov = json.loads(a.overrides)
-    jobs = [(m, l, a.profile, a.steps, a.every, a.hidden, ov) for m, l in cases]
+    jobs = [(m, l, a.profile, a.steps, a.every, a.hidden, ov, a.episodes, a.min_visits) for m, l in cases]
     t0 = time.time()
     with ProcessPoolExecutor(a.workers) as ex:
         rows = [r for res in ex.map(_tabular_case, jobs) for r in res]
     out = {"kind": "tabular", "profile": a.profile, "overrides": ov, "steps": a.steps, "every": a.every,
-           "hidden": a.hidden, "rows": rows, "wall_s": time.time() - t0, "load": _load(),
+           "hidden": a.hidden, "episodes": a.episodes, "min_pair_visits": a.min_visits, "rows": rows, "wall_s": time.time() - t0, "load": _load(),
            "machine": f"{platform.machine()} {os.cpu_count()} cores", "command": " ".join(sys.argv)}
     path = RES / f"convergence_tabular_{a.tag or a.profile}.json"
     path.write_text(json.dumps(out, indent=1) + "\n")
@@ -130,6 +131,9 @@ def main(argv=None) -> None:
         if name == "tabular":
             s.add_argument("--hidden", type=int, default=128, help="hidden width (the tests use 128)")
             s.add_argument("--cases", default="", help="comma list of mdp:learner (default: all)")
+            s.add_argument("--episodes", type=int, default=100_000, help="behaviour episodes per MDP")
+            s.add_argument("--min-visits", type=int, default=1000,
+                           help="pairs logged at least this many times are checked")
         else:
             s.add_argument("--states", default=str(ROOT / "data/processed/states.parquet"), help="states table")
             s.add_argument("--taus", type=float, nargs="+", default=[0.3], help="BCQ thresholds")

@@ -66,7 +66,7 @@ class TrainParams(Section):
     batch_size: int = Field(100, ge=1)
     lr: float | None = Field(None, gt=0)
     weight_decay: float | None = Field(None, ge=0)
-    lr_schedule: Literal["constant", "linear"] | None = None
+    lr_schedule: Literal["constant", "linear", "cosine"] | None = None
     gamma: float = Field(0.99, gt=0, le=1)
     polyak: float | None = Field(None, gt=0, le=1)
     loss: Literal["huber", "mse"] | None = None

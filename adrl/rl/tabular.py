@@ -460,11 +460,12 @@ CASES = [("chain", "bcq"), ("chain", "factored_bcq"), ("chain", "adbcq-noaug"),
 
 
 def train_on(mdp_name: str, learner: str, params, tau: float = 0.3, episodes: int = 100_000, seed: int = 0,
-             checkpoint_every: int | None = None) -> list[dict]:
+             checkpoint_every: int | None = None, min_pair_visits: int = 1000) -> list[dict]:
     """Train ``learner`` ("bcq", "factored_bcq", "adbcq-noaug", "adbcq-aug": linear mixer, the exact projected
     model) on ``episodes`` behaviour episodes of a builder's MDP with ``params`` (a TrainParams: its profile's
-    value-learning settings and ``steps``); return :func:`exact_check` at every checkpoint (with ``step`` and
-    ``steps_per_s``)."""
+    value-learning settings, ``steps`` and ``batch_size``); return :func:`exact_check` (pairs logged at least
+    ``min_pair_visits`` times) at every checkpoint (with ``step``, ``steps_per_s`` and ``cpu_s``, the process CPU
+    seconds of the training loop)."""
     import copy
     import time
 
@@ -477,16 +478,19 @@ def train_on(mdp_name: str, learner: str, params, tau: float = 0.3, episodes: in
     algo, _, arm = learner.partition("-")
     spec = RunSpec(algo, tau, seed, "linear" if algo == "adbcq" else None, arm == "aug" if algo == "adbcq" else None)
     lrn = make_learner(spec, data, params, mdp.exact_model() if spec.needs_dynamics else None)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     steps, states, _, secs = fit_loop(lrn, data, params.steps, params.batch_size,
                                       checkpoint_every or params.steps, seed, progress=False,
                                       lr_schedule=params.lr_schedule)
+    cpu = time.process_time() - c0
     out = []
     plugin = mdp.plugin_q(df, tau, filter_kind(lrn), params.gamma)   # the same for every checkpoint
     probe = copy.copy(lrn)
     probe.net = copy.deepcopy(lrn.net)
     for st, sd in zip(steps, states):
         probe.net.load_state_dict(sd)
-        out.append({**exact_check(probe, mdp, df, params.gamma, plugin=plugin), "step": st, "learner": learner,
-                    "steps_per_s": params.steps / secs, "wall_s": time.perf_counter() - t0})
+        out.append({**exact_check(probe, mdp, df, params.gamma, min_pair_visits=min_pair_visits, plugin=plugin),
+                    "step": st, "learner": learner, "episodes": episodes, "min_pair_visits": min_pair_visits,
+                    "batch_size": params.batch_size, "steps_per_s": params.steps / secs, "cpu_s": cpu,
+                    "wall_s": time.perf_counter() - t0})
     return out

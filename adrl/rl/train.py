@@ -24,6 +24,7 @@ import copy
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -174,6 +175,22 @@ def fit_loop(learner, data: Transitions, steps: int, batch_size: int, checkpoint
     return ck_steps, states[0], hists[0], secs
 
 
+LR_SCHEDULES = ("constant", "linear", "cosine")
+
+
+def lr_factor(schedule: str, step: int, steps: int) -> float:
+    """The learning rate of update ``step`` (1..steps) as a fraction of train.lr: constant (1), linear (from 1 down
+    to 1/steps at the last step) or cosine (0.5 (1 + cos(pi (step - 1) / steps)), the same end points)."""
+    x = (step - 1) / steps
+    if schedule == "constant":
+        return 1.0
+    if schedule == "linear":
+        return 1.0 - x
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * x))
+    raise ConfigError(f"train.lr_schedule: expected one of {', '.join(LR_SCHEDULES)}, got {schedule!r}")
+
+
 def fit_runs(learner, data: Transitions, steps: int, batch_size: int, checkpoint_every: int, seeds: list[int],
              tick: Callable[[int], None] | None = None, device: torch.device | str = "cpu",
              lr_schedule: str = "constant"):
@@ -199,9 +216,10 @@ def fit_runs(learner, data: Transitions, steps: int, batch_size: int, checkpoint
     t0, last_tick = time.perf_counter(), 0
     for step in range(1, steps + 1):
         idx = idx_all[step - 1]
-        if lr_schedule == "linear":
+        if lr_schedule != "constant":
+            f = lr_factor(lr_schedule, step, steps)
             for g, lr in zip(learner.opt.param_groups, lr0):
-                g["lr"] = lr * (1.0 - (step - 1) / steps)
+                g["lr"] = lr * f
         window.append(learner.update(z[idx], a[idx], r[idx], z2[idx], done[idx]))
         if step % checkpoint_every == 0 or step == steps:
             ck_steps.append(step)

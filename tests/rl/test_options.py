@@ -16,8 +16,8 @@ from adrl.rl.factored_bcq import FactoredBCQConfig, FactoredBCQNet
 from adrl.rl.nets import Mixer, joint_mask, joint_q_pairs, masked_argmax
 from adrl.rl.params import TrainParams
 from adrl.rl.policy import Policy, greedy_matrix
-from adrl.rl.train import (RunSpec, algo_config, value_bounds, dynamics_config, expand_sweep, fit_loop, make_learner,
-                            train_run)
+from adrl.rl.train import (RunSpec, algo_config, value_bounds, dynamics_config, expand_sweep, fit_loop, lr_factor,
+                            make_learner, train_run)
 from tests.rl.factored_mdp import D, make_states
 
 SMALL = dict(hidden=32, steps=40, checkpoint_every=20, batch_size=50, workers=1,
@@ -268,6 +268,7 @@ def test_per_head_thresholds_on_hand_set_logits(net_cls, cfg_cls):
     ({"tau_per_head": [0.1, 0.2], "bc_filter": "joint"}, "train.tau_per_head"),
     ({"mlp2_activation": "relu"}, "train.mlp2_activation"),
     ({"bc_filter": "both"}, "train.bc_filter"),
+    ({"lr_schedule": "step"}, "train.lr_schedule"),
 ])
 def test_bad_option_values_name_the_key(raw, needle):
     with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
@@ -288,3 +289,15 @@ def test_tau_per_head_is_recorded_and_validated_in_the_configs():
     assert not hasattr(algo_config(specs[0], p), "tau_per_head")
     with pytest.raises(ConfigError, match="train.tau_per_head"):
         FactoredBCQConfig(tau_per_head=(0.1, 1.2))
+
+
+def test_lr_schedules_on_hand_checked_steps():
+    """constant 1; linear 1 - (step - 1) / steps; cosine 0.5 (1 + cos(pi (step - 1) / steps)): both start at 1,
+    cross at the middle and end at 1/steps (linear) or about (pi / steps)^2 / 4 (cosine)."""
+    assert [lr_factor("constant", s, 4) for s in (1, 4)] == [1.0, 1.0]
+    assert [lr_factor("linear", s, 4) for s in (1, 2, 3, 4)] == [1.0, 0.75, 0.5, 0.25]
+    np.testing.assert_allclose([lr_factor("cosine", s, 4) for s in (1, 2, 3, 4)],
+                               [1.0, 0.5 + 0.5 * np.cos(np.pi / 4), 0.5, 0.5 - 0.5 * np.cos(np.pi / 4)])
+    assert lr_factor("cosine", 10_000, 10_000) < lr_factor("linear", 10_000, 10_000)
+    with pytest.raises(ConfigError, match=r"train\.lr_schedule"):
+        lr_factor("step", 1, 4)
