@@ -22,6 +22,7 @@ everything is finite.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from dataclasses import dataclass, field
@@ -265,7 +266,11 @@ def fqe_checkpoints(candidates, runs, greedy_fn, train: Transitions, z: dict, cf
         if run_id not in by_id:
             raise InputError(f"FQE: no training run {run_id!r}")
         r = by_id[run_id]
-        steps, a = greedy_fn(getattr(r, "run_dir", None) or r["run_dir"], allz)
+        run_dir = getattr(r, "run_dir", None) or r["run_dir"]
+        if "only_steps" in inspect.signature(greedy_fn).parameters:  # only the FQE'd checkpoints of the run
+            steps, a = greedy_fn(run_dir, allz, only_steps=steps_c[rid == run_id])
+        else:
+            steps, a = greedy_fn(run_dir, allz)
         steps = np.asarray(steps)
         for k in np.flatnonzero(rid == run_id):
             hit = np.flatnonzero(steps == steps_c[k])
