@@ -6,6 +6,7 @@ intubated value, which makes the GCS 15, the mimic-code convention).
 """
 from __future__ import annotations
 
+import weakref
 from collections import Counter
 
 import numpy as np
@@ -22,12 +23,37 @@ INTERNAL_CONCEPTS = ("Total_bili_raw", "Weight_mv")
 
 
 def concept_categories(spec: CohortSpec) -> list:
-    return sorted(set(spec.obs_items["concept"].astype(str)) | set(spec.concept_info.index) | {"GCS"}
+    return list(_derived(spec)["categories"])
+
+
+_DERIVED: dict = {}
+
+
+def _derived(spec: CohortSpec) -> dict:
+    """What the cleaning derives from the spec alone (concept categories, the text-value table), computed once
+    per spec object (the featuriser cleans bin by bin in roll-outs: many small calls)."""
+    hit = _DERIVED.get(id(spec))
+    if hit is not None and hit[0]() is spec:
+        return hit[1]
+    cats = sorted(set(spec.obs_items["concept"].astype(str)) | set(spec.concept_info.index) | {"GCS"}
                   | set(INTERNAL_CONCEPTS))
+    tv = spec.text_values
+    key = pd.MultiIndex.from_arrays([tv["concept"].to_numpy(), tv["value"].str.lower().str.strip().to_numpy()])
+    lut = pd.Series(tv["code"].to_numpy(np.float64), index=key)
+    d = {"categories": tuple(cats), "dtype": pd.CategoricalDtype(cats), "code": {c: i for i, c in enumerate(cats)},
+         "text_lut": lut[~lut.index.duplicated()]}
+    _DERIVED[id(spec)] = (weakref.ref(spec), d)
+    return d
 
 
 def _cat(spec: CohortSpec, values) -> pd.Categorical:
-    return pd.Categorical(values, categories=concept_categories(spec))
+    return pd.Categorical(values, dtype=_derived(spec)["dtype"])
+
+
+def _cat_const(spec: CohortSpec, concept: str, n: int) -> pd.Categorical:
+    """``_cat(spec, [concept] * n)`` without n strings."""
+    d = _derived(spec)
+    return pd.Categorical.from_codes(np.full(n, d["code"][concept], np.int32), dtype=d["dtype"])
 
 
 def _empty(spec: CohortSpec):
@@ -56,10 +82,7 @@ def attach_labs(le: pd.DataFrame, stays: pd.DataFrame, counts: Counter, pad_h: f
 
 
 def _text_codes(values: pd.Series, concepts: pd.Series, spec: CohortSpec) -> np.ndarray:
-    tv = spec.text_values
-    key = pd.MultiIndex.from_arrays([tv["concept"].to_numpy(), tv["value"].str.lower().str.strip().to_numpy()])
-    lut = pd.Series(tv["code"].to_numpy(np.float64), index=key)
-    lut = lut[~lut.index.duplicated()]
+    lut = _derived(spec)["text_lut"]
     q = pd.MultiIndex.from_arrays([concepts.to_numpy(), values.astype("string").str.lower().str.strip()
                                    .fillna("").to_numpy()])
     return lut.reindex(q).to_numpy(np.float64)
@@ -171,7 +194,7 @@ def range_check(rec: pd.DataFrame, spec: CohortSpec, counts: Counter) -> pd.Data
     bilirubin is kept as Total_bili_raw first (the exclusion of cohort.md 3.13 looks at raw values)."""
     ci = spec.concept_info
     raw_bili = rec[rec["concept"] == "Total_bili"]
-    raw_bili = raw_bili.assign(concept=_cat(spec, ["Total_bili_raw"] * len(raw_bili)))
+    raw_bili = raw_bili.assign(concept=_cat_const(spec, "Total_bili_raw", len(raw_bili)))
     conc = rec["concept"].astype("category")
     cats = [("Weight_kg" if c == "Weight_mv" else c) for c in conc.cat.categories]  # MV weights: weight range
     codes = conc.cat.codes.to_numpy()
@@ -207,7 +230,7 @@ def build_gcs(rec: pd.DataFrame, spec: CohortSpec) -> pd.DataFrame:
         tot += np.where(np.isnan(val) | (val == INTUBATED), spec.gcs_normal[p], val)
     tot = np.where(intub, 15.0, tot)
     g = pd.DataFrame({"s": times["s"].to_numpy(), "t": times["t"].to_numpy(),
-                      "concept": _cat(spec, ["GCS"] * len(times)), "value": tot})
+                      "concept": _cat_const(spec, "GCS", len(times)), "value": tot})
     charted = rest.loc[rest["concept"] == "GCS", ["s", "t"]].drop_duplicates()
     g = g.merge(charted.assign(_c=1), on=["s", "t"], how="left")
     g = g[g["_c"].isna()].drop(columns="_c")
@@ -269,7 +292,7 @@ def raw_records(events: dict, stays: pd.DataFrame, spec: CohortSpec, fixes: dict
         mvw = attach_by_icustay(mv, pos, "inputevents_mv", Counter())
         mvw = mvw[mvw["patientweight"].notna()]
         w = pd.DataFrame({"s": mvw["s"].to_numpy(np.int64), "t": to_seconds(mvw["starttime"]),
-                          "concept": _cat(spec, ["Weight_mv"] * len(mvw)),
+                          "concept": _cat_const(spec, "Weight_mv", len(mvw)),
                           "value": mvw["patientweight"].to_numpy(np.float64)})
         parts.append(w.drop_duplicates(["s", "t"]))
     return pd.concat(parts, ignore_index=True) if parts else _empty(spec)

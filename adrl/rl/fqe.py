@@ -3,7 +3,9 @@
 FQE learns Q^pi of a *given* policy pi from logged transitions by regression on
 y = r / R_max + gamma (1 - done) Q_target(z', pi(z')), with a periodically hard-copied target network. Here K
 policies (the candidate checkpoints) are fitted together as one network (:class:`BatchedQ`): a shared trunk
-and one linear 25-action head per policy, all fed the same minibatch, so K fits cost little more than one.
+and one linear 25-action head per policy, all fed the same minibatch. Per step only the logged action's column of
+each head is computed (the rows grouped by action: B h K multiply-adds, not 25 B h K), and the target network's
+bootstrap values of every transition are tabulated once per target copy (they change only there).
 
 Settings are those that make value learning converge here (issue "Learners that learn values"): rewards
 scaled to [0, 1] by R_max (values reported on the 0-100 scale), MSE loss, Adam, a hard target copy every
@@ -20,6 +22,7 @@ everything is finite.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from dataclasses import dataclass, field
@@ -84,6 +87,26 @@ class BatchedQ(nn.Module):
         f = self.features(z)
         q = (f @ self.head_w.reshape(self.K * N_ACTIONS, -1).T).view(len(f), self.K, N_ACTIONS) + self.head_b[None]
         return q.gather(2, actions.T[..., None]).squeeze(2).T
+
+    def pick_shared(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """(K, B) Q(z_b, actions[b]) for actions shared by all K policies (the logged ones): the rows grouped by
+        action, one (rows, h) x (h, K) product per action, B h K multiply-adds instead of the 25 B h K of
+        :meth:`pick` (the same values up to float rounding; tests/rl/test_fqe.py)."""
+        f = self.features(z)
+        order = torch.argsort(actions, stable=True)
+        counts = torch.bincount(actions, minlength=N_ACTIONS).tolist()
+        heads = self.head_w.transpose(0, 1).unbind(0)  # 25 x (K, h); one gradient tensor for all, not 25
+        parts = [fa @ heads[a_].T for a_, fa in enumerate(f[order].split(counts)) if len(fa)]
+        q = torch.cat(parts)[torch.argsort(order)]  # (B, K), back in the batch's order
+        return q.T + self.head_b[:, actions]
+
+    @torch.no_grad()
+    def pick_all(self, z: torch.Tensor, actions: torch.Tensor, row_chunk: int = 4096) -> torch.Tensor:
+        """(K, N) Q(z_i, actions[k, i]) on many rows, in row chunks (no gradient)."""
+        out = torch.empty(self.K, len(z))
+        for r0 in range(0, len(z), row_chunk):
+            out[:, r0:r0 + row_chunk] = self.pick(z[r0:r0 + row_chunk], actions[:, r0:r0 + row_chunk])
+        return out
 
 
 @dataclass
@@ -176,19 +199,22 @@ def fit_fqe(train: Transitions, next_actions, start_z, start_actions, cfg: FQECo
     sz = torch.from_numpy(np.ascontiguousarray(start_z, np.float32))
     sat = torch.from_numpy(sa.astype(np.int64))
 
-    def targets(idx, tnet):
-        with torch.no_grad():
-            v2 = tnet.pick(z2[idx], nat[:, idx])
-            if cfg.clip_values:
-                v2 = v2.clamp(0.0, 1.0)
-            return r[idx] + cont[idx] * v2
+    def next_values(tnet):
+        """(K, n) each policy's bootstrap value Q_target(z2, pi(z2)) at every transition: the target network
+        changes only at a copy, so its values are computed once per copy, not per minibatch."""
+        v2 = tnet.pick_all(z2, nat)
+        return v2.clamp(0.0, 1.0) if cfg.clip_values else v2
 
+    def targets(idx, v2):
+        return r[idx] + cont[idx] * v2[:, idx]
+
+    v2_target = next_values(target)
     steps_h, vals, tds, tdm = [], [], [], []
     for step in Progress(range(1, cfg.steps + 1), desc=f"evaluate: FQE of {K} policies", unit="steps",
                          logger=log, enabled=None if progress is None else bool(progress)):
         idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)
-        y = targets(idx, target)
-        q = net.pick(z[idx], a[idx])
+        y = targets(idx, v2_target)
+        q = net.pick_shared(z[idx], a[idx])
         loss = (q - y).pow(2).mean(1).sum()  # each policy's own MSE; summing keeps their gradients apart
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -196,9 +222,10 @@ def fit_fqe(train: Transitions, next_actions, start_z, start_actions, cfg: FQECo
         sched.step()
         if step % cfg.target_every == 0:
             target.load_state_dict(net.state_dict())
-            with torch.no_grad():
+            v2_target = next_values(target)
+            with torch.no_grad():  # the TD error of the new copy against its own targets
                 v0 = net.pick(sz, sat).mean(1) * cfg.r_max
-                res_td = net.pick(z[mon], a[mon]) - targets(mon, net)
+                res_td = net.pick(z[mon], a[mon]) - targets(mon, v2_target)
             steps_h.append(step)
             vals.append(v0.numpy())
             tds.append((res_td.pow(2).mean(1).sqrt() * cfg.r_max).numpy())
@@ -239,7 +266,11 @@ def fqe_checkpoints(candidates, runs, greedy_fn, train: Transitions, z: dict, cf
         if run_id not in by_id:
             raise InputError(f"FQE: no training run {run_id!r}")
         r = by_id[run_id]
-        steps, a = greedy_fn(getattr(r, "run_dir", None) or r["run_dir"], allz)
+        run_dir = getattr(r, "run_dir", None) or r["run_dir"]
+        if "only_steps" in inspect.signature(greedy_fn).parameters:  # only the FQE'd checkpoints of the run
+            steps, a = greedy_fn(run_dir, allz, only_steps=steps_c[rid == run_id])
+        else:
+            steps, a = greedy_fn(run_dir, allz)
         steps = np.asarray(steps)
         for k in np.flatnonzero(rid == run_id):
             hit = np.flatnonzero(steps == steps_c[k])

@@ -208,8 +208,9 @@ def list_runs(models_dir: str | Path) -> list[RunRecord]:
 
 
 @torch.no_grad()
-def greedy_matrix(run_dir: str | Path, z, row_chunk: int = 16384) -> tuple[np.ndarray, np.ndarray]:
-    """Greedy actions of every checkpoint of a run: (steps (C,), actions (C, N) int64).
+def greedy_matrix(run_dir: str | Path, z, row_chunk: int = 16384, only_steps=None) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy actions of every checkpoint of a run: (steps (C,), actions (C, N) int64); with ``only_steps``,
+    of those checkpoints only (steps the run does not have are left out).
 
     The stacked checkpoint file is read once; each checkpoint's parameters are swapped into one network
     (torch.func.functional_call, no copies) and applied to the states in large row blocks. (A vmap over
@@ -222,10 +223,13 @@ def greedy_matrix(run_dir: str | Path, z, row_chunk: int = 16384) -> tuple[np.nd
     if zt.shape[1] != rec["d"]:
         raise InputError(f"states have {zt.shape[1]} columns, run {rec['run_id']} was trained on d={rec['d']}")
     net = build_net(rec["algorithm"], rec["d"], rec["config"]).eval()
-    out = np.empty((len(steps), zt.shape[0]), dtype=np.int64)
-    for c in range(len(steps)):
+    keep = np.arange(len(steps)) if only_steps is None else \
+        np.flatnonzero(np.isin(np.asarray(steps), np.asarray(list(only_steps), np.int64)))
+    steps = np.asarray(steps)[keep] if only_steps is not None else steps
+    out = np.empty((len(keep), zt.shape[0]), dtype=np.int64)
+    for j, c in enumerate(keep):
         pc = {k: v[c] for k, v in params.items()}
         for r0 in range(0, zt.shape[0], row_chunk):
             q, m = functional_call(net, pc, (zt[r0:r0 + row_chunk],))
-            out[c, r0:r0 + row_chunk] = masked_argmax(q, m).numpy()
+            out[j, r0:r0 + row_chunk] = masked_argmax(q, m).numpy()
     return steps, out

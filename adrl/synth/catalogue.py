@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,14 @@ class ItemChoice:
     uoms: tuple
     scales: tuple
     weights: np.ndarray
+
+    @cached_property
+    def uom_array(self) -> np.ndarray:
+        return np.array(self.uoms, object)
+
+    @cached_property
+    def scale_array(self) -> np.ndarray:
+        return np.array(self.scales, object)
 
     def pick(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """Index (into itemids/uoms/scales) of the item charting each of n rows, drawn by weight."""

@@ -143,8 +143,8 @@ class Charter:
             h_, i_, v_ = hh[sel], ii[sel], np.asarray(value, float)[sel]
             k = ch.pick(self.rng, len(i_))
             item = ch.itemids[k]
-            uom = np.array(ch.uoms, object)[k]
-            scale = np.array(ch.scales, object)[k]
+            uom = ch.uom_array[k]
+            scale = ch.scale_array[k]
             v = v_.copy()
             if var == "Temp":
                 f = scale == "F"
@@ -366,7 +366,7 @@ class Charter:
         flag = np.where(np.abs(np.log(np.maximum(x, 1e-3) / max(np.median(x) if len(x) else 1, 1e-3))) > 0.35,
                         "abnormal", None).astype(object) if var != "Arterial_pH" else np.full(len(x), None, object)
         self.le.add(stay=ii, itemid=ch.itemids[k], charttime=t, value=val, valuenum=np.round(x, dec),
-                    valueuom=np.array(ch.uoms, object)[k], flag=flag)
+                    valueuom=ch.uom_array[k], flag=flag)
 
     # ------------------------------------------------------------------------------------ outputs
     def outputs(self):
@@ -378,7 +378,7 @@ class Charter:
             sel = self.system[ii] == s
             ch = cat.choice("Urine", SYS[s])
             k = ch.pick(rng, sel.sum())
-            uom = np.array(ch.uoms, object)[k]
+            uom = ch.uom_array[k]
             if s == 1:
                 uom = np.where(rng.random(sel.sum()) < 0.1, "ml", uom)
             err = (rng.random(sel.sum()) < 0.002) if s == 1 else np.zeros(sel.sum(), bool)
@@ -451,7 +451,7 @@ class Charter:
                     continue
                 ch = cat.choice(var, SYS[s])
                 k = ch.pick(rng, sel.sum())
-                uom = np.array(ch.uoms, object)[k]
+                uom = ch.uom_array[k]
                 fac = np.array([float(x) for x in ch.scales])[k]
                 rate = d[sel] / fac
                 rate = np.where(np.isin(uom, ["mcgmin", "mcg/min"]), rate * (w_ch if s == 0 else w)[sel], rate)

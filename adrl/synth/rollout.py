@@ -20,6 +20,7 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from ..mimic.schema import INTERIM
 from ..progress import Progress
@@ -156,23 +157,24 @@ class RolloutWorld:
             d = rows.build(["stay"] + [c for c in cols if c not in ("subject_id", "hadm_id", "icustay_id")]
                            + (["vcode"] if "value" in cols and table in ("chartevents", "labevents") else []))
             st = d.pop("stay").astype(np.int64)
-            if "vcode" in d:
+            data = {c: self.ids[c][st] for c in ("subject_id", "hadm_id", "icustay_id") if c in cols}
+            if "vcode" in d:  # text codes and each distinct number's text: no Python string per row
                 codes, cats = charting.value_strings(d["value"], d.pop("vcode"))
-                d["value"] = np.array(cats + [None], object)[np.where(codes < 0, len(cats), codes)]
-            df = pd.DataFrame({c: self.ids[c][st] for c in ("subject_id", "hadm_id", "icustay_id") if c in cols})
+                data["value"] = _string_column(codes, cats)
             for c in cols:
-                if c in df:
+                if c in data:
                     continue
                 v = d.get(c)
                 if c in ("charttime", "starttime", "endtime"):
-                    df[c] = pd.to_datetime(np.asarray(v, np.int64), unit="s")
+                    data[c] = pd.to_datetime(np.asarray(v, np.int64), unit="s")
                 elif c in ("error", "iserror"):
-                    df[c] = np.zeros(len(st), np.int8)
+                    data[c] = np.zeros(len(st), np.int8)
                 elif str(cols[c]) in ("double", "int32", "int8"):
-                    df[c] = pd.to_numeric(pd.Series(v, dtype=object), errors="coerce").to_numpy()
+                    data[c] = _numeric_column(v)
                 else:
-                    df[c] = pd.Series(v, dtype=object).astype("string")
-            out[table] = df[list(cols)]
+                    codes, uniq = pd.factorize(np.asarray(v, object))
+                    data[c] = _string_column(codes, [str(u) for u in uniq])
+            out[table] = pd.DataFrame({c: data[c] for c in cols})
         return out
 
     # --------------------------------------------------------------------------------------------
@@ -231,6 +233,24 @@ class RolloutWorld:
             post = ph.post_icu_death_prob(b.z)
             self._outcome = died_icu | (u < post)
         return self._outcome
+
+
+def _string_column(codes: np.ndarray, cats: list) -> pd.arrays.ArrowStringArray:
+    """The column ``cats[codes]`` (code < 0: missing) as the "string" dtype, built from the codes (what
+    ``pd.Series(cats[codes], dtype=object).astype("string")`` gives, without a Python string per row)."""
+    codes = np.asarray(codes, np.int32)
+    arr = pa.DictionaryArray.from_arrays(pa.array(codes, mask=codes < 0), pa.array(cats, pa.string()))
+    return pd.arrays.ArrowStringArray(pa.chunked_array([arr.cast(pa.string())]))
+
+
+def _numeric_column(v) -> np.ndarray:
+    """``pd.to_numeric(pd.Series(v, dtype=object), errors="coerce")`` without the object round trip for
+    arrays that are numeric already."""
+    if isinstance(v, np.ndarray) and v.dtype.kind == "f":
+        return v.astype(np.float64)
+    if isinstance(v, np.ndarray) and v.dtype.kind in "iu":
+        return v.astype(np.int64)
+    return pd.to_numeric(pd.Series(v, dtype=object), errors="coerce").to_numpy()
 
 
 def _merged(charters: list, n0: int):

@@ -58,6 +58,9 @@ def test_batched_group_equals_single_runs(data, tmp_path, algorithm, mixer, augm
         _, g_b = greedy_matrix(tmp_path / "batched" / "runs" / spec.run_id, z)
         _, g_s = greedy_matrix(tmp_path / "single" / "runs" / spec.run_id, z)
         assert (g_b == g_s).mean() >= GREEDY_AGREE, spec.run_id
+        # only some checkpoints (what FQE asks for): the same actions as those rows of all; unknown steps left out
+        st_o, g_o = greedy_matrix(tmp_path / "batched" / "runs" / spec.run_id, z, only_steps=[60, 20, 35])
+        assert st_o.tolist() == [20, 60] and np.array_equal(g_o, g_b[[0, 2]]), spec.run_id
     # the runs of a group are not the same run: different seeds/thresholds give different networks
     ck = [torch.load(tmp_path / "batched" / "runs" / s.run_id / "checkpoints.pt", weights_only=True) for s in specs]
     first = next(iter(ck[0]["params"]))
