@@ -490,7 +490,7 @@ def report(res: dict) -> str:
                   f"({ex['dynamics_serial_s']:.0f} s), W = 40 x 10,000 run-steps per algorithm weighted by its cost "
                   f"relative to BCQ in the pool ({ {k: round(v, 2) for k, v in ex['relative_cost'].items()} }), "
                   "r = the BCQ throughputs just above; the value checks are left out (they cost the same both ways).",
-                  "", f"| pool | batched | ratio |", "|---|---|---|",
+                  "", "| pool | batched | ratio |", "|---|---|---|",
                   f"| {ex['pool_s'] / 60:.0f} min | {ex['batched_s'] / 60:.0f} min | {ex['speedup']:.2f} |", ""]
     return "\n".join(lines) + "\n"
 
