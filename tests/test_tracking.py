@@ -1,7 +1,6 @@
 """Tracking: one parent run per pipeline execution, one nested run per stage, explicit artifact root."""
 import os
 
-
 from adrl import tracking
 
 
