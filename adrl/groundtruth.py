@@ -352,6 +352,18 @@ class Rollouts:
                 out.update(res)
         return {k: out[k] for k in policies}
 
+    def call(self, name: str, fn: Callable, *args):
+        """One unit ``fn(*args, tools)`` (the tools last) where this runner's roll-outs run; its result."""
+        if self.ex is None:
+            self.in_process += 1
+            return fn(*args, self.tools)
+        self.ex.submit(name, name, fn, *args, self._tools_ref)
+        out = None
+        while self.ex.pending:
+            for _, res in self.ex.wait_any():
+                out = res
+        return out
+
     def where(self) -> str:
         if self.ex is None:
             return f"{self.in_process} unit(s) in this process"

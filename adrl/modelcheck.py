@@ -211,17 +211,32 @@ def compare(z: np.ndarray, sim: dict, query: Callable, readout: Readout) -> dict
             | {"sim_" + t: float(sim["now"][0][:, j].mean()) for j, t in enumerate(TARGETS)}}
 
 
-def model_check(query: Callable, readout: Readout, n: int, seed: int, synth_params, featurizer, encoder,
-                action_edges, decision_bin: int) -> dict:
-    """The whole check: states at ``decision_bin`` for ``n`` new patients, the arms in the simulator, the table."""
+def simulate_check(n: int, seed: int, synth_params, decision_bin: int, tools) -> dict:
+    """The simulator's side of the check, the same for every dynamics model: the AIS states of the patients in the ICU
+    at ``decision_bin`` (``z``, their indices ``idx``) and the arms' true effects (``sim``). ``tools``: (featuriser,
+    AIS encoder, action edges). One work unit of the evaluate stage's roll-outs (adrl/groundtruth.py Rollouts.call)."""
+    featurizer, encoder, action_edges = tools
     z, idx = states_at_decision(n, seed, synth_params, featurizer, encoder, action_edges, decision_bin)
     if len(idx) == 0:
         raise InputError(f"model check: none of {n} simulated patients is in the ICU at decision bin {decision_bin}")
-    sim = simulate_arms(n, seed, synth_params, action_edges, decision_bin, idx)
-    out = compare(z, sim, query, readout)
-    log.info("model check on %d patients at bin %d: %d sign disagreement(s) with the simulator", len(idx),
-             decision_bin, out["sign_disagreements"])
-    return _finite({"n_patients": n, "seed": seed, "decision_bin": decision_bin, **out})
+    return {"n": n, "seed": seed, "decision_bin": decision_bin, "z": z, "idx": idx,
+            "sim": simulate_arms(n, seed, synth_params, action_edges, decision_bin, idx)}
+
+
+def check_against(query: Callable, readout: Readout, simulated: dict) -> dict:
+    """One dynamics model (``query``) against :func:`simulate_check`'s patients: the table."""
+    out = compare(simulated["z"], simulated["sim"], query, readout)
+    log.info("model check on %d patients at bin %d: %d sign disagreement(s) with the simulator",
+             len(simulated["idx"]), simulated["decision_bin"], out["sign_disagreements"])
+    return _finite({"n_patients": simulated["n"], "seed": simulated["seed"],
+                    "decision_bin": simulated["decision_bin"], **out})
+
+
+def model_check(query: Callable, readout: Readout, n: int, seed: int, synth_params, featurizer, encoder,
+                action_edges, decision_bin: int) -> dict:
+    """The whole check: states at ``decision_bin`` for ``n`` new patients, the arms in the simulator, the table."""
+    return check_against(query, readout,
+                         simulate_check(n, seed, synth_params, decision_bin, (featurizer, encoder, action_edges)))
 
 
 def _finite(x):

@@ -242,9 +242,10 @@ def audit(cfg, out: dict, tools=None, rollouts=None) -> tuple[dict | None, dict,
     return res["estimators"], info, points
 
 
-def model_checks(cfg, tools=None) -> dict:
+def model_checks(cfg, tools=None, rollouts: Rollouts | None = None) -> dict:
     """AD-BCQ's dynamics ensembles (models/train/dynamics/seed<k>) against the simulator's true sub-action
-    effects (adrl/modelcheck.py): {"seed<k>": table} or {"skipped": why}. Synthetic source only."""
+    effects (adrl/modelcheck.py): {"seed<k>": table} or {"skipped": why}. Synthetic source only. The simulated
+    patients are the same for every ensemble: simulated once, as a unit of ``rollouts`` (default: this process)."""
     mc = cfg.evaluate.model_check
     if cfg.source.kind != "synthetic":
         return {"skipped": f"source.kind is {cfg.source.kind}, which has no simulator truth"}
@@ -255,19 +256,20 @@ def model_checks(cfg, tools=None) -> dict:
         return {"skipped": "no dynamics model in models/train (no AD-BCQ run with augmentation)"}
     import json
 
-    from adrl.modelcheck import fit_readout, model_check
+    from adrl.modelcheck import check_against, fit_readout, simulate_check
     from adrl.rl.train import load_dynamics
 
     if not paths.TRAJECTORIES.exists():
         raise InputError(f"{paths.TRAJECTORIES}: the model check reads the trajectory table (run the cohort stage)")
     readout = fit_readout(read_states_with_ids(), pd.read_parquet(paths.TRAJECTORIES),
                           json.loads((paths.COHORT_ARTIFACTS / "normalization.json").read_text()))
-    fz, enc, edges = tools or truth_tools(cfg)
+    runner = rollouts if rollouts is not None else Rollouts(cfg.synth, tools or truth_tools(cfg))
+    simulated = runner.call(f"model check roll-out ({mc.n_patients} patients)", simulate_check, mc.n_patients,
+                            cfg.evaluate.truth.seed, cfg.synth, mc.decision_bin)
     out = {}
     for path in ensembles:
         name = path.parent.name
-        out[name] = model_check(load_dynamics(path).expected, readout, mc.n_patients, cfg.evaluate.truth.seed,
-                                cfg.synth, fz, enc, edges, mc.decision_bin)
+        out[name] = check_against(load_dynamics(path).expected, readout, simulated)
         for flag in out[name]["flags"]:
             log.info("model check %s: sign disagreement: %s", name, flag)
     return out
@@ -380,8 +382,8 @@ def main(cfg, run) -> None:
             s["truth"] = None
             log.info("no simulator truth: source.kind is %s", cfg.source.kind)
         s["audit"], s["audit_info"], points = audit(cfg, out, tools, rollouts)
+        checks = model_checks(cfg, tools, rollouts)
         placement = rollouts.where() if rollouts is not None else "no roll-outs"
-    checks = model_checks(cfg, tools)
     write_json(MODEL_CHECK, checks)
     run.log_metrics(model_check_metrics(checks))
     promote(out, s, truths, p.ess_cutoff_c * out["n_test"])

@@ -108,7 +108,8 @@ def _model(zz, rng):
 def test_stage_writes_the_check_or_says_why_not(setup, tmp_path, monkeypatch):
     import pipeline.evaluate as ev
     from adrl.config import validate_config
-    from adrl.rl.train import save_dynamics
+    from adrl.groundtruth import Rollouts
+    from adrl.rl.train import load_dynamics, save_dynamics
 
     monkeypatch.chdir(tmp_path)
     cfg = validate_config({"evaluate": {"model_check": {"n_patients": 30}}})
@@ -129,6 +130,17 @@ def test_stage_writes_the_check_or_says_why_not(setup, tmp_path, monkeypatch):
     assert m["model_check.seed3.sign_disagreements"] == out["seed3"]["sign_disagreements"]
     assert "model_check.seed3.vaso4.effect_sim.map" in m and "model_check.seed3.noop.model.p_end" in m
     assert all(isinstance(v, (int, float)) for v in m.values())
+    # a second ensemble: the patients are simulated once (one roll-out unit) and each model is checked against them,
+    # exactly as a check of that model alone
+    dyn2, _ = _model(zz, np.random.default_rng(2))
+    save_dynamics(dyn2, dcfg, tmp_path / "models/train/dynamics/seed4/ensemble.pt")
+    runner = Rollouts(cfg.synth, setup)
+    both = ev.model_checks(cfg, setup, runner)
+    assert runner.in_process == 1 and both["seed3"] == out["seed3"]
+    ro = mc.fit_readout(ev.read_states_with_ids(), traj, norm)
+    alone = mc.model_check(load_dynamics(tmp_path / "models/train/dynamics/seed4/ensemble.pt").expected, ro, 30,
+                           cfg.evaluate.truth.seed, cfg.synth, *setup, cfg.evaluate.model_check.decision_bin)
+    assert both["seed4"] == alone
     real = validate_config({"source": {"kind": "demo"}, "evaluate": {"model_check": {"n_patients": 30}}})
     assert "no simulator truth" in ev.model_checks(real, setup)["skipped"]
 
