@@ -1,9 +1,14 @@
-"""Tiny runs on point_mass-easy (9 x 9 grid): each agent's greedy policy beats the uniformly random policy on
-the same evaluation episodes, and AD-DQN's augmentation refits its model on the buffer and reuses real rows.
+"""Runs on point_mass-easy (9 x 9 grid): each agent's greedy policy beats the uniformly random policy on the same
+evaluation episodes, and AD-DQN's augmentation refits its model on the buffer and reuses real rows.
 
-The runs use the full profile's settings with 4,000 decisions (32,000 environment steps) and one fixed seed
-each; seeds are fixed because at this budget whether the first rewards have been found depends on the seed
-(see README, "AD-DQN online"). A broken learner (e.g. learning rate 0) scores at or below the random policy.
+Whether a run has found the first rewards by the end of its budget depends on the seed and on the machine's float
+arithmetic (a run is chaotic: another CPU's vector units round differently and change the whole course). So each
+agent trains at the full profile's budget (8,000 decisions) with seeds 0, 1, ... until one beats the random policy
+by 20 points, at most 5 seeds. Measured on this project's machine (full profile, reports/online/results.json):
+DQN learns in 3 of 5 seeds, DecQN in 4 of 5; a broken learner never does (DecQN with learning rate 0: 0 of 5
+seeds). (With 4,000
+decisions and one hand-picked seed per agent, as before, the test passed on one machine and failed on another:
+at 4,000 decisions 1 of 15 agent-seed runs had learned.)
 """
 from dataclasses import replace
 
@@ -24,13 +29,20 @@ def _cfg():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("agent, seed", [("dqn", 4), ("decqn", 3), ("addqn_linear", 3)])
-def test_tiny_run_beats_the_random_policy_on_easy(agent, seed):
+@pytest.mark.parametrize("agent", ["dqn", "decqn", "addqn_linear"])
+def test_a_run_beats_the_random_policy_on_easy(agent):
     cfg = _cfg()
-    rc = replace(cfg.run_config(), steps=4000, eval_every=4000)
-    out = run("easy", cfg.agent_config(agent, 9), seed, rc)
-    rnd = float(np.mean(random_returns("easy", 9, seed, rc.eval_episodes, rc.action_repeat)))
-    assert out["final_return"] > rnd + 20, (out["final_return"], rnd)
+    rc = cfg.run_config()
+    rc = replace(rc, eval_every=rc.steps)   # one evaluation, at the end
+    tried = []
+    for seed in range(5):
+        out = run("easy", cfg.agent_config(agent, 9), seed, rc)
+        rnd = float(np.mean(random_returns("easy", 9, seed, rc.eval_episodes, rc.action_repeat)))
+        tried.append((seed, round(out["final_return"], 1), round(rnd, 1)))
+        if out["final_return"] > rnd + 20:
+            return
+    pytest.fail(f"{agent}: no seed beat the random policy by 20 points after {rc.steps} decisions on easy "
+                f"(seed, final return, random policy's return): {tried}")
 
 
 def test_augmentation_refits_the_model_on_the_buffer_and_reuses_no_op_rows():
