@@ -6,9 +6,8 @@ arithmetic (a run is chaotic: another CPU's vector units round differently and c
 agent trains at the full profile's budget (8,000 decisions) with seeds 0, 1, ... until one beats the random policy
 by 20 points, at most 5 seeds. Measured on this project's machine (full profile, reports/online/results.json):
 DQN learns in 3 of 5 seeds, DecQN in 4 of 5; a broken learner never does (DecQN with learning rate 0: 0 of 5
-seeds). (With 4,000
-decisions and one hand-picked seed per agent, as before, the test passed on one machine and failed on another:
-at 4,000 decisions 1 of 15 agent-seed runs had learned.)
+seeds). With 4,000 decisions and one hand-picked seed per agent, as before, the test passed on one machine and
+failed on another (there, 1 of 15 agent-seed runs had learned by 4,000 decisions).
 """
 from dataclasses import replace
 
