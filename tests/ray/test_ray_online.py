@@ -15,7 +15,8 @@ def _cfg(**executor):
     from adrl.online.params import validate_online
 
     raw = yaml.safe_load((ROOT / "online" / "params.yaml").read_text())
-    # 2 agents x 2 seeds of 200 decisions: 4 units of a few CPU-seconds
+    # 2 agents x 2 seeds of 200 decisions: 4 units of a few CPU-seconds (the quick profile, whatever the file's)
+    raw["online"]["profile"] = "quick"
     raw["online"]["profiles"]["quick"].update(agents=["dqn", "addqn_linear_aug"], steps=200, eval_every=100,
                                               eval_episodes=1, learning_starts=50, eps_decay=100, model_every=100)
     raw["online"]["executor"] = executor
