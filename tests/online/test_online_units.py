@@ -154,7 +154,8 @@ def test_stage_runs_and_logs_one_mlflow_tree_per_execution(tmp_path, mlflow_stor
     assert r.returncode == 0, r.stderr[-2000:]
     assert [f.name for f in (work / "reports" / "online" / "runs").glob("*.json")] == ["easy_n9_decqn.json"]
 
-    client = mlflow.MlflowClient()
+    # this test's store, named explicitly (an earlier test in the session may have set mlflow's global tracking URI)
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{mlflow_store / 'mlflow.db'}")
     exp = client.get_experiment_by_name(tracking.EXPERIMENT)
     runs = {x.info.run_name: x for x in client.search_runs([exp.experiment_id])}
     assert set(runs) == {"online-quick", "easy/n=9/decqn"}
