@@ -69,6 +69,11 @@ def without_timings(obj: Any, keys: frozenset[str] = TIMING_KEYS) -> Any:
     return obj
 
 
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")

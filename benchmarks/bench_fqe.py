@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from adrl.io import write_text
+
 OUT = Path(__file__).resolve().parent / "results" / "fqe.md"
 
 
@@ -119,10 +121,7 @@ def main(argv=None) -> None:
         "(tests/rl/test_fqe.py: the same Q values, gradients equal up to float rounding); a whole fit's values "
         "differ from the full product's only through that rounding, amplified by training.",
     ]
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = a.out.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(a.out)
+    write_text(a.out, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from adrl.io import write_text
+
 OUT = Path(__file__).resolve().parent / "results" / "rollout.md"
 
 
@@ -175,10 +177,7 @@ def main(argv=None) -> None:
         f"{min(vals):.1f} to {max(vals):.1f} (mean {np.mean(vals):.1f}); dose recovery "
         f"{min(new[k]['dose_recovery'] for k in pols):.3f} to {max(new[k]['dose_recovery'] for k in pols):.3f}.",
     ]
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = a.out.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(a.out)
+    write_text(a.out, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
