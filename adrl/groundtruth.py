@@ -299,19 +299,28 @@ def rollout_units(names: list, n: int, slots: int = 1) -> list[list]:
     return [list(names[i:i + size]) for i in range(0, len(names), size)]
 
 
-def rollout_unit(policies: dict, n: int, seed: int, synth_params, tools=None, progress: bool | None = False) -> dict:
-    """One roll-out unit (a Ray task, or a call in the stage's process): :func:`true_values` of ``policies`` with
-    ``tools`` = (featuriser, AIS encoder, action edges), on one torch thread, so that the numbers do not depend on the
-    process's thread setting (OMP_NUM_THREADS) or on which executor ran the unit."""
+def one_thread_unit(fn: Callable, *args):
+    """``fn(*args)`` on one torch thread (the setting restored after), so that a unit's numbers do not depend on the
+    process's thread setting (OMP_NUM_THREADS) or on which executor ran it."""
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        fz, enc, edges = tools if tools is not None else (None, None, None)
-        return true_values(policies, n, seed, synth_params, fz, enc, edges, progress)
+        return fn(*args)
     finally:
         torch.set_num_threads(threads)
+
+
+def _true_values_of(policies: dict, n: int, seed: int, synth_params, tools, progress) -> dict:
+    fz, enc, edges = tools if tools is not None else (None, None, None)
+    return true_values(policies, n, seed, synth_params, fz, enc, edges, progress)
+
+
+def rollout_unit(policies: dict, n: int, seed: int, synth_params, tools=None, progress: bool | None = False) -> dict:
+    """One roll-out unit (a Ray task, or a call in the stage's process): :func:`true_values` of ``policies`` with
+    ``tools`` = (featuriser, AIS encoder, action edges), on one torch thread (:func:`one_thread_unit`)."""
+    return one_thread_unit(_true_values_of, policies, n, seed, synth_params, tools, progress)
 
 
 class Rollouts:
@@ -353,11 +362,12 @@ class Rollouts:
         return {k: out[k] for k in policies}
 
     def call(self, name: str, fn: Callable, *args):
-        """One unit ``fn(*args, tools)`` (the tools last) where this runner's roll-outs run; its result."""
+        """One unit ``fn(*args, tools)`` (the tools last) where this runner's roll-outs run, on one torch thread as
+        every roll-out unit; its result."""
         if self.ex is None:
             self.in_process += 1
-            return fn(*args, self.tools)
-        self.ex.submit(name, name, fn, *args, self._tools_ref)
+            return one_thread_unit(fn, *args, self.tools)
+        self.ex.submit(name, name, one_thread_unit, fn, *args, self._tools_ref)
         out = None
         while self.ex.pending:
             for _, res in self.ex.wait_any():

@@ -56,9 +56,10 @@ def test_dvc_repro_on_ray_writes_what_a_local_repro_writes(ray_cluster, local_pr
     # the local pool
     train, evaluate = _exit_line(r.stderr, "train"), _exit_line(r.stderr, "evaluate")
     assert "ray executor, 4 unit(s) on 2 node(s)" in train, train   # 3 runs and a dynamics fit
-    # clinician, no treatment, the 3 selected policies in 2 units, the 4 audit candidates in 2 units
-    assert "roll-outs: ray executor, 6 unit(s) on 2 node(s)" in evaluate, evaluate
-    assert "roll-outs: 4 unit(s) in this process" in _exit_line(local_run.stderr, "evaluate")
+    # clinician, no treatment, the 3 selected policies in 2 units, the 4 audit candidates in 2 units, the model
+    # check's patients in 1
+    assert "roll-outs: ray executor, 7 unit(s) on 2 node(s)" in evaluate, evaluate
+    assert "roll-outs: 5 unit(s) in this process" in _exit_line(local_run.stderr, "evaluate")
     assert "local executor, 4 unit(s) on 1 host(s)" in _exit_line(local_run.stderr, "train")
 
 
