@@ -60,14 +60,20 @@ MIXERS = ("mean", "sum", "linear", "mlp2", "relu")
 
 
 # ---- phase 1: one world and cohort per interaction value ------------------------------------------
-def build_world(work: Path, interaction: float, stays: int) -> Path:
+def world_label(interaction: float, confounder: float = 0.0) -> str:
+    """A world's key in the results: str(interaction) ("0.0"), with "-c<strength>" for a hidden confounder."""
+    return str(float(interaction)) + (f"-c{float(confounder):g}" if confounder else "")
+
+
+def build_world(work: Path, interaction: float, stays: int, confounder: float = 0.0) -> Path:
     from tests.e2e.harness import make_project, run
 
-    project = work / f"world-i{interaction:g}"
+    project = work / (f"world-i{interaction:g}" + (f"-c{confounder:g}" if confounder else ""))
     done = project / "data" / "processed" / "trajectories.parquet"
     if done.exists():
         return project
-    make_project(project, {"synth": {"n_stays": stays, "seed": 0, "interaction": float(interaction)},
+    make_project(project, {"synth": {"n_stays": stays, "seed": 0, "interaction": float(interaction),
+                                     "confounder": float(confounder)},
                            "cohort": {"split": {"fractions": [0.8, 0.1, 0.1]}}})
     t0 = time.time()
     env_tracking = os.environ.get("ADRL_TRACKING")
@@ -79,13 +85,15 @@ def build_world(work: Path, interaction: float, stays: int) -> Path:
             os.environ.pop("ADRL_TRACKING", None)
         else:
             os.environ["ADRL_TRACKING"] = env_tracking
-    print(f"world interaction={interaction:g}: {stays} stays -> cohort in {time.time() - t0:.0f} s", flush=True)
+    print(f"world interaction={interaction:g} confounder={confounder:g}: {stays} stays -> cohort in {time.time() - t0:.0f} s", flush=True)
     return project
 
 
 # ---- phase 2: one cell ----------------------------------------------------------------------------
-def run_cell(project: str, interaction: float, seed: int, n_train: int, a: dict, cell_dir: str) -> dict:
-    """Fit AIS + dynamics + every learner on N stays, and roll every policy out in the simulator."""
+def run_cell(project: str, world: str, seed: int, n_train: int, a: dict, cell_dir: str) -> dict:
+    """Fit AIS + dynamics + every learner on N stays of ``world`` (a label of a["worlds"]), and roll every policy
+    out in the simulator. With named arms, each arm's result is kept on its own (arms/<name>/result.json) and
+    reused when its settings match (:func:`arm_key`), also from the recorded results (a["recorded"])."""
     os.environ["OMP_NUM_THREADS"] = "1"
     import numpy as np
     import pandas as pd
@@ -104,11 +112,15 @@ def run_cell(project: str, interaction: float, seed: int, n_train: int, a: dict,
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.WARNING)
     project, cell_dir = Path(project), Path(cell_dir)
+    interaction, confounder = a["world_params"][world]
     out_file = cell_dir / "cell.json"
     cached = json.loads(out_file.read_text()) if out_file.exists() else None
-    if cached is not None and a.get("arms"):   # a cell with named arms: reused only for the same steps and arms
-        if cached.get("steps") == a["steps"] and set(a["arms"]) <= set(cached["runs"]):
-            return cached
+    prior = {}
+    if a.get("arms"):   # named arms: every arm with a result of the same settings is reused, the rest trained
+        prior = prior_arms(a, world, seed, n_train, cell_dir, cached)
+        if cached is not None and set(a["arms"]) <= set(prior):
+            return {**cached, "world": world, "confounder": confounder, "arms": a["arms"],
+                    "runs": {k: prior[k] for k in a["arms"]}}
         cached = None
     if cached is not None and cached.get("arms"):   # a cell of named arms is not a cell of the default set
         cached = None
@@ -152,29 +164,8 @@ def run_cell(project: str, interaction: float, seed: int, n_train: int, a: dict,
     fz = Featurizer.load(cfg.cohort, proc / "cohort")
     edges = json.loads((proc / "cohort" / "action_edges.json").read_text())
     runs = {}
-    if a.get("arms"):   # named arms (issue 14): each in its own folder, with the value check
-        from adrl.rl.valuecheck import check_set
-
-        check = check_set(states, "val", p.gamma, where=f"cell N={n_train}")
-        for name in a["arms"]:
-            spec, opts = parse_arm(name, a["tau"], seed)
-            pa = p.model_copy(update={"dynamics": p.dynamics.model_copy(update=opts)})
-            if spec.needs_dynamics and pa.dynamics.survival_input not in dyns:
-                dyns[pa.dynamics.survival_input] = fit_dynamics(tr, va, dynamics_config(pa), seed, progress=False)[:2]
-            t2 = time.time()
-            arm_dir = cell_dir / "arms" / name
-            rec = train_run(spec, tr, pa, arm_dir, dyns[pa.dynamics.survival_input][0] if spec.needs_dynamics
-                            else None, "cell", progress=False, check=check)
-            pol = Policy.load(arm_dir / "runs" / spec.run_id)
-            t3 = time.time()
-            tv = true_value(pol.greedy, a["patients"], a["rollout_seed"], cfg.synth, fz, fit.encoder, edges,
-                            progress=False)
-            vc = rec["value_check"]
-            runs[name] = {"value": tv["value"], "se": tv["se"], "dose_recovery": tv["dose_recovery"],
-                          "actions": action_profile(pol, va), "converged": vc["converged"],
-                          "value_check": {k: vc[k] for k in ("q_logged", "mc_return", "ratio")},
-                          "train_s": t3 - t2, "rollout_s": time.time() - t3, "steps_per_s": rec["steps_per_s"],
-                          "final_loss": {k: v for k, v in rec["final"].items() if k.startswith("loss/")}}
+    if a.get("arms"):   # named arms (issue 14): each in its own folder, with the value check and FQE selection
+        runs = run_arms(a, cell_dir, states, tr, va, p, dyns, seed, n_train, fz, fit.encoder, edges, cfg, prior)
         dyn_report = dyns.get(p.dynamics.survival_input, (None, dyn_report))[1]
     specs = [] if a.get("arms") else [RunSpec("bcq", a["tau"], seed), RunSpec("factored_bcq", a["tau"], seed)]
     specs += [] if a.get("arms") else [RunSpec("adbcq", a["tau"], seed, m, aug) for m in a["mixers"]
@@ -192,7 +183,8 @@ def run_cell(project: str, interaction: float, seed: int, n_train: int, a: dict,
                       "train_s": t3 - t2, "rollout_s": time.time() - t3,
                       "steps_per_s": rec["steps_per_s"], "final_loss": {k: v for k, v in rec["final"].items()
                                                                       if k.startswith("loss/")}}
-    res = {"interaction": interaction, "seed": seed, "n_train": n_train, "steps": a["steps"], "arms": a.get("arms"),
+    res = {"world": world, "interaction": interaction, "confounder": confounder, "seed": seed, "n_train": n_train,
+           "steps": a["steps"], "arms": a.get("arms"),
            "n_train_transitions": len(tr), "n_val_stays": int(sub.loc[sub["split"] == "val", "traj"].nunique()),
            "ais": {k: fit.metrics[k] for k in ("best_epoch", "val_nll", "naive_val_nll", "seconds")},
            "dynamics": {k: dyn_report[k] for k in ("ensemble/dz_r2", "linear_baseline/dz_r2", "ensemble/dz_nll", "ensemble/term_auroc",
@@ -233,58 +225,176 @@ def parse_arm(name: str, tau: float, seed: int):
     return RunSpec("adbcq", tau, seed, parts[1], parts[2] == "aug"), opts
 
 
+def arm_key(a: dict) -> dict:
+    """The settings an arm's result depends on besides its name and cell (world, seed, N): a result is reused
+    only when all of these match."""
+    return {"steps": a["steps"], "tau": a["tau"], "patients": a["patients"], "rollout_seed": a["rollout_seed"],
+            "checkpoints": a["checkpoints"], "stays": a["stays"], "dynamics": a.get("dynamics") or {}}
+
+
+def prior_arms(a: dict, world: str, seed: int, n_train: int, cell_dir: Path, cached: dict | None) -> dict:
+    """{arm: result} of the arms already done with the same settings: in the cell folder, in its cell.json, or in
+    the recorded results (a["recorded"]: cells of an earlier sample_efficiency_arms.json)."""
+    key = arm_key(a)
+    found = {}
+    sources = [c for c in a.get("recorded") or [] if c.get("world") == world and c.get("seed") == seed
+               and c.get("n_train") == n_train]
+    sources += [cached] if cached is not None else []
+    for src in sources:
+        for name, r in (src.get("runs") or {}).items():
+            if r.get("key") == key:
+                found[name] = r
+    for name in a["arms"]:
+        f = cell_dir / "arms" / name / "result.json"
+        if f.exists():
+            r = json.loads(f.read_text())
+            if r.get("key") == key:
+                found[name] = r
+    return found
+
+
+def run_arms(a: dict, cell_dir: Path, states, tr, va, p, dyns: dict, seed: int, n_train: int, fz, encoder, edges,
+             cfg, prior: dict) -> dict:
+    """Train the arms of a cell that have no result yet, pick each run's checkpoint by FQE (evaluate.select_by
+    fqe: the highest FQE value at the validation episodes' starts among converged fits), and roll out every new
+    arm's final and selected checkpoints together on the same patients (common random numbers)."""
+    import numpy as np
+    import pandas as pd
+
+    from adrl.groundtruth import true_values
+    from adrl.ope.workflow import _select_by_value, split_arrays
+    from adrl.rl.dynamics import fit_dynamics
+    from adrl.rl.fqe import FQEConfig, fqe_checkpoints
+    from adrl.rl.policy import Policy, greedy_matrix
+    from adrl.rl.train import dynamics_config, train_run
+    from adrl.rl.valuecheck import check_set
+
+    key = arm_key(a)
+    todo = [k for k in a["arms"] if k not in prior]
+    out = {k: prior[k] for k in a["arms"] if k in prior}
+    if not todo:
+        return out
+    check = check_set(states, "val", p.gamma, where=f"cell N={n_train}")
+    sp = split_arrays(states, "val", where=f"cell N={n_train}")
+    starts = np.r_[0, np.flatnonzero(sp.episode_ids[1:] != sp.episode_ids[:-1]) + 1]
+    f = cfg.evaluate.fqe
+    fc = FQEConfig(steps=f.steps, batch_size=f.batch_size, lr=f.lr, hidden=f.hidden, layers=f.layers,
+                   target_every=f.target_every, gamma=f.gamma, r_max=cfg.train.r_max, clip_values=f.clip_values,
+                   tol=f.tol, trend_window=f.trend_window, seed=f.seed)
+    every = max(1, a["steps"] // a["checkpoints"])
+    new, pols = {}, {}
+    for name in todo:
+        spec, opts = parse_arm(name, a["tau"], seed)
+        pa = p.model_copy(update={"dynamics": p.dynamics.model_copy(update=opts), "checkpoint_every": every})
+        if spec.needs_dynamics and pa.dynamics.survival_input not in dyns:
+            dyns[pa.dynamics.survival_input] = fit_dynamics(tr, va, dynamics_config(pa), seed, progress=False)[:2]
+        t2 = time.time()
+        arm_dir = cell_dir / "arms" / name
+        rec = train_run(spec, tr, pa, arm_dir, dyns[pa.dynamics.survival_input][0] if spec.needs_dynamics
+                        else None, "cell", progress=False, check=check)
+        run_dir = arm_dir / "runs" / spec.run_id
+        t3 = time.time()
+        steps = [int(x) for x in rec["steps"]]
+        fq = fqe_checkpoints(pd.DataFrame({"run_id": spec.run_id, "step": steps}),
+                             [{"run_id": spec.run_id, "run_dir": run_dir}], greedy_matrix, tr,
+                             {"start": sp.z[starts].astype(np.float32)}, fc, progress=False)
+        conv = np.asarray(fq["convergence"]["converged"], bool)
+        fv = np.asarray(fq["convergence"]["value"], float)
+        i, flagged = _select_by_value(fv, conv)
+        pol = Policy.load(run_dir)
+        pols[name] = pol.greedy
+        if steps[i] != steps[-1]:
+            pols[name + "@selected"] = Policy.load(run_dir, step=steps[i]).greedy
+        vc = rec["value_check"]
+        new[name] = {"key": key, "converged": vc["converged"],
+                     "value_check": {k: vc[k] for k in ("q_logged", "mc_return", "ratio")},
+                     "actions": action_profile(pol, va),
+                     "selected": {"step": steps[i], "fqe": float(fv[i]), "fqe_converged": bool(conv[i]),
+                                  "flagged": bool(flagged), "fqe_by_step": dict(zip(map(str, steps), fv.tolist())),
+                                  "value_check_ratio": float(rec["value_check_history"]["ratio"][i])},
+                     "train_s": t3 - t2, "fqe_s": time.time() - t3, "steps_per_s": rec["steps_per_s"],
+                     "final_loss": {k: v for k, v in rec["final"].items() if k.startswith("loss/")}}
+    t4 = time.time()
+    tv = true_values(pols, a["patients"], a["rollout_seed"], cfg.synth, fz, encoder, edges, progress=False)
+    each = (time.time() - t4) / len(todo)
+    for name, r in new.items():
+        r["value"], r["se"], r["dose_recovery"] = tv[name]["value"], tv[name]["se"], tv[name]["dose_recovery"]
+        s = tv.get(name + "@selected", tv[name])
+        r["selected"]["value"], r["selected"]["se"] = s["value"], s["se"]
+        r["rollout_s"] = each
+        write_atomic(cell_dir / "arms" / name / "result.json", r)
+        out[name] = r
+    return {k: out[k] for k in a["arms"]}
+
+
 def write_md_arms(summary: dict, cells: list[dict], a: dict, meta: dict) -> str:
-    """The markdown of a run with named arms: true value per arm and N, paired differences against factored BCQ and
-    BCQ, and how many runs passed the value check."""
+    """The markdown of a run with named arms: per world and N, each arm's true value (final checkpoint and the
+    FQE-selected one), paired differences against factored BCQ and BCQ, and how many runs passed the value check."""
     import numpy as np
 
+    done = len(cells)
     L = [f"`{meta['command']}` on {meta['host']} ({meta['cores']} cores), {meta['date']}; load average at the start "
          f"{meta['load_start']}, at the end {meta['load_end']}; {meta['wall_min']:.0f} min wall, the cells "
-         f"{sum(c['seconds']['total'] for c in cells) / 60:.0f} worker-minutes. World: {a['stays']} stays "
-         f"(synthetic seed 0); per cell N training stays, AIS refitted, one run per arm (tau {a['tau']}, "
-         f"{a['steps']} steps, profile {meta['profile']}), the final checkpoint scored on {a['patients']} simulated "
-         "patients (common random numbers). Converged: the value check on the cell's validation split "
-         "(Q of the logged actions within [0.8, 1.25] of the Monte-Carlo return).", ""]
-    for inter in [str(i) for i in a["interactions"]]:
-        s = summary[inter]
-        c = s["clinician"]
-        at = [x for x in cells if x["interaction"] == float(inter)]
-        L += [f"interaction = {inter}: clinician {c['value']:.1f} (SE {c['se']:.1f}), no treatment "
-              f"{s['no_treatment']['value']:.1f}. True value, mean over seeds (per seed), and converged runs:", "",
-              "| N | arm | true value | per seed | converged | - factored BCQ [95% CI] | - BCQ [95% CI] |",
-              "|---|---|---|---|---|---|---|"]
-        for n in a["sizes"]:
-            P = s["by_size"][n]["policies"]
-            cc = [x for x in at if x["n_train"] == n]
+         f"{sum(c['seconds']['total'] for c in cells) / 60:.0f} worker-minutes"
+         + ("" if not meta.get("cells_total") else f"; {done} of {meta['cells_total']} cells done") + ". "
+         f"Worlds of {a['stays']} stays (synthetic seed 0); per cell N training stays (each seed redraws them), AIS "
+         f"refitted, one run per arm (tau {a['tau']}, {a['steps']} steps, {a['checkpoints']} checkpoints, profile "
+         f"{meta['profile']}). Each run's final checkpoint and its FQE-selected checkpoint (evaluate.fqe fitted on the "
+         "cell's train split; the highest value at the validation episodes' starts among converged fits) are scored "
+         f"on the same {a['patients']} simulated patients (common random numbers; true value = 100 x survival). "
+         "Converged: the value check on the cell's validation split (Q of the logged actions within [0.8, 1.25] of "
+         "the Monte-Carlo return). Differences are paired by seed, with a t-interval over seeds.", ""]
+    for w in a["worlds"]:
+        s = summary.get(w)
+        if not s or not s["by_size"]:
+            continue
+        i, c = a["world_params"][w]
+        name = f"interaction = {i:g}" + (f", hidden confounder {c:g}" if c else "")
+        cl, nt = s["clinician"], s["no_treatment"]
+        L += [f"## {name}", "",
+              (f"Clinician {cl['value']:.1f} (SE {cl['se']:.1f}), no treatment {nt['value']:.1f}. " if cl else "")
+              + "True value, mean over seeds (per seed):", "",
+              "| N | seeds | arm | final | per seed | selected | converged | final - factored BCQ [95% CI] | "
+              "final - BCQ [95% CI] | selected - factored BCQ [95% CI] |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for n, row in s["by_size"].items():
+            P = row["policies"]
             for k in a["arms"]:
-                conv = sum(bool(x["runs"][k].get("converged")) for x in cc)
+                if k not in P:
+                    continue
                 diffs = []
-                for ref in ("factored_bcq", "bcq"):
+                for ref, part in (("factored_bcq", None), ("bcq", None), ("factored_bcq", "selected")):
                     if ref in P and ref != k:
-                        m, ci = paired(P[k]["values"], P[ref]["values"])
+                        va = P[k]["values"] if part is None else P[k][part]["values"]
+                        vb = P[ref]["values"] if part is None else P[ref][part]["values"]
+                        m, ci = paired(va, vb)
                         diffs.append(f"{m:+.1f}" + ("" if ci is None else f" [{ci[0]:+.1f}, {ci[1]:+.1f}]"))
                     else:
                         diffs.append("")
-                L.append(f"| {n} | {k} | {P[k]['mean']:.1f} | {', '.join(f'{v:.1f}' for v in P[k]['values'])} | "
-                         f"{conv}/{len(cc)} | " + " | ".join(diffs) + " |")
+                L.append(f"| {n} | {len(row['seeds'])} | {k} | {P[k]['mean']:.1f} | "
+                         f"{', '.join(f'{v:.1f}' for v in P[k]['values'])} | {P[k]['selected']['mean']:.1f} | "
+                         f"{sum(P[k]['converged'])}/{len(P[k]['converged'])} | " + " | ".join(diffs) + " |")
         L.append("")
-        L += ["Value check (mean over seeds): Q of the logged actions / Monte-Carlo return; greedy actions on the "
-              "validation decisions: no fluid, vasopressor:", "", "| N | arm | Q / return | no fluid | vasopressor |",
-              "|---|---|---|---|---|"]
-        for n in a["sizes"]:
-            cc = [x for x in at if x["n_train"] == n]
+        at = [x for x in cells if cell_world(x) == w]
+        L += ["Value check (mean over seeds): Q of the logged actions / Monte-Carlo return; FQE-selected step; greedy "
+              "actions on the validation decisions: no fluid, vasopressor:", "",
+              "| N | arm | Q / return | selected step | no fluid | vasopressor |", "|---|---|---|---|---|---|"]
+        for n in s["by_size"]:
+            cc = [x for x in at if x["n_train"] == int(n)]
             for k in a["arms"]:
-                ratio = float(np.mean([x["runs"][k]["value_check"]["ratio"] for x in cc]))
-                nf = float(np.mean([x["runs"][k]["actions"]["fluid"][0] for x in cc]))
-                vp = float(np.mean([1 - x["runs"][k]["actions"]["vaso"][0] for x in cc]))
-                L.append(f"| {n} | {k} | {ratio:.2f} | {nf:.2f} | {vp:.2f} |")
+                rr = [x["runs"][k] for x in cc if k in x["runs"]]
+                if not rr:
+                    continue
+                L.append(f"| {n} | {k} | {np.mean([r['value_check']['ratio'] for r in rr]):.2f} | "
+                         f"{np.mean([r['selected']['step'] for r in rr]):.0f} | "
+                         f"{np.mean([r['actions']['fluid'][0] for r in rr]):.2f} | "
+                         f"{np.mean([1 - r['actions']['vaso'][0] for r in rr]):.2f} |")
         L.append("")
     return "\n".join(L)
 
 
 def write_atomic(path: Path, obj) -> None:
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
+    tmp.write_text(json.dumps(obj, indent=1, default=float))
     tmp.replace(path)
 
 
@@ -320,23 +430,35 @@ def clinician_value(project: Path, a: dict, work: Path) -> dict:
 
 
 # ---- summaries --------------------------------------------------------------------------------------
+def cell_world(c: dict) -> str:
+    return c.get("world") or world_label(c["interaction"])
+
+
 def summarise(cells: list[dict], clin: dict, a: dict) -> dict:
-    """Mean over seeds and paired differences (policy - reference, per seed) with a t-interval over seeds."""
+    """Mean over seeds and paired differences (policy - reference, per seed) with a t-interval over seeds; worlds
+    and sizes without a finished cell are left out (a partial run's results)."""
     import numpy as np
 
     out: dict = {}
-    for inter in a["interactions"]:
-        rows = [c for c in cells if c["interaction"] == inter]
-        names = sorted({k for c in rows for k in c["runs"]})
+    for w in a["worlds"]:
+        rows = [c for c in cells if cell_world(c) == w]
+        names = list(dict.fromkeys(k for c in rows for k in c["runs"]))
         table = {}
         for n in a["sizes"]:
             at = sorted([c for c in rows if c["n_train"] == n], key=lambda c: c["seed"])
+            if not at:
+                continue
             vals = {k: np.array([c["runs"][k]["value"] for c in at]) for k in names}
             ent = {k: {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else None,
                        "values": v.tolist()} for k, v in vals.items()}
+            if a.get("arms"):
+                for k in names:
+                    sv = np.array([c["runs"][k]["selected"]["value"] for c in at])
+                    ent[k]["selected"] = {"mean": float(sv.mean()), "values": sv.tolist()}
+                    ent[k]["converged"] = [bool(c["runs"][k].get("converged")) for c in at]
             table[n] = {"policies": ent, "seeds": [c["seed"] for c in at]}
-        out[str(inter)] = {"clinician": clin[str(inter)]["clinician"], "no_treatment": clin[str(inter)]["no_treatment"],
-                           "by_size": table}
+        cw = clin.get(w) or {}
+        out[w] = {"clinician": cw.get("clinician"), "no_treatment": cw.get("no_treatment"), "by_size": table}
     return out
 
 
@@ -542,26 +664,28 @@ def executor_params(kind: str | None, address: str | None):
 
 def run_grid(worlds: dict, jobs: list[tuple], a: dict, work: Path, executor, workers: int,
              on_cell=None) -> tuple[list[dict], dict, str]:
-    """Every cell of ``jobs`` (interaction, seed, N) and each world's clinician roll-outs, as units of ``executor``
-    (ExecutorParams): (cells in the order they finished, {interaction: clinician values}, where the units ran)."""
+    """Every cell of ``jobs`` (world label, seed, N) and each world's clinician roll-outs, as units of ``executor``
+    (ExecutorParams): (cells in the order they finished, {world: clinician values}, where the units ran)."""
     from adrl.executor import make_executor
 
     ctx = mp.get_context("spawn")
     cells, clin = [], {}
     with make_executor(executor, workers, modules=(ROOT / "benchmarks",), mp_context=ctx) as ex:
-        for i in a["interactions"]:
-            ex.submit(("clinician", i), f"clinician roll-outs interaction {i:g}", clinician_value, worlds[i], a, work)
-        for i, s, n in jobs:
-            ex.submit(("cell", (i, s, n)), f"cell interaction {i:g} seed {s} N {n}", run_cell, str(worlds[i]), i, s,
-                      n, a, str(work / f"cells/i{i:g}-s{s}-n{n}"))
+        for w in a["worlds"]:
+            ex.submit(("clinician", w), f"clinician roll-outs world {w}", clinician_value, worlds[w], a, work)
+        for w, s, n in jobs:
+            ex.submit(("cell", (w, s, n)), f"cell world {w} seed {s} N {n}", run_cell, str(worlds[w]), w, s,
+                      n, a, str(work / "cells" / (worlds[w].name.replace("world-", "") + f"-s{s}-n{n}")))
         while ex.pending:
             for (kind, key), res in ex.wait_any():
                 if kind == "clinician":
-                    clin[str(key)] = res
+                    clin[key] = res
+                    if on_cell:
+                        on_cell(None, clin)
                 else:
                     cells.append(res)
                     if on_cell:
-                        on_cell(res)
+                        on_cell(res, clin)
         where = f"{ex.kind} executor, {ex.where()}"
     return cells, clin, where
 
@@ -569,12 +693,15 @@ def run_grid(worlds: dict, jobs: list[tuple], a: dict, work: Path, executor, wor
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--interactions", type=float, nargs="+", default=[0.0, 1.0])
+    ap.add_argument("--confounders", type=float, nargs="+", default=[],
+                    help="with --arms: also a world with interaction 0 and this hidden-confounder strength (synth.confounder)")
     ap.add_argument("--sizes", type=int, nargs="+", default=[125, 250, 500, 1000])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--stays", type=int, default=6000, help="simulated ICU stays per world")
     ap.add_argument("--patients", type=int, default=1000, help="simulated patients per roll-out")
     ap.add_argument("--rollout-seed", type=int, default=777)
     ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--checkpoints", type=int, default=10, help="with --arms: checkpoints per run (FQE selects one)")
     ap.add_argument("--tau", type=float, default=0.3)
     ap.add_argument("--mixers", nargs="+", default=list(MIXERS))
     ap.add_argument("--dynamics-layers", type=int, help="override train.dynamics.layers")
@@ -585,33 +712,77 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--address", help="ray: the head node's host:port, or auto (default: params.yaml executor)")
     ap.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "adrl-exp-sample-efficiency")
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--name", default="sample_efficiency_arms",
+                    help="with --arms: the results' file name in --out (<name>.json, <name>.md); arms already in it "
+                         "with the same settings are reused, so a run can continue one recorded earlier")
     args = ap.parse_args(argv)
     args.work = args.work.resolve()   # the cells get absolute paths (a Ray worker runs in a folder of its own)
     executor = executor_params(args.executor, args.address)
-    a = {"interactions": args.interactions, "sizes": sorted(args.sizes), "seeds": args.seeds, "stays": args.stays,
+    if args.confounders and not args.arms:
+        raise SystemExit("--confounders: only with --arms (the default set's tables are per interaction)")
+    wp = {world_label(i): (float(i), 0.0) for i in args.interactions}
+    wp |= {world_label(0.0, c): (0.0, float(c)) for c in args.confounders if c}
+    a = {"interactions": args.interactions, "worlds": list(wp), "world_params": wp, "sizes": sorted(args.sizes),
+         "seeds": args.seeds, "stays": args.stays, "checkpoints": args.checkpoints,
          "patients": args.patients, "rollout_seed": args.rollout_seed, "steps": args.steps, "tau": args.tau,
          "mixers": args.mixers, "dynamics": {k: v for k, v in (("layers", args.dynamics_layers),
                                                                  ("linear_skip", None if args.dynamics_skip is None
                                                                   else args.dynamics_skip == "true"))
                                              if v is not None}}
+    recorded_file = args.out / f"{args.name}.json"
     if args.arms:
         for name in args.arms:
             parse_arm(name, args.tau, 0)   # a bad name stops here, before any world is built
         a["arms"] = list(dict.fromkeys(args.arms))
+        if recorded_file.exists():
+            try:
+                a["recorded"] = json.loads(recorded_file.read_text()).get("cells") or []
+            except json.JSONDecodeError as e:
+                raise SystemExit(f"{recorded_file}: not JSON ({e}); move it away to start afresh") from None
     load_start = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     t0 = time.time()
     args.work.mkdir(parents=True, exist_ok=True)
-    worlds = {inter: build_world(args.work, inter, args.stays) for inter in args.interactions}
-    jobs = [(inter, seed, n) for inter in args.interactions for seed in args.seeds for n in a["sizes"]]
-    jobs.sort(key=lambda j: -j[2])  # largest cells first: better packing on the workers
+    worlds = {w: build_world(args.work, i, args.stays, c) for w, (i, c) in wp.items()}
+    order = {w: k for k, w in enumerate(wp)}
+    jobs = [(w, seed, n) for w in wp for seed in args.seeds for n in a["sizes"]]
+    if args.arms:   # seed by seed (each seed a whole curve; partial results pair), larger cells first within one
+        jobs.sort(key=lambda j: (order[j[0]], args.seeds.index(j[1]), -j[2]))
+    else:
+        jobs.sort(key=lambda j: -j[2])  # largest cells first: better packing on the workers
     done = []
+    from adrl.config import load_config
+    first = load_config(worlds[a["worlds"][0]] / "params.yaml").train
 
-    def on_cell(c):
+    def meta_now() -> dict:
+        return {"command": "python -m benchmarks.exp_sample_efficiency " + " ".join(sys.argv[1:] if argv is None
+                                                                                   else argv),
+                "host": platform.node(), "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M"),
+                "wall_min": (time.time() - t0) / 60, "batch_size": first.batch_size, "profile": first.profile,
+                "load_start": load_start, "load_end": ", ".join(f"{x:.1f}" for x in os.getloadavg()),
+                "cells_total": len(jobs)}
+
+    def write_arms(cells: list[dict], clin: dict) -> str:
+        summary = summarise(cells, clin, a)
+        rec = {k: v for k, v in a.items() if k != "recorded"}
+        args.out.mkdir(parents=True, exist_ok=True)
+        md = write_md_arms(summary, cells, a, meta_now())
+        write_atomic(recorded_file, {"meta": meta_now(), "args": rec, "summary": summary, "cells": sorted(
+            cells, key=lambda c: (order.get(cell_world(c), 99), c["seed"], c["n_train"]))})
+        tmp = args.out / f".{args.name}.md.tmp"
+        tmp.write_text(md)
+        tmp.replace(args.out / f"{args.name}.md")
+        return md
+
+    def on_cell(c, clin):
+        if c is None:
+            return
         done.append(c)
         best = max(c["runs"], key=lambda r: c["runs"][r]["value"])
-        print(f"[{len(done)}/{len(jobs)}] interaction {c['interaction']:g} seed {c['seed']} N {c['n_train']}: "
+        print(f"[{len(done)}/{len(jobs)}] world {cell_world(c)} seed {c['seed']} N {c['n_train']}: "
               f"{c['seconds']['total']:.0f} s; " + ", ".join(f"{r} {v['value']:.1f}" for r, v in c["runs"].items())
               + f"; best {best}", flush=True)
+        if a.get("arms"):   # the results so far, after every cell: a killed run loses nothing finished
+            write_arms(done, clin)
 
     from adrl.errors import AdrlError
 
@@ -620,23 +791,12 @@ def main(argv: list[str] | None = None) -> None:
     except AdrlError as e:   # Ray not installed, a head node that does not answer, a unit that failed every attempt
         raise SystemExit(f"exp_sample_efficiency: {e}") from None
     print(f"cells: {where}", flush=True)   # how many units ran where
-    summary = summarise(cells, clin, a)
-    from adrl.config import load_config
-    meta = {"command": "python -m benchmarks.exp_sample_efficiency " + " ".join(sys.argv[1:]),
-            "host": platform.node(), "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M"),
-            "wall_min": (time.time() - t0) / 60,
-            "batch_size": load_config(worlds[args.interactions[0]] / "params.yaml").train.batch_size,
-            "profile": load_config(worlds[args.interactions[0]] / "params.yaml").train.profile,
-            "load_start": load_start, "load_end": ", ".join(f"{x:.1f}" for x in os.getloadavg())}
-    args.out.mkdir(parents=True, exist_ok=True)
     if a.get("arms"):
-        (args.out / "sample_efficiency_arms.json").write_text(json.dumps(
-            {"meta": meta, "args": a, "summary": summary, "cells": sorted(cells, key=lambda c: (
-                c["interaction"], c["seed"], c["n_train"]))}, indent=1, default=float) + "\n")
-        md = write_md_arms(summary, cells, a, meta)
-        (args.out / "sample_efficiency_arms.md").write_text(md)
-        print(md)
+        print(write_arms(cells, clin))
         return
+    summary = summarise(cells, clin, a)
+    meta = meta_now()
+    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "sample_efficiency.json").write_text(json.dumps(
         {"meta": meta, "args": a, "summary": summary, "cells": sorted(cells, key=lambda c: (c["interaction"], c["seed"],
                                                                                              c["n_train"]))},

@@ -66,7 +66,8 @@ def test_dvc_repro_on_ray_writes_what_a_local_repro_writes(ray_cluster, local_pr
 def _strip(x):
     """A cell without its wall-clock fields."""
     if isinstance(x, dict):
-        return {k: _strip(v) for k, v in x.items() if k not in ("seconds", "train_s", "rollout_s", "steps_per_s")}
+        return {k: _strip(v) for k, v in x.items() if k not in ("seconds", "train_s", "rollout_s", "fqe_s",
+                                                                       "steps_per_s")}
     if isinstance(x, list):
         return [_strip(v) for v in x]
     return x
@@ -78,14 +79,15 @@ def test_experiment_cells_on_ray_equal_the_local_pools(ray_cluster, local_projec
     from benchmarks import exp_sample_efficiency as exp
 
     world = local_project[0]
-    a = {"interactions": [0.0], "sizes": [30], "seeds": [0, 1], "stays": 300, "patients": 30, "rollout_seed": 777,
-         "steps": 40, "tau": 0.3, "mixers": ["linear"], "arms": ["bcq", "adbcq-linear-aug"],
+    a = {"interactions": [0.0], "worlds": ["0.0"], "world_params": {"0.0": (0.0, 0.0)}, "sizes": [30],
+         "seeds": [0, 1], "stays": 300, "patients": 30, "rollout_seed": 777, "steps": 40, "checkpoints": 2,
+         "tau": 0.3, "mixers": ["linear"], "arms": ["bcq", "adbcq-linear-aug"],
          "dynamics": {"ensemble": 2, "hidden": 32, "max_epochs": 5, "patience": 5}}
-    jobs = [(0.0, s, 30) for s in a["seeds"]]
+    jobs = [("0.0", s, 30) for s in a["seeds"]]
     out = {}
     for kind, params in (("local", ExecutorParams()),
                          ("ray", ExecutorParams(kind="ray", address=ray_cluster.address))):
-        cells, clin, where = exp.run_grid({0.0: world}, jobs, a, tmp_path / kind, params, 2)
+        cells, clin, where = exp.run_grid({"0.0": world}, jobs, a, tmp_path / kind, params, 2)
         out[kind] = (sorted((_strip(c) for c in cells), key=lambda c: c["seed"]), clin)
         assert where.startswith(f"{kind} executor, 3 unit(s)"), where
     assert len(out["local"][0]) == 2 and set(out["local"][0][0]["runs"]) == set(a["arms"])
