@@ -96,7 +96,7 @@ def test_ope_logs_candidates_scored(every_update, caplog):
     runs = [{"run_id": f"r{i}", "algorithm": "bcq", "mixer": None, "augment": None, "tau": 0.3, "seed": 0,
              "run_dir": f"r{i}"} for i in range(2)]
 
-    def greedy_fn(run_dir, z):
+    def greedy_fn(run_dir, z, only_steps=None):
         return np.array([10, 20, 30]), np.zeros((3, len(z)), dtype=np.int64)
 
     z = np.zeros((12, 2), np.float32)

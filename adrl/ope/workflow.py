@@ -460,7 +460,9 @@ def _field(rec, name):
 def score_runs(data: est.LoggedData, runs, greedy_fn, z: np.ndarray, *, epsilon: float, clip: float,
                chunk: int = 256, progress: bool | None = None) -> pd.DataFrame:
     """Score every checkpoint of every run. ``runs``: records with run_id, algorithm, mixer, augment, tau,
-    seed, run_dir; ``greedy_fn(run_dir, z) -> (steps (C,), actions (C, N))`` (e.g. adrl.rl.policy.greedy_matrix).
+    seed, run_dir; ``greedy_fn(run_dir, z, only_steps=None) -> (steps (C,), actions (C, N))`` (e.g.
+    adrl.rl.policy.greedy_matrix): every checkpoint of the run, or with ``only_steps`` those of the given steps
+    (steps the run does not have are left out).
     Runs are scored one at a time, so memory holds one run's actions, not the sweep's."""
     from ..progress import Progress
 
@@ -485,12 +487,15 @@ def score_runs(data: est.LoggedData, runs, greedy_fn, z: np.ndarray, *, epsilon:
 def chosen_actions(chosen: Mapping[str, Mapping], runs, greedy_fn, z: np.ndarray) -> dict[str, np.ndarray]:
     """Greedy actions on ``z`` of chosen checkpoints {name: {run_id, step}} (one greedy_fn call per run)."""
     by_id = {str(_field(r, "run_id")): r for r in runs}
+    wanted: dict[str, list[int]] = {}
+    for c in chosen.values():
+        wanted.setdefault(str(c["run_id"]), []).append(int(c["step"]))
     cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     out = {}
     for name, c in chosen.items():
         rid = str(c["run_id"])
         if rid not in cache:
-            cache[rid] = greedy_fn(_field(by_id[rid], "run_dir"), z)
+            cache[rid] = greedy_fn(_field(by_id[rid], "run_dir"), z, only_steps=wanted[rid])
         steps, acts = cache[rid]
         hit = np.flatnonzero(np.asarray(steps) == int(c["step"]))
         if len(hit) == 0:

@@ -22,7 +22,6 @@ everything is finite.
 """
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 from dataclasses import dataclass, field
@@ -245,8 +244,9 @@ def fqe_checkpoints(candidates, runs, greedy_fn, train: Transitions, z: dict, cf
                     progress: bool | None = None) -> dict:
     """FQE of the candidate checkpoints ``candidates`` (rows with run_id, step), fitted on ``train``.
 
-    ``runs``: records with run_id and run_dir; ``greedy_fn(run_dir, z) -> (steps, (C, N) actions)`` (e.g.
-    :func:`adrl.rl.policy.greedy_matrix`), called once per run on all the states needed at once. ``z``:
+    ``runs``: records with run_id and run_dir; ``greedy_fn(run_dir, z, only_steps=None) -> (steps, (C, N)
+    actions)`` (the contract of :func:`adrl.ope.workflow.score_runs`, e.g. :func:`adrl.rl.policy.greedy_matrix`),
+    called once per run, for the run's candidate steps, on all the states needed at once. ``z``:
     {name: (N, d)} states to score; "start" (episode-start states) feeds the convergence record.
     Returns {"greedy": {name: (K, N)}, "q": {name: (K, N, 25)} (0-100 scale), "convergence": {converged,
     drift, value, td_rmse: (K,)}, "history": {steps, value (H, K), td_rmse (H, K)}, "config": cfg}.
@@ -267,10 +267,7 @@ def fqe_checkpoints(candidates, runs, greedy_fn, train: Transitions, z: dict, cf
             raise InputError(f"FQE: no training run {run_id!r}")
         r = by_id[run_id]
         run_dir = getattr(r, "run_dir", None) or r["run_dir"]
-        if "only_steps" in inspect.signature(greedy_fn).parameters:  # only the FQE'd checkpoints of the run
-            steps, a = greedy_fn(run_dir, allz, only_steps=steps_c[rid == run_id])
-        else:
-            steps, a = greedy_fn(run_dir, allz)
+        steps, a = greedy_fn(run_dir, allz, only_steps=steps_c[rid == run_id])  # only the FQE'd checkpoints
         steps = np.asarray(steps)
         for k in np.flatnonzero(rid == run_id):
             hit = np.flatnonzero(steps == steps_c[k])

@@ -45,14 +45,16 @@ class FakeRuns:
                                   "augment": aug, "tau": 0.3, "seed": seed, "run_dir": f"runs/{alg}-{mixer}-{seed}"})
         self.calls = 0
 
-    def greedy(self, run_dir, z):
+    def greedy(self, run_dir, z, only_steps=None):
         self.calls += 1
         steps = np.arange(100, 1100, 100)
         rng = np.random.default_rng(zlib.crc32(run_dir.encode()))
         u = rng.random((1, len(z)))
         agree_p = 0.4 + 0.5 * steps[:, None] / steps.max()
         clin = np.clip(np.rint(z[:, 0]), 0, 24).astype(np.int64)
-        return steps, np.where(u < agree_p, clin[None], (clin[None] + 7) % 25)
+        a = np.where(u < agree_p, clin[None], (clin[None] + 7) % 25)
+        keep = np.ones(len(steps), bool) if only_steps is None else np.isin(steps, np.asarray(only_steps))
+        return steps[keep], a[keep]
 
 
 @pytest.fixture
@@ -144,8 +146,8 @@ def test_policies_of_wrong_length_name_the_run(stage):
     ev, cfg, root = stage
     fake = FakeRuns()
 
-    def short(run_dir, z):
-        steps, a = fake.greedy(run_dir, z)
+    def short(run_dir, z, only_steps=None):
+        steps, a = fake.greedy(run_dir, z, only_steps)
         return steps, a[:, :-1]
 
     with pytest.raises(InputError, match="run bcq-None-0 .* expected \\(candidates"):
