@@ -528,6 +528,62 @@ def figure_curves(summary: dict, a: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def figure_arms(summary: dict, a: dict, path: Path) -> None:
+    """Per world: true value against N for every arm (top; final checkpoints, mean over seeds +- 1 SE, the
+    clinician as a line), and each arm minus factored BCQ, paired by seed, with its 95% t-interval (bottom)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    worlds = [w for w in a["worlds"] if summary.get(w, {}).get("by_size")]
+    if not worlds:
+        return
+    fig, axes = plt.subplots(2, len(worlds), figsize=(6.4 * len(worlds), 8.2), squeeze=False, sharex="col")
+    colors = plt.get_cmap("tab10")
+    for j, w in enumerate(worlds):
+        s = summary[w]
+        sizes = sorted(int(n) for n in s["by_size"])
+        top, bot = axes[0][j], axes[1][j]
+        for k, arm in enumerate(a["arms"]):
+            pts = [(n, s["by_size"][n]["policies"][arm]) for n in sizes if arm in s["by_size"][n]["policies"]]
+            if not pts:
+                continue
+            x = np.array([n for n, _ in pts]) * (1 + 0.02 * (k - len(a["arms"]) / 2))   # a small offset per arm
+            m = np.array([e["mean"] for _, e in pts])
+            se = np.array([(e["sd"] or 0.0) / np.sqrt(len(e["values"])) for _, e in pts])
+            top.errorbar(x, m, yerr=se, marker="o", ms=4, capsize=2, color=colors(k), label=arm)
+            if arm != "factored_bcq":
+                d = [(n, paired(e["values"], s["by_size"][n]["policies"]["factored_bcq"]["values"]))
+                     for n, e in pts if "factored_bcq" in s["by_size"][n]["policies"]]
+                if d:
+                    xd = np.array([n for n, _ in d]) * (1 + 0.02 * (k - len(a["arms"]) / 2))
+                    md = np.array([v[0] for _, v in d])
+                    lo = np.array([v[0] - v[1][0] if v[1] else 0.0 for _, v in d])
+                    hi = np.array([v[1][1] - v[0] if v[1] else 0.0 for _, v in d])
+                    bot.errorbar(xd, md, yerr=[lo, hi], marker="o", ms=4, capsize=2, color=colors(k), label=arm)
+        if s.get("clinician"):
+            c = s["clinician"]
+            top.axhline(c["value"], color="black", lw=1, label=f"clinician ({c['value']:.1f})")
+        bot.axhline(0, color="black", lw=1)
+        i, cf = a["world_params"][w]
+        top.set_title(f"interaction = {i:g}" + (f", hidden confounder {cf:g}" if cf else ""))
+        for ax in (top, bot):
+            ax.set_xscale("log")
+            ax.minorticks_off()
+            ax.set_xticks(sizes, [str(n) for n in sizes])
+            ax.grid(alpha=0.3)
+        bot.set_xlabel("training stays N")
+    axes[0][0].set_ylabel("true value (100 x survival), final checkpoint")
+    axes[1][0].set_ylabel("minus factored BCQ (paired by seed, 95% CI)")
+    axes[0][0].legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"Sample efficiency with named arms (tau {a['tau']}, {a['steps']} steps; {a['patients']} simulated "
+                 "patients per roll-out, common random numbers; bars: +-1 SE over seeds)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def figure_mixers(summary: dict, a: dict, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -771,6 +827,10 @@ def main(argv: list[str] | None = None) -> None:
         tmp = args.out / f".{args.name}.md.tmp"
         tmp.write_text(md)
         tmp.replace(args.out / f"{args.name}.md")
+        tmp = args.out / f".{args.name}.tmp.png"
+        figure_arms(summary, a, tmp)
+        if tmp.exists():
+            tmp.replace(args.out / f"{args.name}.png")
         return md
 
     def on_cell(c, clin):
