@@ -39,9 +39,18 @@ ui: install
 bench: install
 	$(BIN)/python -m benchmarks.run_all
 
-# sample efficiency and mixer ablation against the simulator's truth (benchmarks/results/sample_efficiency.md)
+# sample efficiency against the simulator's truth with converged learners (issue 14; benchmarks/results/
+# sample_efficiency.md). Every arm's result is kept in the results json and reused when a run is repeated or
+# extended (new arms, seeds or sizes train only what is missing); EXP_ARGS adds or overrides options, e.g.
+#   make experiments EXP_ARGS="--sizes 250 1000 --seeds 0 1"      (a part of the grid)
+#   make experiments EXP_ARGS="--executor ray --address auto"     (the cells on a Ray cluster)
+EXP_ARMS ?= bcq factored_bcq adbcq-linear-noaug adbcq-linear-aug-soft adbcq-linear-aug-sample \
+	adbcq-linear-aug-logged adbcq-linear-aug-soft-survaction adbcq-linear-aug-sample-shuffle \
+	adbcq-linear-aug-sample-noise0.5 adbcq-linear-aug-sample-noise2
 experiments: install
-	$(BIN)/python -m benchmarks.exp_sample_efficiency
+	$(BIN)/python -m benchmarks.exp_sample_efficiency --name sample_efficiency --interactions 0 1 \
+		--confounders 1 --sizes 125 250 500 1000 2000 4000 --seeds 0 1 2 3 4 --stays 17000 --steps 10000 \
+		--checkpoints 10 --patients 1000 --tau 0.3 --arms $(EXP_ARMS) $(EXP_ARGS)
 
 clean-env:
 	rm -rf $(VENV)
