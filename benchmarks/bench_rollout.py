@@ -28,8 +28,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from adrl.io import write_text
-
 OUT = Path(__file__).resolve().parent / "results" / "rollout.md"
 
 
@@ -112,6 +110,7 @@ def main(argv=None) -> None:
     import torch
 
     from adrl.groundtruth import true_value_reference, true_values
+    from adrl.io import write_text
     from adrl.synth.params import SynthParams
 
     torch.set_num_threads(1)
