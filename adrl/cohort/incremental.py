@@ -96,7 +96,7 @@ class IncrementalFeaturizer:
             bad = (s >= 0) & (t < self.ingested[s0])
             late[s[bad]] = True
             ok = (s >= 0) & ~bad
-            self.buffer.setdefault(table, []).append((df[ok], s[ok], t[ok]))
+            self.buffer.setdefault(table, []).append((df if ok.all() else df[ok], s[ok], t[ok]))
         if late.any():
             if self.history is None:
                 bad = self.st["icustay_id"].to_numpy()[late][:5].tolist()
@@ -126,7 +126,7 @@ class IncrementalFeaturizer:
             s = np.concatenate([p[1] for p in parts])
             t = np.concatenate([p[2] for p in parts])
             now = t < cutoff[s]
-            chunk[table] = df[now]
+            chunk[table] = df if now.all() else df[now]
             rest = ~now
             self.buffer[table] = [(df[rest], s[rest], t[rest])] if rest.any() else []
         return chunk

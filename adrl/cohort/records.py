@@ -98,7 +98,8 @@ def clean_chart_like(df: pd.DataFrame, table: str, spec: CohortSpec, corrected_e
     if corrected_errors and "error" in df.columns:
         err = df["error"].fillna(0).to_numpy() == 1
         counts[f"{table}: rows dropped (ERROR = 1)"] += int(err.sum())
-        df = df[~err]
+        if err.any():
+            df = df[~err]
     # merge without the (costly) VALUE strings; fetch them for text items only
     base = df[[c for c in ("s", "subject_id", "itemid", "charttime", "valuenum") if c in df.columns]]
     df = df.reset_index(drop=True)

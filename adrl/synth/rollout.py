@@ -168,27 +168,29 @@ class RolloutWorld:
             cols = INTERIM[table]
             d = rows.build(["stay"] + [c for c in cols if c not in ("subject_id", "hadm_id", "icustay_id")]
                            + (["vcode"] if "value" in cols and table in ("chartevents", "labevents") else []))
-            if by_replica:
+            if by_replica:  # reorder numbers and codes, never the object columns themselves
                 order = np.argsort(np.asarray(d["stay"], np.int64) // self.n0, kind="stable")
-                d = {c: v[order] for c, v in d.items()}
-            st = d.pop("stay").astype(np.int64)
+                take = lambda a: a[order]  # noqa: E731
+            else:
+                take = lambda a: a  # noqa: E731
+            st = take(d.pop("stay").astype(np.int64))
             data = {c: self.ids[c][st] for c in ("subject_id", "hadm_id", "icustay_id") if c in cols}
             if "vcode" in d:  # text codes and each distinct number's text: no Python string per row
                 codes, cats = charting.value_strings(d["value"], d.pop("vcode"))
-                data["value"] = _string_column(codes, cats)
+                data["value"] = _string_column(take(codes), cats)
             for c in cols:
                 if c in data:
                     continue
                 v = d.get(c)
                 if c in ("charttime", "starttime", "endtime"):
-                    data[c] = pd.to_datetime(np.asarray(v, np.int64), unit="s")
+                    data[c] = pd.to_datetime(take(np.asarray(v, np.int64)), unit="s")
                 elif c in ("error", "iserror"):
                     data[c] = np.zeros(len(st), np.int8)
                 elif str(cols[c]) in ("double", "int32", "int8"):
-                    data[c] = _numeric_column(v)
+                    data[c] = take(_numeric_column(v))
                 else:
                     codes, uniq = pd.factorize(np.asarray(v, object))
-                    data[c] = _string_column(codes, [str(u) for u in uniq])
+                    data[c] = _string_column(take(codes), [str(u) for u in uniq])
             out[table] = pd.DataFrame({c: data[c] for c in cols})
         return out
 
