@@ -194,13 +194,14 @@ class IncrementalFeaturizer:
             k = np.maximum(k, g.kmin - 1)
         j = k - (g.kmin - 1)
         flat = (s * nj + j) * C + c
-        np.add.at(self.cnt.reshape(-1), flat, 1)
-        np.add.at(self.tot.reshape(-1), flat, v)
+        np.add.at(self.tot.reshape(-1), flat, v)  # in record order (the batch featuriser's sums, bit for bit)
         if not len(flat):
             return
         order = np.lexsort((t, flat))
         fs = flat[order]
         last = np.r_[fs[1:] != fs[:-1], True]
+        ends = np.flatnonzero(last)  # counts per cell from the sorted cells' runs
+        self.cnt.reshape(-1)[fs[ends]] += np.diff(np.r_[-1, ends]).astype(self.cnt.dtype)
         lf, lt, lv = fs[last], t[order][last], v[order][last]
         lastt = self.lastt.reshape(-1)
         newer = ~(lt < lastt[lf])  # NaN (no record yet) or not earlier
@@ -346,18 +347,19 @@ class IncrementalFeaturizer:
         """Compute slot j of stays R from its aggregates and the carried latest values (the holds' look-back)."""
         fz, g = self.fz, self.g
         n = len(R)
-        cnt = self.cnt[R, j]
-        lastt = self.lastt[R, j]
+        ix = slice(None) if n == self.S else R  # R is sorted: all stays (the usual case) are read as views
+        cnt = self.cnt[ix, j]
+        lastt = self.lastt[ix, j]
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(cnt > 0, self.tot[R, j] / np.maximum(cnt, 1), np.nan)
+            mean = np.where(cnt > 0, self.tot[ix, j] / np.maximum(cnt, 1), np.nan)
         lastv = np.full(cnt.shape, np.nan)
-        lastv[:, self.last_c] = self.lastv[R, j]
+        lastv[:, self.last_c] = self.lastv[ix, j]
         vmax = np.full(cnt.shape, np.nan)
-        vmax[:, self.max_c] = np.where(cnt[:, self.max_c] == 0, np.nan, self.vmax[R, j])
+        vmax[:, self.max_c] = np.where(cnt[:, self.max_c] == 0, np.nan, self.vmax[ix, j])
         val = fz.slot_values(mean, lastv, vmax, cnt)
         bstart = self.g0[R] + (g.kmin - 1 + j) * float(g.bin_s)
         # hold: the slot's own value, else the latest earlier value, each while within the concept's hold
-        cval, clt = self.cval[R], self.clt[R]
+        cval, clt = self.cval[ix], self.clt[ix]
         has = ~np.isnan(val)
         with np.errstate(invalid="ignore"):
             ok_own = (bstart[:, None] - lastt) <= fz.hold_s[None, :]
@@ -368,11 +370,11 @@ class IncrementalFeaturizer:
         vin = cnt[:, vi] > 0
         tv = np.where(vin, lastt[:, vi], clt[:, vi])
         tx = np.where(cnt[:, xi] > 0, lastt[:, xi], clt[:, xi])
-        self.cval[R] = np.where(has, val, cval)
-        self.clt[R] = np.where(has, lastt, clt)
+        self.cval[ix] = np.where(has, val, cval)
+        self.clt[ix] = np.where(has, lastt, clt)
         fl = np.zeros(n)
         if j > 0:
-            x = self.fluid[R, j]
+            x = self.fluid[ix, j]
             fl = np.where(x < 0, 0.0, x)
 
         def vaso_of(weight):
@@ -397,8 +399,8 @@ class IncrementalFeaturizer:
             nobs = len(OBS)
             cols = np.r_[np.arange(nobs), nobs + 4]
             x = state[:, cols]
-            state[:, cols] = np.where(np.isnan(x), self.prev_state[R][:, cols], x)
-            self.prev_state[R] = state
+            state[:, cols] = np.where(np.isnan(x), self.prev_state[ix][:, cols], x)
+            self.prev_state[ix] = state
         return grid_columns(g, self.st, R, np.full(n, j), lambda x: x, state, fl, f["vaso"], f["urine"], f["sofa"],
                             f["has_data"], f["bili_raw"], f["values"])
 

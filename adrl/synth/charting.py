@@ -62,11 +62,14 @@ def value_strings(value: np.ndarray, vcode: np.ndarray):
     value = np.asarray(value, np.float64)
     vcode = np.asarray(vcode, np.int32)
     num = (vcode < 0) & ~np.isnan(value)
-    uq, inv = np.unique(value[num], return_inverse=True)
+    inv, uq = pd.factorize(value[num])  # hashing, then sorting the few distinct numbers: np.unique's result
+    order = np.argsort(uq, kind="stable")
+    rank = np.empty(len(order), np.int32)
+    rank[order] = np.arange(len(order), dtype=np.int32)
     base = len(TEXT.strings)
     codes = vcode.copy()
-    codes[num] = base + inv.astype(np.int32)
-    return codes, TEXT.strings[:base] + format_numbers(uq)
+    codes[num] = base + rank[inv]
+    return codes, TEXT.strings[:base] + format_numbers(uq[order])
 
 
 class Rows:
@@ -131,7 +134,8 @@ class StayRng:
         cnt = np.bincount(rep, minlength=K)
         parts = [getattr(g, name)(*args, size=int(c), **kw) for g, c in zip(self.gens, cnt)]
         out = np.empty(len(at), parts[0].dtype)
-        out[np.argsort(rep, kind="stable")] = np.concatenate(parts)
+        # rows of each copy in their order (a stable sort of small integers is a radix sort)
+        out[np.argsort(rep.astype(np.int16 if K < 2 ** 15 else np.int64), kind="stable")] = np.concatenate(parts)
         return out
 
     def random(self, at):
@@ -165,7 +169,7 @@ class StayRng:
             return np.full(len(x), np.median(x) if len(x) else 1)
         rep = np.asarray(at, np.int64) // self.n0
         out = np.empty(len(x))
-        for r in np.unique(rep):
+        for r in np.flatnonzero(np.bincount(rep, minlength=len(self.gens))):
             sel = rep == r
             out[sel] = np.median(x[sel])
         return out
