@@ -59,12 +59,10 @@ class IncrementalFeaturizer:
         self.history: list | None = [] if keep_history else None
         self.empty_rec = raw_records({}, st.iloc[:0], fz.spec, fz.fixes, Counter())
         nj = g.nj
-        # per-bin aggregates (slot 0: the latest bin before the grid, as in dense_aggregate)
-        self.cnt = np.zeros((S, nj, C), np.int32)
-        self.tot = np.zeros((S, nj, C))
-        self.lastt = np.full((S, nj, C), np.nan)
-        self.lastv = np.full((S, nj, len(self.last_c)), np.nan)
-        self.vmax = np.full((S, nj, len(self.max_c)), -np.inf)
+        # per-bin aggregates (slot 0: the latest bin before the grid, as in dense_aggregate), one set of (S, .)
+        # arrays per slot, made when the slot's first record arrives and dropped once every stay is past it
+        self.slots: dict[int, dict[str, np.ndarray]] = {}
+        self._spare: list[dict] = []  # arrays of dropped slots, reused (refilled) for new ones
         self.prek = np.full((S, C), np.iinfo(np.int64).min)
         self.fluid = np.zeros((S, nj))          # unclipped fluid totals
         self.vpairs = None                        # vasopressor (row, bin) pairs of bins not computed yet
@@ -183,51 +181,77 @@ class IncrementalFeaturizer:
             reset = newest > prek
             if reset.any():  # a later pre-grid bin replaces the pre slot's aggregate
                 rs, rc = np.divmod(np.flatnonzero(reset), C)
-                self.cnt[rs, 0, rc] = 0
-                self.tot[rs, 0, rc] = 0.0
-                self.lastt[rs, 0, rc] = np.nan
-                self._reset_sub(rs, rc)
+                if 0 in self.slots:
+                    a = self.slots[0]
+                    a["cnt"][rs, rc] = 0
+                    a["tot"][rs, rc] = 0.0
+                    a["lastt"][rs, rc] = np.nan
+                    self._reset_sub(a, rs, rc)
                 prek[reset] = newest[reset]
             drop = np.zeros(len(k), bool)
             drop[np.flatnonzero(pre)] = k[pre] < prek[key]
             s, t, c, v, k = s[~drop], t[~drop], c[~drop], v[~drop], k[~drop]
             k = np.maximum(k, g.kmin - 1)
         j = k - (g.kmin - 1)
-        flat = (s * nj + j) * C + c
-        np.add.at(self.tot.reshape(-1), flat, v)  # in record order (the batch featuriser's sums, bit for bit)
-        if not len(flat):
+        if not len(j):
             return
+        if (j == j[0]).all():  # one slot (the usual case in roll-outs)
+            self._accumulate_slot(int(j[0]), s, t, c, v)
+            return
+        for jj in np.unique(j):  # each slot's records in their order
+            m = j == jj
+            self._accumulate_slot(int(jj), s[m], t[m], c[m], v[m])
+
+    def _slot_arrays(self, j: int) -> dict:
+        a = self.slots.get(j)
+        if a is None and self._spare:
+            a = self.slots[j] = self._spare.pop()
+            for k, fill in (("cnt", 0), ("tot", 0.0), ("lastt", np.nan), ("lastv", np.nan), ("vmax", -np.inf)):
+                a[k].fill(fill)
+        elif a is None:
+            S, C = self.S, self.C
+            a = self.slots[j] = {"cnt": np.zeros((S, C), np.int32), "tot": np.zeros((S, C)),
+                                 "lastt": np.full((S, C), np.nan), "lastv": np.full((S, len(self.last_c)), np.nan),
+                                 "vmax": np.full((S, len(self.max_c)), -np.inf)}
+        return a
+
+    def _accumulate_slot(self, j: int, s, t, c, v) -> None:
+        a = self._slot_arrays(j)
+        C = self.C
+        flat = s * C + c
+        np.add.at(a["tot"].reshape(-1), flat, v)  # in record order (the batch featuriser's sums, bit for bit)
         order = np.lexsort((t, flat))
         fs = flat[order]
         last = np.r_[fs[1:] != fs[:-1], True]
         ends = np.flatnonzero(last)  # counts per cell from the sorted cells' runs
-        self.cnt.reshape(-1)[fs[ends]] += np.diff(np.r_[-1, ends]).astype(self.cnt.dtype)
+        a["cnt"].reshape(-1)[fs[ends]] += np.diff(np.r_[-1, ends]).astype(np.int32)
         lf, lt, lv = fs[last], t[order][last], v[order][last]
-        lastt = self.lastt.reshape(-1)
+        lastt = a["lastt"].reshape(-1)
         newer = ~(lt < lastt[lf])  # NaN (no record yet) or not earlier
         lf, lt, lv = lf[newer], lt[newer], lv[newer]
         lastt[lf] = lt
         cell, cc = np.divmod(lf, C)
         hit, pos = _member(self.last_c, cc)
-        self.lastv.reshape(-1, len(self.last_c))[cell[hit], pos[hit]] = lv[hit]
+        a["lastv"][cell[hit], pos[hit]] = lv[hit]
         cell, cc = np.divmod(flat, C)
         hit, pos = _member(self.max_c, cc)
-        np.maximum.at(self.vmax.reshape(-1, len(self.max_c)), (cell[hit], pos[hit]), v[hit])
+        np.maximum.at(a["vmax"], (cell[hit], pos[hit]), v[hit])
 
-    def _reset_sub(self, rs, rc) -> None:
-        for sub, arr, fill in ((self.last_c, self.lastv, np.nan), (self.max_c, self.vmax, -np.inf)):
+    def _reset_sub(self, a: dict, rs, rc) -> None:
+        for sub, arr, fill in ((self.last_c, a["lastv"], np.nan), (self.max_c, a["vmax"], -np.inf)):
             hit, pos = _member(sub, rc)
-            arr[rs[hit], 0, pos[hit]] = fill
+            arr[rs[hit], pos[hit]] = fill
 
     def _redo(self, late: np.ndarray) -> None:
         """Recompute stays that got events in bins already featurised from all their events (rows already
         returned are not returned again)."""
         L = np.flatnonzero(late)
-        self.cnt[L] = 0
-        self.tot[L] = 0.0
-        self.lastt[L] = np.nan
-        self.lastv[L] = np.nan
-        self.vmax[L] = -np.inf
+        for a in self.slots.values():
+            a["cnt"][L] = 0
+            a["tot"][L] = 0.0
+            a["lastt"][L] = np.nan
+            a["lastv"][L] = np.nan
+            a["vmax"][L] = -np.inf
         self.prek[L] = np.iinfo(np.int64).min
         self.fluid[L] = 0.0
         if self.vpairs is not None:
@@ -264,10 +288,12 @@ class IncrementalFeaturizer:
         if len(st) != S * reps:
             raise InputError(f"incremental featuriser: replicate({reps}) needs {S * reps} stays, got {len(st)}")
         old = self.st
-        for name in ("cnt", "tot", "lastt", "lastv", "vmax", "prek", "fluid", "ingested", "done", "out", "cval",
-                     "clt", "prev_state", "kfirst", "g0", "grid_end"):
+        for name in ("prek", "fluid", "ingested", "done", "out", "cval", "clt", "prev_state", "kfirst", "g0",
+                     "grid_end"):
             a = getattr(self, name)
             setattr(self, name, np.concatenate([a] * reps, axis=0))
+        self.slots = {j: {k: np.concatenate([x] * reps, axis=0) for k, x in a.items()} for j, a in self.slots.items()}
+        self._spare = []
 
         def shift(df, s):  # rows of stay s -> the same rows for each copy, ids and positions shifted
             parts, ss = [], []
@@ -342,20 +368,23 @@ class IncrementalFeaturizer:
                 frames.append(df)
                 self.out[R] = np.maximum(self.out[R], j + 1)
             self.done[R] = j + 1
+            for jj in [x for x in self.slots if x < self.done.min()]:  # every stay is past it
+                self._spare.append(self.slots.pop(jj))
 
     def _slot(self, R: np.ndarray, j: int) -> pd.DataFrame:
         """Compute slot j of stays R from its aggregates and the carried latest values (the holds' look-back)."""
         fz, g = self.fz, self.g
         n = len(R)
         ix = slice(None) if n == self.S else R  # R is sorted: all stays (the usual case) are read as views
-        cnt = self.cnt[ix, j]
-        lastt = self.lastt[ix, j]
+        a = self._slot_arrays(j)  # (a slot without records yet: its empty aggregates)
+        cnt = a["cnt"][ix]
+        lastt = a["lastt"][ix]
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(cnt > 0, self.tot[ix, j] / np.maximum(cnt, 1), np.nan)
+            mean = np.where(cnt > 0, a["tot"][ix] / np.maximum(cnt, 1), np.nan)
         lastv = np.full(cnt.shape, np.nan)
-        lastv[:, self.last_c] = self.lastv[ix, j]
+        lastv[:, self.last_c] = a["lastv"][ix]
         vmax = np.full(cnt.shape, np.nan)
-        vmax[:, self.max_c] = np.where(cnt[:, self.max_c] == 0, np.nan, self.vmax[ix, j])
+        vmax[:, self.max_c] = np.where(cnt[:, self.max_c] == 0, np.nan, a["vmax"][ix])
         val = fz.slot_values(mean, lastv, vmax, cnt)
         bstart = self.g0[R] + (g.kmin - 1 + j) * float(g.bin_s)
         # hold: the slot's own value, else the latest earlier value, each while within the concept's hold
