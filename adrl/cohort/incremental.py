@@ -142,7 +142,9 @@ class IncrementalFeaturizer:
         """Featurise the events of ``stays`` (bool mask) before ``cutoff`` (all their events from
         ``self.ingested`` on): aggregates, fluid totals, vasopressor pairs."""
         fz, g = self.fz, self.g
-        rec, fr, vr = (p[stays[p["s"].to_numpy(np.int64)]] for p in self._clean(events, self.st[stays]))
+        every = stays.all()
+        rec, fr, vr = (p if every else p[stays[p["s"].to_numpy(np.int64)]]
+                       for p in self._clean(events, self.st if every else self.st[stays]))
         start = self.ingested.copy()
         self.ingested = np.where(stays, cutoff, self.ingested)
         # GCS from its components, with the recent components of earlier bins; only this chunk's times are kept
