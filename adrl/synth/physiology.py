@@ -29,8 +29,6 @@ than the combined rule; septic mortality under the clinician is about 20-25 %.
 """
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 
 LATENT = ("V", "Tn", "Tv", "I", "K", "Lv", "P", "C", "B", "X", "Lac")
@@ -128,7 +126,7 @@ def observe(z, vaso, S, vent):
     V, Tn, Tv, I, K, Lv, P, C, B, X, Lac = (z[:, j] for j in range(NL))
     Ip = np.maximum(I, 0)
     tone = Tn + Tv
-    o = np.empty((n, len(OBS_VARS)))
+    o = np.empty((len(OBS_VARS), n)).T  # column by column: each column contiguous
     mapv = S["map0"] + 10.0 * np.tanh(V) + 20.0 * tone - 4.0 * X
     pp = np.clip(S["pp0"] + 6.0 * tone + 5.0 * np.tanh(V), 15, 90)
     o[:, 2] = mapv
@@ -182,22 +180,16 @@ def observe(z, vaso, S, vent):
     return o
 
 
-@lru_cache(maxsize=1)
-def _meas_columns():
-    """Columns with additive and with multiplicative (log) noise and their SDs, from MEAS_SD / LOG_NOISE."""
-    lin = [(OBS_INDEX[v], sd) for v, sd in MEAS_SD.items() if v not in LOG_NOISE]
-    log = [(OBS_INDEX[v], sd) for v, sd in MEAS_SD.items() if v in LOG_NOISE]
-    return (np.array([j for j, _ in lin]), np.array([sd for _, sd in lin]), np.array([j for j, _ in log]),
-            np.array([sd for _, sd in log]))
-
-
 def measure(o, rng):
     """Add measurement noise to true observations (n, len(OBS_VARS))."""
-    m = o.copy()
+    m = o.copy(order="K")  # observe() gives contiguous columns: so does the copy
     z = rng.standard_normal(o.shape)
-    lin, sd_lin, log, sd_log = _meas_columns()  # all columns at once (the same value per element)
-    m[:, lin] = o[:, lin] + sd_lin * z[:, lin]
-    m[:, log] = o[:, log] * np.exp(sd_log * z[:, log])
+    for v, sd in MEAS_SD.items():
+        j = OBS_INDEX[v]
+        if v in LOG_NOISE:
+            m[:, j] = o[:, j] * np.exp(sd * z[:, j])
+        else:
+            m[:, j] = o[:, j] + sd * z[:, j]
     m[:, OBS_INDEX["SpO2"]] = np.minimum(m[:, OBS_INDEX["SpO2"]], 100.0)
     m[:, OBS_INDEX["Hct"]] = 2.862 * m[:, OBS_INDEX["Hb"]] + 1.216
     return m
