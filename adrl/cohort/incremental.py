@@ -55,6 +55,10 @@ class IncrementalFeaturizer:
         self.pos = pd.Series(st["s"].to_numpy(), index=st["icustay_id"].to_numpy())
         self.last_c = np.flatnonzero(fz.agg == "last")
         self.max_c = np.flatnonzero(fz.agg == "max")
+        self._last_pos = np.full(C, -1, np.int64)  # concept -> its column in lastv / vmax (-1: none)
+        self._last_pos[self.last_c] = np.arange(len(self.last_c))
+        self._max_pos = np.full(C, -1, np.int64)
+        self._max_pos[self.max_c] = np.arange(len(self.max_c))
         self.gcs_tol = fz.spec.gcs_part_window_h * H
         self.history: list | None = [] if keep_history else None
         self.empty_rec = raw_records({}, st.iloc[:0], fz.spec, fz.fixes, Counter())
@@ -219,25 +223,45 @@ class IncrementalFeaturizer:
 
     def _accumulate_slot(self, j: int, s, t, c, v) -> None:
         a = self._slot_arrays(j)
-        C = self.C
+        C, n = self.C, self.S * self.C
         flat = s * C + c
-        np.add.at(a["tot"].reshape(-1), flat, v)  # in record order (the batch featuriser's sums, bit for bit)
-        order = np.lexsort((t, flat))
-        fs = flat[order]
-        last = np.r_[fs[1:] != fs[:-1], True]
-        ends = np.flatnonzero(last)  # counts per cell from the sorted cells' runs
-        a["cnt"].reshape(-1)[fs[ends]] += np.diff(np.r_[-1, ends]).astype(np.int32)
-        lf, lt, lv = fs[last], t[order][last], v[order][last]
+        cnt, tot = a["cnt"].reshape(-1), a["tot"].reshape(-1)
+        # sums in record order (the batch featuriser's, bit for bit): a cell without records yet gets its records'
+        # sum from bincount (which adds in input order from 0.0, as add.at does), a cell with some already add.at
+        old = cnt[flat] > 0
+        if old.any():
+            np.add.at(tot, flat[old], v[old])
+            fresh = ~old
+            tot += np.bincount(flat[fresh], weights=v[fresh], minlength=n)
+        else:
+            tot += np.bincount(flat, weights=v, minlength=n)
+        cnt += np.bincount(flat, minlength=n).astype(np.int32)
+        # the last record of each cell: the latest time, among equal times the last in record order
+        whole = np.isfinite(t).all() and (np.floor(t) == t).all()  # times in whole seconds (as charted)
+        if not whole:  # (NaN sorts last, fractions of a second: keep the sort)
+            order = np.lexsort((t, flat))
+            fs = flat[order]
+            last = np.r_[fs[1:] != fs[:-1], True]
+            lf, lt, lv = fs[last], t[order][last], v[order][last]
+        else:
+            ti = t.astype(np.int64)  # exact (|t| < 2 ** 53); integer maximum.at is the fast one
+            tmax = np.full(n, np.iinfo(np.int64).min)
+            np.maximum.at(tmax, flat, ti)
+            at_max = np.flatnonzero(ti == tmax[flat])
+            pick = np.full(n, -1, np.int64)
+            np.maximum.at(pick, flat[at_max], at_max)
+            lf = np.flatnonzero(pick >= 0)
+            r = pick[lf]
+            lt, lv = t[r], v[r]
         lastt = a["lastt"].reshape(-1)
         newer = ~(lt < lastt[lf])  # NaN (no record yet) or not earlier
         lf, lt, lv = lf[newer], lt[newer], lv[newer]
         lastt[lf] = lt
         cell, cc = np.divmod(lf, C)
-        hit, pos = _member(self.last_c, cc)
+        hit, pos = self._last_pos[cc] >= 0, self._last_pos[cc]
         a["lastv"][cell[hit], pos[hit]] = lv[hit]
-        cell, cc = np.divmod(flat, C)
-        hit, pos = _member(self.max_c, cc)
-        np.maximum.at(a["vmax"], (cell[hit], pos[hit]), v[hit])
+        hit = self._max_pos[c] >= 0
+        np.maximum.at(a["vmax"], (s[hit], self._max_pos[c[hit]]), v[hit])
 
     def _reset_sub(self, a: dict, rs, rc) -> None:
         for sub, arr, fill in ((self.last_c, a["lastv"], np.nan), (self.max_c, a["vmax"], -np.inf)):
