@@ -174,7 +174,7 @@ class IncrementalFeaturizer:
 
     def _accumulate(self, s, t, c, v) -> None:
         """dense_aggregate, merged into the carried aggregates."""
-        g, C, nj = self.g, self.C, self.g.nj
+        g, C = self.g, self.C
         k = np.floor((t - self.g0[s]) / g.bin_s).astype(np.int64)
         keep = k < g.kmax
         s, t, c, v, k = s[keep], t[keep], c[keep], v[keep], k[keep]

@@ -458,7 +458,8 @@ class Charter:
         # MetaVision tube-feed residuals (not urine) and GU irrigation pairs
         mv = (self.system[ii] != 0)
         tf = mv & (self.S["aline"][ii]) & (hh % 4 == 0) & (rng.random(ii) < 0.3)
-        self.out.add(stay=ii[tf], charttime=t[tf], itemid=np.full(tf.sum(), 227510), value=np.round(rng.uniform(ii[tf], 0, 150)),
+        self.out.add(stay=ii[tf], charttime=t[tf], itemid=np.full(tf.sum(), 227510),
+                     value=np.round(rng.uniform(ii[tf], 0, 150)),
                      valueuom=np.full(tf.sum(), "mL", object), iserror=np.full(tf.sum(), np.nan))
         gu = mv & (rng.random(ii) < 0.01)
         vin = np.round(rng.uniform(ii[gu], 100, 500))
