@@ -55,16 +55,18 @@ class IncrementalFeaturizer:
         self.pos = pd.Series(st["s"].to_numpy(), index=st["icustay_id"].to_numpy())
         self.last_c = np.flatnonzero(fz.agg == "last")
         self.max_c = np.flatnonzero(fz.agg == "max")
+        self._last_pos = np.full(C, -1, np.int64)  # concept -> its column in lastv / vmax (-1: none)
+        self._last_pos[self.last_c] = np.arange(len(self.last_c))
+        self._max_pos = np.full(C, -1, np.int64)
+        self._max_pos[self.max_c] = np.arange(len(self.max_c))
         self.gcs_tol = fz.spec.gcs_part_window_h * H
         self.history: list | None = [] if keep_history else None
         self.empty_rec = raw_records({}, st.iloc[:0], fz.spec, fz.fixes, Counter())
         nj = g.nj
-        # per-bin aggregates (slot 0: the latest bin before the grid, as in dense_aggregate)
-        self.cnt = np.zeros((S, nj, C), np.int32)
-        self.tot = np.zeros((S, nj, C))
-        self.lastt = np.full((S, nj, C), np.nan)
-        self.lastv = np.full((S, nj, len(self.last_c)), np.nan)
-        self.vmax = np.full((S, nj, len(self.max_c)), -np.inf)
+        # per-bin aggregates (slot 0: the latest bin before the grid, as in dense_aggregate), one set of (S, .)
+        # arrays per slot, made when the slot's first record arrives and dropped once every stay is past it
+        self.slots: dict[int, dict[str, np.ndarray]] = {}
+        self._spare: list[dict] = []  # arrays of dropped slots, reused (refilled) for new ones
         self.prek = np.full((S, C), np.iinfo(np.int64).min)
         self.fluid = np.zeros((S, nj))          # unclipped fluid totals
         self.vpairs = None                        # vasopressor (row, bin) pairs of bins not computed yet
@@ -96,7 +98,7 @@ class IncrementalFeaturizer:
             bad = (s >= 0) & (t < self.ingested[s0])
             late[s[bad]] = True
             ok = (s >= 0) & ~bad
-            self.buffer.setdefault(table, []).append((df[ok], s[ok], t[ok]))
+            self.buffer.setdefault(table, []).append((df if ok.all() else df[ok], s[ok], t[ok]))
         if late.any():
             if self.history is None:
                 bad = self.st["icustay_id"].to_numpy()[late][:5].tolist()
@@ -126,7 +128,7 @@ class IncrementalFeaturizer:
             s = np.concatenate([p[1] for p in parts])
             t = np.concatenate([p[2] for p in parts])
             now = t < cutoff[s]
-            chunk[table] = df[now]
+            chunk[table] = df if now.all() else df[now]
             rest = ~now
             self.buffer[table] = [(df[rest], s[rest], t[rest])] if rest.any() else []
         return chunk
@@ -144,7 +146,9 @@ class IncrementalFeaturizer:
         """Featurise the events of ``stays`` (bool mask) before ``cutoff`` (all their events from
         ``self.ingested`` on): aggregates, fluid totals, vasopressor pairs."""
         fz, g = self.fz, self.g
-        rec, fr, vr = (p[stays[p["s"].to_numpy(np.int64)]] for p in self._clean(events, self.st[stays]))
+        every = stays.all()
+        rec, fr, vr = (p if every else p[stays[p["s"].to_numpy(np.int64)]]
+                       for p in self._clean(events, self.st if every else self.st[stays]))
         start = self.ingested.copy()
         self.ingested = np.where(stays, cutoff, self.ingested)
         # GCS from its components, with the recent components of earlier bins; only this chunk's times are kept
@@ -170,7 +174,7 @@ class IncrementalFeaturizer:
 
     def _accumulate(self, s, t, c, v) -> None:
         """dense_aggregate, merged into the carried aggregates."""
-        g, C, nj = self.g, self.C, self.g.nj
+        g, C = self.g, self.C
         k = np.floor((t - self.g0[s]) / g.bin_s).astype(np.int64)
         keep = k < g.kmax
         s, t, c, v, k = s[keep], t[keep], c[keep], v[keep], k[keep]
@@ -183,50 +187,97 @@ class IncrementalFeaturizer:
             reset = newest > prek
             if reset.any():  # a later pre-grid bin replaces the pre slot's aggregate
                 rs, rc = np.divmod(np.flatnonzero(reset), C)
-                self.cnt[rs, 0, rc] = 0
-                self.tot[rs, 0, rc] = 0.0
-                self.lastt[rs, 0, rc] = np.nan
-                self._reset_sub(rs, rc)
+                if 0 in self.slots:
+                    a = self.slots[0]
+                    a["cnt"][rs, rc] = 0
+                    a["tot"][rs, rc] = 0.0
+                    a["lastt"][rs, rc] = np.nan
+                    self._reset_sub(a, rs, rc)
                 prek[reset] = newest[reset]
             drop = np.zeros(len(k), bool)
             drop[np.flatnonzero(pre)] = k[pre] < prek[key]
             s, t, c, v, k = s[~drop], t[~drop], c[~drop], v[~drop], k[~drop]
             k = np.maximum(k, g.kmin - 1)
         j = k - (g.kmin - 1)
-        flat = (s * nj + j) * C + c
-        np.add.at(self.cnt.reshape(-1), flat, 1)
-        np.add.at(self.tot.reshape(-1), flat, v)
-        if not len(flat):
+        if not len(j):
             return
-        order = np.lexsort((t, flat))
-        fs = flat[order]
-        last = np.r_[fs[1:] != fs[:-1], True]
-        lf, lt, lv = fs[last], t[order][last], v[order][last]
-        lastt = self.lastt.reshape(-1)
+        if (j == j[0]).all():  # one slot (the usual case in roll-outs)
+            self._accumulate_slot(int(j[0]), s, t, c, v)
+            return
+        for jj in np.unique(j):  # each slot's records in their order
+            m = j == jj
+            self._accumulate_slot(int(jj), s[m], t[m], c[m], v[m])
+
+    def _slot_arrays(self, j: int) -> dict:
+        a = self.slots.get(j)
+        if a is None and self._spare:
+            a = self.slots[j] = self._spare.pop()
+            for k, fill in (("cnt", 0), ("tot", 0.0), ("lastt", np.nan), ("lastv", np.nan), ("vmax", -np.inf)):
+                a[k].fill(fill)
+        elif a is None:
+            S, C = self.S, self.C
+            a = self.slots[j] = {"cnt": np.zeros((S, C), np.int32), "tot": np.zeros((S, C)),
+                                 "lastt": np.full((S, C), np.nan), "lastv": np.full((S, len(self.last_c)), np.nan),
+                                 "vmax": np.full((S, len(self.max_c)), -np.inf)}
+        return a
+
+    def _accumulate_slot(self, j: int, s, t, c, v) -> None:
+        a = self._slot_arrays(j)
+        C, n = self.C, self.S * self.C
+        flat = s * C + c
+        cnt, tot = a["cnt"].reshape(-1), a["tot"].reshape(-1)
+        # sums in record order (the batch featuriser's, bit for bit): a cell without records yet gets its records'
+        # sum from bincount (which adds in input order from 0.0, as add.at does), a cell with some already add.at
+        old = cnt[flat] > 0
+        if old.any():
+            np.add.at(tot, flat[old], v[old])
+            fresh = ~old
+            tot += np.bincount(flat[fresh], weights=v[fresh], minlength=n)
+        else:
+            tot += np.bincount(flat, weights=v, minlength=n)
+        cnt += np.bincount(flat, minlength=n).astype(np.int32)
+        # the last record of each cell: the latest time, among equal times the last in record order
+        whole = np.isfinite(t).all() and (np.floor(t) == t).all()  # times in whole seconds (as charted)
+        if not whole:  # (NaN sorts last, fractions of a second: keep the sort)
+            order = np.lexsort((t, flat))
+            fs = flat[order]
+            last = np.r_[fs[1:] != fs[:-1], True]
+            lf, lt, lv = fs[last], t[order][last], v[order][last]
+        else:
+            ti = t.astype(np.int64)  # exact (|t| < 2 ** 53); integer maximum.at is the fast one
+            tmax = np.full(n, np.iinfo(np.int64).min)
+            np.maximum.at(tmax, flat, ti)
+            at_max = np.flatnonzero(ti == tmax[flat])
+            pick = np.full(n, -1, np.int64)
+            np.maximum.at(pick, flat[at_max], at_max)
+            lf = np.flatnonzero(pick >= 0)
+            r = pick[lf]
+            lt, lv = t[r], v[r]
+        lastt = a["lastt"].reshape(-1)
         newer = ~(lt < lastt[lf])  # NaN (no record yet) or not earlier
         lf, lt, lv = lf[newer], lt[newer], lv[newer]
         lastt[lf] = lt
         cell, cc = np.divmod(lf, C)
-        hit, pos = _member(self.last_c, cc)
-        self.lastv.reshape(-1, len(self.last_c))[cell[hit], pos[hit]] = lv[hit]
-        cell, cc = np.divmod(flat, C)
-        hit, pos = _member(self.max_c, cc)
-        np.maximum.at(self.vmax.reshape(-1, len(self.max_c)), (cell[hit], pos[hit]), v[hit])
+        hit, pos = self._last_pos[cc] >= 0, self._last_pos[cc]
+        a["lastv"][cell[hit], pos[hit]] = lv[hit]
+        hit = self._max_pos[c] >= 0
+        np.maximum.at(a["vmax"], (s[hit], self._max_pos[c[hit]]), v[hit])
 
-    def _reset_sub(self, rs, rc) -> None:
-        for sub, arr, fill in ((self.last_c, self.lastv, np.nan), (self.max_c, self.vmax, -np.inf)):
+    def _reset_sub(self, a: dict, rs, rc) -> None:
+        for sub, arr, fill in ((self.last_c, a["lastv"], np.nan), (self.max_c, a["vmax"], -np.inf)):
             hit, pos = _member(sub, rc)
-            arr[rs[hit], 0, pos[hit]] = fill
+            arr[rs[hit], pos[hit]] = fill
 
     def _redo(self, late: np.ndarray) -> None:
         """Recompute stays that got events in bins already featurised from all their events (rows already
         returned are not returned again)."""
         L = np.flatnonzero(late)
-        self.cnt[L] = 0
-        self.tot[L] = 0.0
-        self.lastt[L] = np.nan
-        self.lastv[L] = np.nan
-        self.vmax[L] = -np.inf
+        for a in self.slots.values():
+            a["cnt"][L] = 0
+            a["tot"][L] = 0.0
+            a["lastt"][L] = np.nan
+            a["lastv"][L] = np.nan
+            a["vmax"][L] = -np.inf
         self.prek[L] = np.iinfo(np.int64).min
         self.fluid[L] = 0.0
         if self.vpairs is not None:
@@ -263,10 +314,12 @@ class IncrementalFeaturizer:
         if len(st) != S * reps:
             raise InputError(f"incremental featuriser: replicate({reps}) needs {S * reps} stays, got {len(st)}")
         old = self.st
-        for name in ("cnt", "tot", "lastt", "lastv", "vmax", "prek", "fluid", "ingested", "done", "out", "cval",
-                     "clt", "prev_state", "kfirst", "g0", "grid_end"):
+        for name in ("prek", "fluid", "ingested", "done", "out", "cval", "clt", "prev_state", "kfirst", "g0",
+                     "grid_end"):
             a = getattr(self, name)
             setattr(self, name, np.concatenate([a] * reps, axis=0))
+        self.slots = {j: {k: np.concatenate([x] * reps, axis=0) for k, x in a.items()} for j, a in self.slots.items()}
+        self._spare = []
 
         def shift(df, s):  # rows of stay s -> the same rows for each copy, ids and positions shifted
             parts, ss = [], []
@@ -341,23 +394,27 @@ class IncrementalFeaturizer:
                 frames.append(df)
                 self.out[R] = np.maximum(self.out[R], j + 1)
             self.done[R] = j + 1
+            for jj in [x for x in self.slots if x < self.done.min()]:  # every stay is past it
+                self._spare.append(self.slots.pop(jj))
 
     def _slot(self, R: np.ndarray, j: int) -> pd.DataFrame:
         """Compute slot j of stays R from its aggregates and the carried latest values (the holds' look-back)."""
         fz, g = self.fz, self.g
         n = len(R)
-        cnt = self.cnt[R, j]
-        lastt = self.lastt[R, j]
+        ix = slice(None) if n == self.S else R  # R is sorted: all stays (the usual case) are read as views
+        a = self._slot_arrays(j)  # (a slot without records yet: its empty aggregates)
+        cnt = a["cnt"][ix]
+        lastt = a["lastt"][ix]
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(cnt > 0, self.tot[R, j] / np.maximum(cnt, 1), np.nan)
+            mean = np.where(cnt > 0, a["tot"][ix] / np.maximum(cnt, 1), np.nan)
         lastv = np.full(cnt.shape, np.nan)
-        lastv[:, self.last_c] = self.lastv[R, j]
+        lastv[:, self.last_c] = a["lastv"][ix]
         vmax = np.full(cnt.shape, np.nan)
-        vmax[:, self.max_c] = np.where(cnt[:, self.max_c] == 0, np.nan, self.vmax[R, j])
+        vmax[:, self.max_c] = np.where(cnt[:, self.max_c] == 0, np.nan, a["vmax"][ix])
         val = fz.slot_values(mean, lastv, vmax, cnt)
         bstart = self.g0[R] + (g.kmin - 1 + j) * float(g.bin_s)
         # hold: the slot's own value, else the latest earlier value, each while within the concept's hold
-        cval, clt = self.cval[R], self.clt[R]
+        cval, clt = self.cval[ix], self.clt[ix]
         has = ~np.isnan(val)
         with np.errstate(invalid="ignore"):
             ok_own = (bstart[:, None] - lastt) <= fz.hold_s[None, :]
@@ -368,11 +425,11 @@ class IncrementalFeaturizer:
         vin = cnt[:, vi] > 0
         tv = np.where(vin, lastt[:, vi], clt[:, vi])
         tx = np.where(cnt[:, xi] > 0, lastt[:, xi], clt[:, xi])
-        self.cval[R] = np.where(has, val, cval)
-        self.clt[R] = np.where(has, lastt, clt)
+        self.cval[ix] = np.where(has, val, cval)
+        self.clt[ix] = np.where(has, lastt, clt)
         fl = np.zeros(n)
         if j > 0:
-            x = self.fluid[R, j]
+            x = self.fluid[ix, j]
             fl = np.where(x < 0, 0.0, x)
 
         def vaso_of(weight):
@@ -397,8 +454,8 @@ class IncrementalFeaturizer:
             nobs = len(OBS)
             cols = np.r_[np.arange(nobs), nobs + 4]
             x = state[:, cols]
-            state[:, cols] = np.where(np.isnan(x), self.prev_state[R][:, cols], x)
-            self.prev_state[R] = state
+            state[:, cols] = np.where(np.isnan(x), self.prev_state[ix][:, cols], x)
+            self.prev_state[ix] = state
         return grid_columns(g, self.st, R, np.full(n, j), lambda x: x, state, fl, f["vaso"], f["urine"], f["sofa"],
                             f["has_data"], f["bili_raw"], f["values"])
 

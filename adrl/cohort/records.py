@@ -69,7 +69,7 @@ def attach_by_icustay(df: pd.DataFrame, stay_pos: pd.Series, table: str, counts:
         counts[f"{table}: rows dropped (no ICUSTAY_ID)"] += int(noid.sum())
     idx = pd.Index(stay_pos.index).get_indexer(df["icustay_id"].to_numpy(np.float64, na_value=np.nan))
     ok = idx >= 0
-    return df[ok].assign(s=stay_pos.to_numpy()[idx[ok]].astype(np.int64))
+    return (df if ok.all() else df[ok]).assign(s=stay_pos.to_numpy()[idx[ok]].astype(np.int64))
 
 
 def attach_labs(le: pd.DataFrame, stays: pd.DataFrame, counts: Counter, pad_h: float = 24.0) -> pd.DataFrame:
@@ -98,7 +98,8 @@ def clean_chart_like(df: pd.DataFrame, table: str, spec: CohortSpec, corrected_e
     if corrected_errors and "error" in df.columns:
         err = df["error"].fillna(0).to_numpy() == 1
         counts[f"{table}: rows dropped (ERROR = 1)"] += int(err.sum())
-        df = df[~err]
+        if err.any():
+            df = df[~err]
     # merge without the (costly) VALUE strings; fetch them for text items only
     base = df[[c for c in ("s", "subject_id", "itemid", "charttime", "valuenum") if c in df.columns]]
     df = df.reset_index(drop=True)

@@ -62,11 +62,14 @@ def value_strings(value: np.ndarray, vcode: np.ndarray):
     value = np.asarray(value, np.float64)
     vcode = np.asarray(vcode, np.int32)
     num = (vcode < 0) & ~np.isnan(value)
-    uq, inv = np.unique(value[num], return_inverse=True)
+    inv, uq = pd.factorize(value[num])  # hashing, then sorting the few distinct numbers: np.unique's result
+    order = np.argsort(uq, kind="stable")
+    rank = np.empty(len(order), np.int32)
+    rank[order] = np.arange(len(order), dtype=np.int32)
     base = len(TEXT.strings)
     codes = vcode.copy()
-    codes[num] = base + inv.astype(np.int32)
-    return codes, TEXT.strings[:base] + format_numbers(uq)
+    codes[num] = base + rank[inv]
+    return codes, TEXT.strings[:base] + format_numbers(uq[order])
 
 
 class Rows:
@@ -104,6 +107,74 @@ def fmt_num(x, dec):
     return np.round(np.asarray(x, float), dec) + 0.0
 
 
+
+class StayRng:
+    """The charting's random numbers for a batch of ``K`` copies of ``n0`` stays (copy r of stay i is stay
+    r * n0 + i), each copy drawing from its own generator (``gens[r]``), so the copies are charted in one pass
+    and every copy gets exactly the numbers it gets when charted alone (draws of its own sizes, in its order).
+
+    Each draw names where it goes: ``at`` is either a shape whose last axis is the batch's stays (one number per
+    stay and hour) or the stay of each drawn row (one number per row, in the rows' order). With one copy this
+    is the generator's own call with ``size`` = the shape or the number of rows."""
+
+    def __init__(self, gens, n0: int):
+        self.gens, self.n0 = list(gens), int(n0)
+
+    def _draw(self, name: str, at, *args, **kw) -> np.ndarray:
+        K = len(self.gens)
+        if isinstance(at, tuple):
+            if K == 1:
+                return getattr(self.gens[0], name)(*args, size=at, **kw)
+            return np.concatenate([getattr(g, name)(*args, size=at[:-1] + (self.n0,), **kw) for g in self.gens],
+                                  axis=-1)
+        at = np.asarray(at, np.int64)
+        if K == 1:
+            return getattr(self.gens[0], name)(*args, size=len(at), **kw)
+        rep = at // self.n0
+        cnt = np.bincount(rep, minlength=K)
+        parts = [getattr(g, name)(*args, size=int(c), **kw) for g, c in zip(self.gens, cnt)]
+        out = np.empty(len(at), parts[0].dtype)
+        # rows of each copy in their order (a stable sort of small integers is a radix sort)
+        out[np.argsort(rep.astype(np.int16 if K < 2 ** 15 else np.int64), kind="stable")] = np.concatenate(parts)
+        return out
+
+    def random(self, at):
+        return self._draw("random", at)
+
+    def integers(self, at, low, high):
+        return self._draw("integers", at, low, high)
+
+    def uniform(self, at, low, high):
+        return self._draw("uniform", at, low, high)
+
+    def normal(self, at, loc, scale):
+        return self._draw("normal", at, loc, scale)
+
+    def poisson(self, at, lam):
+        return self._draw("poisson", at, lam)
+
+    def choice(self, at, a, p=None):
+        return self._draw("choice", at, a, p=p)
+
+    def pick(self, ch: "cat.ItemChoice", at) -> np.ndarray:
+        """:meth:`ItemChoice.pick` for the rows ``at``."""
+        if len(ch.itemids) == 1:
+            return np.zeros(len(at), np.int64)
+        return self.choice(at, len(ch.itemids), p=ch.weights)
+
+    def median(self, at, x) -> np.ndarray:
+        """The median of ``x`` over each copy's rows (1 for a copy without rows), per row."""
+        x = np.asarray(x, np.float64)
+        if len(self.gens) == 1:
+            return np.full(len(x), np.median(x) if len(x) else 1)
+        rep = np.asarray(at, np.int64) // self.n0
+        out = np.empty(len(x))
+        for r in np.flatnonzero(np.bincount(rep, minlength=len(self.gens))):
+            sel = rep == r
+            out[sel] = np.median(x[sel])
+        return out
+
+
 class Charter:
     def __init__(self, rng, obs, fluid_h, vaso_h, vent, dec, active, t0_s, intime_s, end_s, system, stays_S,
                  k0, extubated_at=None, admitted=None, weight_before=None, cohort_only=False):
@@ -112,7 +183,7 @@ class Charter:
         cohort_only: leave out the CHARTEVENTS and LABEVENTS rows of items the cohort never reads (their random
         numbers are still drawn, so every other row is the same)."""
         self.cohort_only = bool(cohort_only)
-        self.rng = rng
+        self.rng = rng if isinstance(rng, StayRng) else StayRng([rng], active.shape[1])
         self.obs, self.fluid_h, self.vaso_h, self.vent, self.dec, self.active = obs, fluid_h, vaso_h, vent, dec, active
         self.t0, self.intime, self.end = t0_s, intime_s, end_s
         self.system = system
@@ -141,7 +212,7 @@ class Charter:
             except KeyError:
                 continue
             h_, i_, v_ = hh[sel], ii[sel], np.asarray(value, float)[sel]
-            k = ch.pick(self.rng, len(i_))
+            k = self.rng.pick(ch, i_)
             item = ch.itemids[k]
             uom = ch.uom_array[k]
             scale = ch.scale_array[k]
@@ -149,11 +220,11 @@ class Charter:
             if var == "Temp":
                 f = scale == "F"
                 v = np.where(f, v * 1.8 + 32, v)
-                swap = self.rng.random(len(v)) < 0.005  # a Celsius value in a Fahrenheit item and vice versa
+                swap = self.rng.random(i_) < 0.005  # a Celsius value in a Fahrenheit item and vice versa
                 v = np.where(swap & f, v_, np.where(swap & ~f, v_ * 1.8 + 32, v))
             elif var == "FiO2":
                 pct = scale == "pct"
-                frac_anyway = self.rng.random(len(v)) < 0.1
+                frac_anyway = self.rng.random(i_) < 0.1
                 v = np.where(pct & ~frac_anyway, np.round(v * 100), np.round(v, 2))
             elif var == "Weight":
                 v = np.where(scale == "lb", v / 0.4536, v)
@@ -171,23 +242,23 @@ class Charter:
         A = self.active
         vit = A & (rng.random(A.shape) < 0.93)
         hh, ii = np.nonzero(vit)
-        minute = rng.integers(0, 60, len(ii)).astype(float)
+        minute = rng.integers(ii, 0, 60).astype(float)
         o = self.obs[hh, ii]
         aline = self.S["aline"][ii]
         for var, col, dec in (("HR", "HR", 0), ("RR", "RR", 0), ("SpO2", "SpO2", 0)):
-            keep = rng.random(len(ii)) < 0.97
+            keep = rng.random(ii) < 0.97
             v = o[keep, OI[col]]
-            out = rng.random(len(v)) < 0.001
+            out = rng.random(ii[keep]) < 0.001
             v = np.where(out, v * 10, v)  # outliers the range check must drop
             self.ce_rows(hh[keep], ii[keep], var, v, minute[keep], dec)
         for kind, mask in (("art", aline), ("nbp", ~aline)):
             for var, col in (("SysBP", "SysBP"), ("MeanBP", "MeanBP"), ("DiaBP", "DiaBP")):
-                keep = mask & (rng.random(len(ii)) < 0.95)
+                keep = mask & (rng.random(ii) < 0.95)
                 self.ce_rows(hh[keep], ii[keep], f"{var}_{kind}", o[keep, OI[col]], minute[keep], 0)
         # temperature and GCS every 4 hours
         four = A & ((self.k0[None, :] + np.arange(self.H)[:, None]) % 4 == 0) & (rng.random(A.shape) < 0.9)
         hh, ii = np.nonzero(four)
-        minute = rng.integers(0, 60, len(ii)).astype(float)
+        minute = rng.integers(ii, 0, 60).astype(float)
         o = self.obs[hh, ii]
         self.ce_rows(hh, ii, "Temp", o[:, OI["Temp"]], minute, 1)
         g = o[:, OI["GCS"]].astype(int)
@@ -214,38 +285,38 @@ class Charter:
         rng = self.rng
         A = self.active
         hh, ii = np.nonzero(A & (rng.random(A.shape) < 0.5))
-        minute = rng.integers(0, 60, len(ii)).astype(float)
+        minute = rng.integers(ii, 0, 60).astype(float)
         o = self.obs[hh, ii]
         vent = self.vent[hh, ii]
         fio2 = o[:, OI["FiO2"]]
         on_o2 = vent | (fio2 > 0.22)
-        k = on_o2 & (rng.random(len(ii)) < 0.7)
+        k = on_o2 & (rng.random(ii) < 0.7)
         self.ce_rows(hh[k], ii[k], "FiO2", fio2[k], minute[k], 2)
-        nv = ~vent & (rng.random(len(ii)) < 0.8)
+        nv = ~vent & (rng.random(ii) < 0.8)
         flow = o[:, OI["O2flow"]]
         self.ce_rows(hh[nv], ii[nv], "O2flow", flow[nv], minute[nv], 0)
         dev_cv = np.where(vent, "Ventilator", np.where(flow <= 0, "None", np.where(flow <= 6, "Nasal cannula",
                                                                                    "Non-rebreather")))
         dev_mv = np.where(vent, "Endotracheal tube", np.where(flow <= 0, "None", np.where(
             flow <= 6, "Nasal cannula", "Non-rebreather")))
-        d = rng.random(len(ii)) < 0.4
+        d = rng.random(ii) < 0.4
         self.ce_rows(hh[d], ii[d], "O2device", np.zeros(d.sum()), minute[d],
                      text=np.where(self.system[ii] == 0, dev_cv, dev_mv)[d], valuenum=False)
-        v = vent & (rng.random(len(ii)) < 0.8)
+        v = vent & (rng.random(ii) < 0.8)
         hv, iv, mv_ = hh[v], ii[v], minute[v]
         nvr = len(iv)
         self.ce_rows(hv, iv, "VentMode", np.zeros(nvr), mv_,
-                     text=rng.choice(np.array(["Assist Control", "SIMV+PS", "CMV"], object), nvr), valuenum=False)
-        self.ce_rows(hv, iv, "PEEP", rng.choice([5.0, 8.0, 10.0, 12.0], nvr), mv_, 0)
-        self.ce_rows(hv, iv, "PIP", rng.normal(24, 5, nvr), mv_, 0)
-        self.ce_rows(hv, iv, "TidalVol", rng.normal(450, 60, nvr), mv_, 0)
-        self.ce_rows(hv, iv, "MinuteVol", rng.normal(9, 2, nvr), mv_, 1)
+                     text=rng.choice(iv, np.array(["Assist Control", "SIMV+PS", "CMV"], object)), valuenum=False)
+        self.ce_rows(hv, iv, "PEEP", rng.choice(iv, [5.0, 8.0, 10.0, 12.0]), mv_, 0)
+        self.ce_rows(hv, iv, "PIP", rng.normal(iv, 24, 5), mv_, 0)
+        self.ce_rows(hv, iv, "TidalVol", rng.normal(iv, 450, 60), mv_, 0)
+        self.ce_rows(hv, iv, "MinuteVol", rng.normal(iv, 9, 2), mv_, 1)
         if self.extubated_at is not None:
             ex = np.nonzero(self.extubated_at >= 0)[0]
             ex = ex[self.system[ex] == 0]
             if len(ex):
                 self.ce_rows(self.extubated_at[ex], ex, "Extubation", np.zeros(len(ex)),
-                             rng.integers(0, 60, len(ex)).astype(float),
+                             rng.integers(ex, 0, 60).astype(float),
                              text=np.full(len(ex), "Extubated", object), valuenum=False)
 
     def weights(self):
@@ -254,14 +325,14 @@ class Charter:
         Weight_kg, else the last earlier one; NaN = none), so CareVue mcg/min rates convert with it."""
         rng = self.rng
         first = np.argmax(self.active, axis=0)
-        ii = np.nonzero(self.admitted & (rng.random(self.n) < 0.9))[0]
+        ii = np.nonzero(self.admitted & (rng.random(np.arange(self.n)) < 0.9))[0]
         w = np.round(self.obs[first[ii], ii, OI["Weight"]], 1)
-        self.ce_rows(first[ii], ii, "Weight", w, rng.integers(0, 60, len(ii)).astype(float), 1)
+        self.ce_rows(first[ii], ii, "Weight", w, rng.integers(ii, 0, 60).astype(float), 1)
         hours = self.k0[None, :] + np.arange(self.H)[:, None]
         day = self.active & (hours % 24 == 20) & (rng.random(self.active.shape) < 0.7)
         hh, jj = np.nonzero(day)
         wd = np.round(self.obs[hh, jj, OI["Weight"]], 1)
-        self.ce_rows(hh, jj, "WeightDaily", wd, rng.integers(0, 60, len(jj)).astype(float), 1)
+        self.ce_rows(hh, jj, "WeightDaily", wd, rng.integers(jj, 0, 60).astype(float), 1)
         brow = hours // 4 - (self.k0 // 4)[None, :]
         nb = int(brow.max()) + 1
         tot, cnt = np.zeros((nb, self.n)), np.zeros((nb, self.n))
@@ -278,16 +349,16 @@ class Charter:
     def irrelevant(self, per_hour=11.0):
         rng = self.rng
         hh, ii = np.nonzero(self.active)
-        cnt = rng.poisson(per_hour, len(ii))
+        cnt = rng.poisson(ii, per_hour)
         hh, ii = np.repeat(hh, cnt), np.repeat(ii, cnt)
-        minute = rng.integers(0, 60, len(ii)).astype(float)
+        minute = rng.integers(ii, 0, 60).astype(float)
         for s in (0, 1):
             sel = self.system[ii] == s
             tab = cat.irrelevant(SYS[s])
             tab = tab[tab.linksto == "chartevents"].reset_index(drop=True)
-            k = rng.integers(0, len(tab), sel.sum())
+            k = rng.integers(ii[sel], 0, len(tab))
             num, lo, hi, first, nopt, optcodes = _irrelevant_specs(SYS[s])
-            u = rng.random(sel.sum())
+            u = rng.random(ii[sel])
             x = np.round(lo[k] + (hi[k] - lo[k]) * u)
             isnum = num[k]
             opt = optcodes[first[k] + np.minimum((u * nopt[k]).astype(np.int64), nopt[k] - 1)]
@@ -304,7 +375,7 @@ class Charter:
         draw = self.active & (k % self.S["lab_every"][None, :] == self.S["lab_phase"][None, :]) & \
             (rng.random(self.active.shape) < 0.9)
         hh, ii = np.nonzero(draw)
-        minute = rng.integers(0, 60, len(ii)).astype(float)
+        minute = rng.integers(ii, 0, 60).astype(float)
         o = self.obs[hh, ii]
         t = self.when(hh, ii, minute)
         daily = ((self.k0[ii] + hh) // self.S["lab_every"][ii]) % 2 == 0
@@ -315,20 +386,20 @@ class Charter:
         for var, dec in panels:
             x = o[:, OI[src.get(var, var)]]
             self.lab_rows(ii, t, var, x, dec)
-            ce = rng.random(len(ii)) < np.where(self.system[ii] == 0, 0.6, 0.3)
+            ce = rng.random(ii) < np.where(self.system[ii] == 0, 0.6, 0.3)
             self.ce_rows(hh[ce], ii[ce], var, x[ce], minute[ce], dec)
         sep = self.S["kind"][ii] == 0
         self.lab_rows(ii[sep], t[sep], "Arterial_lactate", o[sep, OI["Lactate"]], 1)
         for var, col, dec in (("PTT", "PTT", 1), ("PT", "PT", 1), ("INR", "INR", 1), ("SGOT", "AST", 0),
                               ("SGPT", "ALT", 0), ("Total_bili", "TBili", 1), ("Direct_bili", "DBili", 1)):
             self.lab_rows(ii[daily], t[daily], var, o[daily, OI[col]], dec)
-            ce = daily & (rng.random(len(ii)) < np.where(self.system[ii] == 0, 0.5, 0.2))
+            ce = daily & (rng.random(ii) < np.where(self.system[ii] == 0, 0.5, 0.2))
             self.ce_rows(hh[ce], ii[ce], var, o[ce, OI[col]], minute[ce], dec)
         # labs nobody reads, in a realistic share of LABEVENTS
         irr = cat.irrelevant("lab")
         for _, r in irr.iterrows():
             lo, hi = map(float, r.sim_scale.split(":")[1:])
-            x = rng.uniform(lo, hi, len(ii))
+            x = rng.uniform(ii, lo, hi)
             if self.cohort_only:
                 continue
             self.le.add(stay=ii, itemid=np.full(len(ii), r.itemid), charttime=t, value=fmt_num(x, 1), valuenum=np.round(x, 1),
@@ -337,33 +408,33 @@ class Charter:
         gas = self.active & (self.vent | (self.obs[:, :, OI["Lactate"]] > 2.5)) & (k % 6 == 3) & \
             (rng.random(self.active.shape) < 0.8)
         hh, ii = np.nonzero(gas)
-        minute = rng.integers(0, 60, len(ii)).astype(float)
+        minute = rng.integers(ii, 0, 60).astype(float)
         o = self.obs[hh, ii]
         t = self.when(hh, ii, minute)
-        u = rng.random(len(ii))
+        u = rng.random(ii)
         spec = np.where(u < 0.85, "ART", np.where(u < 0.95, "VEN", np.where(u < 0.98, "MIX", "CENTRAL VENOUS")))
         art = spec == "ART"
-        has_spec = rng.random(len(ii)) < 0.9
+        has_spec = rng.random(ii) < 0.9
         self.le.add(stay=ii[has_spec], itemid=np.full(has_spec.sum(), 50800), charttime=t[has_spec],
                     value=spec[has_spec].astype(object), valuenum=np.full(has_spec.sum(), np.nan),
                     valueuom=np.full(has_spec.sum(), None, object), flag=np.full(has_spec.sum(), None, object))
-        po2 = np.where(art, o[:, OI["paO2"]], rng.normal(40, 6, len(ii)))
+        po2 = np.where(art, o[:, OI["paO2"]], rng.normal(ii, 40, 6))
         pco2 = np.where(art, o[:, OI["paCO2"]], o[:, OI["paCO2"]] + 6)
         ph_ = np.where(art, o[:, OI["pH"]], o[:, OI["pH"]] - 0.04)
         for var, x, dec in (("Arterial_pH", ph_, 2), ("paO2", po2, 0), ("paCO2", pco2, 0),
                             ("Arterial_BE", o[:, OI["BE"]], 0), ("HCO3_gas", o[:, OI["HCO3"]], 0),
                             ("Arterial_lactate", o[:, OI["Lactate"]], 1)):
             self.lab_rows(ii, t, var, x, dec)
-            ce = art & (self.system[ii] == 0) & (rng.random(len(ii)) < 0.5)
+            ce = art & (self.system[ii] == 0) & (rng.random(ii) < 0.5)
             if var != "HCO3_gas":
                 self.ce_rows(hh[ce], ii[ce], var, x[ce], minute[ce], dec)
 
     def lab_rows(self, ii, t, var, x, dec):
         ch = cat.choice(var, "lab")
-        k = ch.pick(self.rng, len(ii))
+        k = self.rng.pick(ch, ii)
         x = np.asarray(x, float)
         val = fmt_num(x, dec)
-        flag = np.where(np.abs(np.log(np.maximum(x, 1e-3) / max(np.median(x) if len(x) else 1, 1e-3))) > 0.35,
+        flag = np.where(np.abs(np.log(np.maximum(x, 1e-3) / np.maximum(self.rng.median(ii, x), 1e-3))) > 0.35,
                         "abnormal", None).astype(object) if var != "Arterial_pH" else np.full(len(x), None, object)
         self.le.add(stay=ii, itemid=ch.itemids[k], charttime=t, value=val, valuenum=np.round(x, dec),
                     valueuom=ch.uom_array[k], flag=flag)
@@ -377,20 +448,21 @@ class Charter:
         for s in (0, 1):
             sel = self.system[ii] == s
             ch = cat.choice("Urine", SYS[s])
-            k = ch.pick(rng, sel.sum())
+            k = rng.pick(ch, ii[sel])
             uom = ch.uom_array[k]
             if s == 1:
-                uom = np.where(rng.random(sel.sum()) < 0.1, "ml", uom)
-            err = (rng.random(sel.sum()) < 0.002) if s == 1 else np.zeros(sel.sum(), bool)
+                uom = np.where(rng.random(ii[sel]) < 0.1, "ml", uom)
+            err = (rng.random(ii[sel]) < 0.002) if s == 1 else np.zeros(sel.sum(), bool)
             self.out.add(stay=ii[sel], charttime=t[sel], itemid=ch.itemids[k], value=v[sel], valueuom=uom,
                          iserror=np.where(err, 1.0, np.nan))
         # MetaVision tube-feed residuals (not urine) and GU irrigation pairs
         mv = (self.system[ii] != 0)
-        tf = mv & (self.S["aline"][ii]) & (hh % 4 == 0) & (rng.random(len(ii)) < 0.3)
-        self.out.add(stay=ii[tf], charttime=t[tf], itemid=np.full(tf.sum(), 227510), value=np.round(rng.uniform(0, 150, tf.sum())),
+        tf = mv & (self.S["aline"][ii]) & (hh % 4 == 0) & (rng.random(ii) < 0.3)
+        self.out.add(stay=ii[tf], charttime=t[tf], itemid=np.full(tf.sum(), 227510),
+                     value=np.round(rng.uniform(ii[tf], 0, 150)),
                      valueuom=np.full(tf.sum(), "mL", object), iserror=np.full(tf.sum(), np.nan))
-        gu = mv & (rng.random(len(ii)) < 0.01)
-        vin = np.round(rng.uniform(100, 500, gu.sum()))
+        gu = mv & (rng.random(ii) < 0.01)
+        vin = np.round(rng.uniform(ii[gu], 100, 500))
         self.out.add(stay=ii[gu], charttime=t[gu], itemid=np.full(gu.sum(), 227488), value=vin,
                      valueuom=np.full(gu.sum(), "mL", object), iserror=np.full(gu.sum(), np.nan))
         self.out.add(stay=ii[gu], charttime=t[gu], itemid=np.full(gu.sum(), 227489), value=vin + v[gu],
@@ -402,24 +474,24 @@ class Charter:
         VDRUG = ("Vaso_norepinephrine", "Vaso_phenylephrine", "Vaso_vasopressin", "Vaso_dopamine", "Vaso_epinephrine")
         hh, ii = np.nonzero(self.active & (self.fluid_h > 0))
         amt = np.round(self.fluid_h[hh, ii].astype(float), 1)
-        minute = rng.integers(0, 40, len(ii)).astype(float)
+        minute = rng.integers(ii, 0, 40).astype(float)
         t = self.when(hh, ii, minute)
         for s in (0, 1):
             sel = self.system[ii] == s
             ch = cat.choice("Fluid", SYS[s])
-            k = ch.pick(rng, sel.sum())
+            k = rng.pick(ch, ii[sel])
             item = ch.itemids[k]
             if s == 0:
                 self.icv.add(stay=ii[sel], charttime=t[sel], itemid=item, amount=amt[sel],
                              amountuom=np.full(sel.sum(), "ml", object), rate=np.full(sel.sum(), np.nan),
                              rateuom=np.full(sel.sum(), None, object))
             else:
-                dur = rng.integers(15, 20, sel.sum()) * 1.0
-                bolus = rng.random(sel.sum()) < 0.4
+                dur = rng.integers(ii[sel], 15, 20) * 1.0
+                bolus = rng.random(ii[sel]) < 0.4
                 start = t[sel]
                 end = start + np.where(bolus, 60, dur * 60).astype(np.int64)
                 rate = np.where(bolus, np.nan, np.round(amt[sel] / (dur / 60), 2))
-                rw = rng.random(sel.sum()) < 0.04
+                rw = rng.random(ii[sel]) < 0.04
                 status = np.where(rw, "Rewritten", "FinishedRunning").astype(object)
                 w = self.S["w0"][ii[sel]]
                 self.imv.add(stay=ii[sel], starttime=start, endtime=end, itemid=item, amount=amt[sel],
@@ -428,7 +500,7 @@ class Charter:
                              statusdescription=status)
                 # the superseding row of a rewritten order
                 self.imv.add(stay=ii[sel][rw], starttime=start[rw], endtime=end[rw], itemid=item[rw],
-                             amount=np.round(amt[sel][rw] * rng.uniform(0.5, 1.5, rw.sum()), 1),
+                             amount=np.round(amt[sel][rw] * rng.uniform(ii[sel][rw], 0.5, 1.5), 1),
                              amountuom=np.full(rw.sum(), "ml", object), rate=rate[rw],
                              rateuom=np.where(bolus[rw], None, "mL/hour").astype(object), patientweight=np.round(w[rw], 1),
                              statusdescription=np.full(rw.sum(), "FinishedRunning", object))
@@ -441,8 +513,8 @@ class Charter:
         dec = self.dec[hh, ii]
         w = self.S["w0"][ii]  # MetaVision PATIENTWEIGHT: the admission weight on the order
         w_ch = np.nan_to_num(self.weight_kg[hh, ii], nan=80.0)  # what the cohort divides CareVue mcg/min by
-        cvsel = (self.system[ii] == 0) & (dec | (rng.random(len(ii)) < 0.8))
-        minute = np.where(dec, 0.0, rng.integers(0, 50, len(ii)).astype(float)) + 1
+        cvsel = (self.system[ii] == 0) & (dec | (rng.random(ii) < 0.8))
+        minute = np.where(dec, 0.0, rng.integers(ii, 0, 50).astype(float)) + 1
         t = self.when(hh, ii, minute)
         for j, var in enumerate(VDRUG):
             for s in (0, 1):
@@ -450,7 +522,7 @@ class Charter:
                 if not sel.any():
                     continue
                 ch = cat.choice(var, SYS[s])
-                k = ch.pick(rng, sel.sum())
+                k = rng.pick(ch, ii[sel])
                 uom = ch.uom_array[k]
                 fac = np.array([float(x) for x in ch.scales])[k]
                 rate = d[sel] / fac
@@ -471,8 +543,8 @@ class Charter:
                     mg = np.round(d[sel] / fac[:] * w[sel] * mins / 1000.0, 4)
                     am_u = np.where(uom == "units/hour", "units", "mg").astype(object)
                     amount = np.where(uom == "units/hour", np.round(rate * mins / 60, 4), mg)
-                    rw = rng.random(sel.sum()) < 0.03
-                    st = np.where(rng.random(sel.sum()) < 0.5, "FinishedRunning", "ChangeDose/Rate").astype(object)
+                    rw = rng.random(i0) < 0.03
+                    st = np.where(rng.random(i0) < 0.5, "FinishedRunning", "ChangeDose/Rate").astype(object)
                     st[rw] = "Rewritten"
                     self.imv.add(stay=i0, starttime=start, endtime=end, itemid=ch.itemids[k], amount=amount,
                                  amountuom=am_u, rate=rate, rateuom=uom, patientweight=np.round(w[sel], 1),
@@ -483,15 +555,15 @@ class Charter:
                                  statusdescription=np.full(rw.sum(), "FinishedRunning", object))
         # inputs nobody reads: oral intake, propofol (same rate unit as the pressors), dextrose
         hh, ii = np.nonzero(self.active & (rng.random(self.active.shape) < 0.12))
-        t = self.when(hh, ii, rng.integers(0, 60, len(ii)).astype(float))
+        t = self.when(hh, ii, rng.integers(ii, 0, 60).astype(float))
         for s in (0, 1):
             sel = self.system[ii] == s
             tab = cat.irrelevant(SYS[s])
             tab = tab[tab.linksto.str.startswith("inputevents")].reset_index(drop=True)
-            k = rng.integers(0, len(tab), sel.sum())
+            k = rng.integers(ii[sel], 0, len(tab))
             spec = tab.sim_scale.to_numpy()[k]
             is_rate = np.array(["kg" in x for x in spec])
-            x = np.round(rng.uniform(10, 300, sel.sum()))
+            x = np.round(rng.uniform(ii[sel], 10, 300))
             unit = np.array([x_.split(":")[1] for x_ in spec], object)
             if s == 0:
                 self.icv.add(stay=ii[sel], charttime=t[sel], itemid=tab.itemid.to_numpy()[k],
@@ -515,10 +587,10 @@ class Charter:
         last = self.vent.shape[0] - 1 - np.argmax(self.vent[::-1, iv], axis=0)
         self.pe.add(stay=iv, starttime=self.when(first, iv, np.full(len(iv), 5.0)),
                     endtime=self.when(last, iv, np.full(len(iv), 55.0)), itemid=np.full(len(iv), 225792))
-        x = mv[(rng.random(len(mv)) < 0.5) & self.admitted[mv]]
+        x = mv[(rng.random(mv) < 0.5) & self.admitted[mv]]
         self.pe.add(stay=x, starttime=self.when(np.zeros(len(x), int), x, np.full(len(x), 30.0)),
                     endtime=self.when(np.zeros(len(x), int), x, np.full(len(x), 45.0)),
-                    itemid=rng.choice([224263, 225459], len(x)))
+                    itemid=rng.choice(x, [224263, 225459]))
 
     def run(self):
         self.vitals()

@@ -64,12 +64,14 @@ class RowsRng:
     ``standard_normal`` calls of the engine, whose first dimension is the stay): copies of a patient, or a
     subset of the stays, get the numbers the patient gets in the original batch."""
 
-    def __init__(self, rng: np.random.Generator, n_draw: int, rows: np.ndarray):
-        self.rng, self.n_draw, self.rows = rng, n_draw, rows
+    def __init__(self, rng: np.random.Generator, n_draw: int, rows: np.ndarray, tiled: int = 0):
+        """``tiled``: ``rows`` is ``tiled`` copies of 0 .. n_draw - 1 in order (the draws are copied, not indexed)."""
+        self.rng, self.n_draw, self.rows, self.tiled = rng, n_draw, rows, int(tiled)
 
     def _draw(self, fn, shape):
         shape = (shape,) if np.isscalar(shape) else tuple(shape)
-        return fn((self.n_draw,) + shape[1:])[self.rows]
+        x = fn((self.n_draw,) + shape[1:])
+        return np.concatenate([x] * self.tiled) if self.tiled else x[self.rows]
 
     def random(self, shape):
         return self._draw(self.rng.random, shape)
@@ -117,6 +119,7 @@ class StayBatch:
         self.seed_key = [int(x) for x in seed_key]
         self.reps = 1
         self.rows, self.n_draw = None, n  # noise row of each stay (None: its own)
+        self.tiled = 0  # > 0: rows are that many copies of 0 .. n_draw - 1 in order (after replicate)
         self.record = record
         self.rec_obs, self.rec_fluid, self.rec_vaso, self.rec_vent, self.rec_dec = [], [], [], [], []
         self.rec_sofa, self.rec_active = [], []
@@ -126,7 +129,7 @@ class StayBatch:
         """Exogenous noise of hour h for one purpose: the same numbers whatever the treatment (CRN). With
         replicas (:meth:`replicate`) every copy of a stay draws the numbers of the original."""
         r = np.random.default_rng([*self.seed_key, h, purpose])
-        return r if self.rows is None else RowsRng(r, self.n_draw, self.rows)
+        return r if self.rows is None else RowsRng(r, self.n_draw, self.rows, self.tiled)
 
     def replicate(self, reps: int, S: dict) -> None:
         """Copy every stay ``reps`` times (copy r of stay i becomes stay r * n + i), state and noise included,
@@ -141,6 +144,7 @@ class StayBatch:
         self.last = {k: tile(v, axis=1 if k == "urine" else 0) for k, v in self.last.items()}
         self.S = S
         self.rows = np.tile(np.arange(self.n), reps)
+        self.tiled = reps
         self.n_draw = self.n
         self.n *= reps
         self.reps = reps
@@ -155,6 +159,7 @@ class StayBatch:
         b.last = {k: (v[:, idx] if k == "urine" else v[idx]) for k, v in self.last.items()}
         b.S = {k: v[idx] for k, v in self.S.items()}
         b.rows = idx if self.rows is None else self.rows[idx]
+        b.tiled = 0
         b.n_draw = self.n if self.rows is None else self.n_draw
         b.n = len(idx)
         b.record = False

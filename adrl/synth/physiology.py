@@ -126,7 +126,7 @@ def observe(z, vaso, S, vent):
     V, Tn, Tv, I, K, Lv, P, C, B, X, Lac = (z[:, j] for j in range(NL))
     Ip = np.maximum(I, 0)
     tone = Tn + Tv
-    o = np.empty((n, len(OBS_VARS)))
+    o = np.empty((len(OBS_VARS), n)).T  # column by column: each column contiguous
     mapv = S["map0"] + 10.0 * np.tanh(V) + 20.0 * tone - 4.0 * X
     pp = np.clip(S["pp0"] + 6.0 * tone + 5.0 * np.tanh(V), 15, 90)
     o[:, 2] = mapv
@@ -182,7 +182,7 @@ def observe(z, vaso, S, vent):
 
 def measure(o, rng):
     """Add measurement noise to true observations (n, len(OBS_VARS))."""
-    m = o.copy()
+    m = o.copy(order="K")  # observe() gives contiguous columns: so does the copy
     z = rng.standard_normal(o.shape)
     for v, sd in MEAS_SD.items():
         j = OBS_INDEX[v]

@@ -37,10 +37,12 @@ EPOCH_2150 = int(np.datetime64("2150-01-01T00:00:00", "s").astype(np.int64))
 
 class RolloutWorld:
     def __init__(self, n: int, seed: int, params: SynthParams | None = None, events: bool = True,
-                 cohort_only: bool = False):
+                 cohort_only: bool = False, chart_together: bool = True):
         """``cohort_only``: chart only what the cohort reads (no rows of irrelevant items; every other row is
-        the same)."""
+        the same). ``chart_together``: after :meth:`replicate`, chart all replicas in one pass (each with its own
+        generator, so the rows are those of one charter per replica, the reference kept for the tests)."""
         params = params or SynthParams()
+        self.chart_together = bool(chart_together)
         self.n, self.seed, self.p = n, seed, params
         self.n0, self.reps = n, 1
         self.events = bool(events)
@@ -119,8 +121,16 @@ class RolloutWorld:
         ext = np.where((b.extubated_at >= h0) & (b.extubated_at < h0 + hours), b.extubated_at - h0, -1)
         admitted = (self.h_start >= h0) & (self.h_start < h0 + hours)
         n0 = self.n0
+        if self.chart_together or self.reps == 1:
+            # every replica charts with the original's random numbers: one generator per replica, one pass
+            rng = charting.StayRng([np.random.default_rng([self.seed, 303, h0]) for _ in range(self.reps)], n0)
+            ch = charting.Charter(rng, obs, fl, va, vent, dec, active, self.t0 + h0 * H, self.intime, end,
+                                  self.S["system"], self.S, np.full(self.n, self.hs + h0), ext, admitted=admitted,
+                                  weight_before=self._weight, cohort_only=self.cohort_only).run()
+            self._weight = ch.weight_last
+            return self._frames(ch, by_replica=self.reps > 1)
         charters = []
-        for r in range(self.reps):  # each replica charts with the original's random numbers
+        for r in range(self.reps):  # the reference: one charter per replica
             sl = slice(r * n0, (r + 1) * n0)
             rng = np.random.default_rng([self.seed, 303, h0])
             charters.append(charting.Charter(
@@ -129,7 +139,7 @@ class RolloutWorld:
                 np.full(n0, self.hs + h0), ext[sl], admitted=admitted[sl], weight_before=self._weight[sl],
                 cohort_only=self.cohort_only).run())
         self._weight = np.concatenate([ch.weight_last for ch in charters])
-        return self._frames(charters[0] if self.reps == 1 else _merged(charters, n0))
+        return self._frames(_merged(charters, n0))
 
     def replicate(self, reps: int) -> None:
         """After :meth:`reset`: copy every stay ``reps`` times (copy r of stay i is stay r * n + i, with its own
@@ -148,7 +158,9 @@ class RolloutWorld:
         self.ids = {"subject_id": 1_000_000 + np.arange(self.n), "hadm_id": 2_000_000 + np.arange(self.n),
                     "icustay_id": 3_000_000 + np.arange(self.n)}
 
-    def _frames(self, ch) -> dict[str, pd.DataFrame]:
+    def _frames(self, ch, by_replica: bool = False) -> dict[str, pd.DataFrame]:
+        """Interim frames of a charter's rows; ``by_replica``: rows of replica 0 first, then replica 1, ...,
+        each replica's in the charter's order (the order of one charter per replica, merged)."""
         keymap = {"chartevents": ch.ce, "labevents": ch.le, "outputevents": ch.out, "inputevents_cv": ch.icv,
                   "inputevents_mv": ch.imv, "procedureevents_mv": ch.pe}
         out = {}
@@ -156,24 +168,30 @@ class RolloutWorld:
             cols = INTERIM[table]
             d = rows.build(["stay"] + [c for c in cols if c not in ("subject_id", "hadm_id", "icustay_id")]
                            + (["vcode"] if "value" in cols and table in ("chartevents", "labevents") else []))
-            st = d.pop("stay").astype(np.int64)
+            if by_replica:  # reorder numbers and codes, never the object columns themselves
+                rep = np.asarray(d["stay"], np.int64) // self.n0  # a stable sort of small integers: radix
+                order = np.argsort(rep.astype(np.int16 if self.reps < 2 ** 15 else np.int64), kind="stable")
+                take = lambda a: a[order]  # noqa: E731
+            else:
+                take = lambda a: a  # noqa: E731
+            st = take(d.pop("stay").astype(np.int64))
             data = {c: self.ids[c][st] for c in ("subject_id", "hadm_id", "icustay_id") if c in cols}
             if "vcode" in d:  # text codes and each distinct number's text: no Python string per row
                 codes, cats = charting.value_strings(d["value"], d.pop("vcode"))
-                data["value"] = _string_column(codes, cats)
+                data["value"] = _string_column(take(codes), cats)
             for c in cols:
                 if c in data:
                     continue
                 v = d.get(c)
                 if c in ("charttime", "starttime", "endtime"):
-                    data[c] = pd.to_datetime(np.asarray(v, np.int64), unit="s")
+                    data[c] = pd.to_datetime(take(np.asarray(v, np.int64)), unit="s")
                 elif c in ("error", "iserror"):
                     data[c] = np.zeros(len(st), np.int8)
                 elif str(cols[c]) in ("double", "int32", "int8"):
-                    data[c] = _numeric_column(v)
+                    data[c] = take(_numeric_column(v))
                 else:
                     codes, uniq = pd.factorize(np.asarray(v, object))
-                    data[c] = _string_column(codes, [str(u) for u in uniq])
+                    data[c] = _string_column(take(codes), [str(u) for u in uniq])
             out[table] = pd.DataFrame({c: data[c] for c in cols})
         return out
 

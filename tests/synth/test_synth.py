@@ -257,3 +257,32 @@ def test_charted_events_lie_within_their_icu_stay(tiny):
         st = icu.loc[ev.ICUSTAY_ID.astype(int)]
         inside = (ev[col].to_numpy() >= st.INTIME.to_numpy()) & (ev[col].to_numpy() <= st.OUTTIME.to_numpy())
         assert inside.all(), (t, int((~inside).sum()))
+
+
+@pytest.mark.parametrize("cohort_only", [True, False])
+def test_replicas_charted_together_give_the_rows_of_one_charter_each(cohort_only):
+    """Replicas of the same patients treated differently and charted in one pass (one generator per replica) give
+    the frames (rows, order, dtypes) and outcomes of one charter per replica (the reference)."""
+    def run(together):
+        w = RolloutWorld(60, 7, SynthParams(), cohort_only=cohort_only, chart_together=together)
+        evs = [w.reset()]
+        w.replicate(3)
+        r = np.random.default_rng(1)
+        while not w.done.all() and w.step_i < 18:
+            f, v = w.clinician_doses()
+            mix = r.random(w.n) < 0.5  # each replica its own doses, so their courses and row counts differ
+            evs.append(w.step(np.where(mix, f, r.choice([0.0, 250.0, 1000.0], w.n)),
+                              np.where(mix, v, r.choice([0.0, 0.1, 0.4], w.n))))
+        return evs, w.outcome()
+
+    (a, died_a), (b, died_b) = run(True), run(False)
+    assert np.array_equal(died_a, died_b) and len(a) == len(b)
+    n_rows = np.zeros(3, np.int64)
+    for x, y in zip(a, b):
+        assert set(x) == set(y)
+        for t in x:
+            pd.testing.assert_frame_equal(x[t], y[t], check_exact=True)
+            if "icustay_id" in x[t]:
+                n_rows += np.bincount((x[t]["icustay_id"].to_numpy(np.int64) - 3_000_000) // 60, minlength=3)
+    # the replicas' charts really differ (other doses, other courses, other draws)
+    assert len(set(n_rows.tolist())) == 3
