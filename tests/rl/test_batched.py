@@ -105,9 +105,12 @@ def test_imitation_network_does_not_depend_on_tau(data, tmp_path, algorithm, mix
 SWEEP = dict(SMALL, algorithms=["bcq", "factored_bcq"], thresholds=[0.1, 0.3], seeds=[0, 1], group_size=1)
 
 
-def test_killed_sweep_reruns_only_what_is_missing(data, tmp_path, monkeypatch):
+@pytest.mark.parametrize("group_size,crash_after", [(1, 3), (2, 4)])
+def test_killed_sweep_reruns_only_what_is_missing(data, tmp_path, monkeypatch, group_size, crash_after):
+    """Killed after some runs are written (one run at a time, or batched groups of 2 thresholds sharing an imitation
+    network), a rerun trains only the missing runs, and they equal an uninterrupted sweep's."""
     df = data[0]
-    p = TrainParams(**SWEEP)
+    p = TrainParams(**{**SWEEP, "group_size": group_size})
     trained: list[str] = []
     real = T.train_group
 
@@ -117,14 +120,14 @@ def test_killed_sweep_reruns_only_what_is_missing(data, tmp_path, monkeypatch):
 
     monkeypatch.setattr(T, "train_group", counting)
 
-    def crash_after_3(rec):
-        if len(trained) == 3:
+    def crash(rec):
+        if len(trained) == crash_after:
             raise KeyboardInterrupt("killed")
 
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(df, p, tmp_path / "m", on_run=crash_after_3)
+        run_sweep(df, p, tmp_path / "m", on_run=crash)
     done_before = sorted(q.name for q in (tmp_path / "m" / "runs").iterdir())
-    assert len(done_before) == 3 and not (tmp_path / "m" / "runs.json").exists()
+    assert len(done_before) == crash_after and not (tmp_path / "m" / "runs.json").exists()
     mtimes = {n: (tmp_path / "m" / "runs" / n / "run.json").stat().st_mtime_ns for n in done_before}
     trained.clear()
     man = run_sweep(df, p, tmp_path / "m")
@@ -142,7 +145,7 @@ def test_killed_sweep_reruns_only_what_is_missing(data, tmp_path, monkeypatch):
     trained.clear()
     run_sweep(df, p, tmp_path / "m")
     assert trained == []
-    run_sweep(df, TrainParams(**{**SWEEP, "steps": 40}), tmp_path / "m")
+    run_sweep(df, TrainParams(**{**SWEEP, "group_size": group_size, "steps": 40}), tmp_path / "m")
     assert sorted(trained) == sorted(all_ids)
     assert json.loads((tmp_path / "m" / "runs" / all_ids[0] / "run.json").read_text())["steps"][-1] == 40
 
