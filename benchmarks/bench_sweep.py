@@ -130,7 +130,9 @@ D3_SWEEP = textwrap.dedent("""
     t0 = time.perf_counter()
     for tau, seed in cfg["runs"]:
         d3rlpy.seed(seed)
-        algo = DiscreteBCQConfig(batch_size=cfg["batch"], learning_rate=cfg["lr"], gamma=0.99, action_flexibility=tau,
+        # d3rlpy compares log-ratios with log(action_flexibility): the threshold 0 (allow every action) as 1e-12
+        algo = DiscreteBCQConfig(batch_size=cfg["batch"], learning_rate=cfg["lr"], gamma=0.99,
+                                 action_flexibility=max(tau, 1e-12),
                                  beta=0.01, share_encoder=False, n_critics=1, target_update_interval=8000,
                                  encoder_factory=VectorEncoderFactory(hidden_units=[cfg["hidden"]] * 2),
                                  optim_factory=AdamFactory(weight_decay=1e-3)).create(device="cpu:0")
