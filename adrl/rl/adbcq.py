@@ -122,7 +122,10 @@ class ADBCQNet(nn.Module):
 
         factored: A_k = {pi_k/max pi_k > tau_k}, M = A_F x A_V; joint: M = {pi/max pi > tau} and A_k its
         interventional slices (marginal where empty)."""
-        logits = self.imit(z)
+        return self.masks_of(self.imit(z))
+
+    def masks_of(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`masks` from the imitation network's logits (its only input that depends on the run's threshold)."""
         if self.joint_filter:
             m25 = ratio_mask(F.log_softmax(logits, -1), self.tau)
             return slice_masks(m25), m25
@@ -190,8 +193,19 @@ class ADBCQ(Learner):
                 d_k[syn], r_k[syn] = d_hat, r_hat
         return z_hat, src, d_k, r_k
 
+    def imitation(self, net, z, a, z2, z_hat=None, src=None, d_k=None, r_k=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The imitation network's part of the update: (its loss on the real batch, NLL_F + NLL_V or the joint NLL, plus
+        the logit penalty; its logits, without gradient, at every next state the targets read: the real z', then the
+        model batch's synthetic ones). It reads net.imit, the batch and the model batch only, not the thresholds and
+        not the heads or the mixer, so runs that differ only in tau share it (adrl/rl/batched.py)."""
+        with torch.no_grad():
+            logits_n = net.imit(torch.cat([z2, z_hat]) if z_hat is not None else z2)
+        return net.imitation_loss(z, a, self.cfg.logit_penalty), logits_n
+
     def losses(self, net, tgt, z, a, r, z2, done, z_hat=None, src=None, d_k=None, r_k=None,
-               diag: bool = True) -> tuple[torch.Tensor, dict]:
+               diag: bool = True, imit: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict]:
+        """``imit``: the result of :meth:`imitation`, computed by a caller whose imitation network several runs share
+        (its loss then arrives detached: the caller adds it once per shared network); None: computed here."""
         cfg = self.cfg
         B = z.shape[0]
         scale = cfg.value_scale
@@ -200,11 +214,15 @@ class ADBCQ(Learner):
         augment = z_hat is not None   # the model batch of extra() (step 1)
         stats: dict[str, torch.Tensor] = {}
 
+        # 6. (first, as its logits at the next states feed the filter) the imitation loss on the real batch:
+        # NLL_F + NLL_V (joint filter: 25-way NLL) + logit penalty
+        loss_bc, logits_n = self.imitation(net, z, a, z2, z_hat) if imit is None else imit
+
         with torch.no_grad():
             # one pass of the online heads, the imitation net and the target heads over every next state
             # (rows 0..B-1: the real z'; then the synthetic z' of B_F, then of B_V)
             nxt = torch.cat([z2, z_hat]) if augment else z2
-            q_n, (m_n, mm_n), tq_n = net.heads(nxt), net.masks(nxt), tgt.heads(nxt)
+            q_n, (m_n, mm_n), tq_n = net.heads(nxt), net.masks_of(logits_n), tgt.heads(nxt)
 
             # 2. mixed target on the real batch: a* = argmax_{a in M(z')} F(q(z', a); z'), by the target copies
             q2, m2, mm2 = q_n[:B], m_n[:B], mm_n[:B]
@@ -232,9 +250,6 @@ class ADBCQ(Learner):
         loss_proj = torch.zeros(2, device=z.device)
         if augment:
             loss_proj = torch.stack([td_loss(q_pair[:, 0] - y_k[0], cfg.loss), td_loss(q_pair[:, 1] - y_k[1], cfg.loss)])
-
-        # 6. imitation loss on the real batch: NLL_F + NLL_V (joint filter: 25-way NLL) + logit penalty
-        loss_bc = net.imitation_loss(z, a, cfg.logit_penalty)
 
         # 7. total loss (one Adam step and the target update follow: Learner.update)
         loss = loss_mix + cfg.lambda_proj * loss_proj.sum() + loss_bc if augment else loss_mix + loss_bc

@@ -1,12 +1,24 @@
 """Many runs of one architecture stepped as one vectorised model (issue 13).
 
 Runs that share an algorithm, a mixer and every option (they differ in seed, threshold and data order) keep their
-parameters stacked along a leading run axis R. One step: each run's batch (R, B, ...), each run's model batch (AD-BCQ's
-``extra``, drawn per run with its own generator and dynamics ensemble, outside the vectorised part), the learner's own
-``losses`` evaluated for all runs at once by ``torch.func.vmap`` over ``functional_call`` (the single-run code, not a
-copy of it), one backward pass of the summed losses (run r's loss depends on run r's parameters only, so each run gets
-its own gradient), one fused Adam step over the stacked tensors and one Polyak/hard target update. Adam, weight decay
-and Polyak are elementwise, so the stacked step is the per-run steps side by side.
+parameters stacked along a leading run axis R. One step: each run's batch (R, B, ...); the model batch (AD-BCQ's
+``extra``, drawn with the run's own generator and dynamics ensemble, outside the vectorised part); the learner's own
+``imitation`` for each imitation network (below) and its own ``losses`` for all runs at once, both by ``torch.func.vmap``
+over ``functional_call`` (the single-run code, not a copy of it); one backward pass of the summed losses (run r's loss
+depends on run r's parameters only, so each run gets its own gradient); one fused Adam step over the stacked tensors
+and one Polyak/hard target update. Adam, weight decay and Polyak are elementwise, so the stacked step is the per-run
+steps side by side.
+
+One imitation network for runs that differ only in the threshold. In every learner the imitation network's update
+depends on its initial parameters, the batch (and AD-BCQ's model batch, whose next states it filters) and nothing else:
+the thresholds act only on its output (the filter), its logits at the next states are computed without gradient (so
+the TD losses send it no gradient), no RNG is drawn between the networks' initialisations that depends on tau, the
+optimiser (Adam with coupled weight decay) is elementwise and no gradient is clipped. Runs with the same seed, config
+up to the thresholds and model therefore train bitwise the same imitation network when alone: here they train one
+(U <= R copies; a run's checkpoints hold its group's copy). Its loss enters the backward pass once; each run's
+``losses`` gets its loss detached (for the record) and its logits. The model batch is drawn once per imitation group
+too (same batch, generator stream and model: the same draws). Single-run training is unchanged by this (byte-identical
+checkpoints and histories before and after the split into ``imitation`` and ``losses``).
 
 What is equal to single-run training: initial parameters (each run's learner is built exactly as alone), the batch
 indices, the model draws (same generator stream), the threshold (a per-run buffer). What is not bitwise equal: the
@@ -16,6 +28,8 @@ training (tests/rl/test_batched.py states the tolerances), and a greedy action m
 values are within that rounding.
 """
 from __future__ import annotations
+
+import dataclasses
 
 import torch
 from torch import nn
@@ -32,8 +46,21 @@ class _Losses(nn.Module):
         self.net, self.target = learner.net, learner.target
         self.fn = learner.losses
 
-    def forward(self, batch, extra, diag: bool):
-        return self.fn(self.net, self.target, *batch, *extra, diag=diag)
+    def forward(self, batch, extra, imit, diag: bool):
+        return self.fn(self.net, self.target, *batch, *extra, diag=diag, imit=imit)
+
+
+class _Imitation(nn.Module):
+    """The learner's ``imitation`` (its imitation network's loss and logits) as a module over net.imit."""
+
+    def __init__(self, learner: Learner):
+        super().__init__()
+        self.net = learner.net
+        self.fn = learner.imitation
+
+    def forward(self, batch, extra):
+        z, a, _, z2, _ = batch
+        return self.fn(self.net, z, a, z2, *extra)
 
 
 def _pad_rows(xs: list[torch.Tensor]) -> torch.Tensor:
@@ -45,40 +72,77 @@ def _pad_rows(xs: list[torch.Tensor]) -> torch.Tensor:
     return out
 
 
-class BatchedLearners:
-    """R learners of one architecture (same class and config up to tau) stepped together."""
+IMIT = "imit."   # the imitation network's parameters (every learner's net.imit)
 
-    def __init__(self, learners: list[Learner]):
+
+def _share_key(x: Learner) -> tuple:
+    """What a run's imitation update depends on besides its initial parameters: its seed (batch indices, model
+    draws), its model (AD-BCQ's dynamics ensemble) and its config up to the thresholds."""
+    cfg = dataclasses.replace(x.cfg, tau=0.0, **({"tau_per_head": None} if hasattr(x.cfg, "tau_per_head") else {}))
+    return x.seed, id(getattr(x, "dynamics", None)), cfg
+
+
+class BatchedLearners:
+    """R learners of one architecture (same class and config up to tau) stepped together; runs that differ only in
+    tau train one imitation network (``share_imitation``; U <= R of them)."""
+
+    def __init__(self, learners: list[Learner], share_imitation: bool = True):
         first = learners[0]
         if any(type(x) is not type(first) for x in learners):
             raise ValueError("a batched group mixes learner types")
         self.learners, self.cfg, self.R = learners, first.cfg, len(learners)
         self.diag_every = first.diag_every
-        self.mod = _Losses(first)
-        names = [k for k, _ in first.net.named_parameters()]
-        self.names = names
+        self.mod, self.imod = _Losses(first), _Imitation(first)
+        self.names = [k for k, _ in first.net.named_parameters()]
+        inames = [k for k in self.names if k.startswith(IMIT)]
+        # imitation groups: u(r) = the first run with the same key and bitwise the same initial imitation network
+        reps: list[int] = []
+        of: list[int] = []
+        for i, x in enumerate(learners):
+            u = next((j for j, r in enumerate(reps) if share_imitation and _share_key(learners[r]) == _share_key(x)
+                      and all(torch.equal(learners[r].net.get_parameter(k), x.net.get_parameter(k)) for k in inames)),
+                     None)
+            if u is None:
+                u = len(reps)
+                reps.append(i)
+            of.append(u)
+        self.U, self.reps, self.imit_of = len(reps), reps, of
+        dev = next(first.net.parameters()).device
+        self._reps, self._of = torch.tensor(reps, device=dev), torch.tensor(of, device=dev)
+        self._rep_of = self._reps[self._of]   # (R,): the run whose batch and model draws stand for run r's
+        self.qnames = [k for k in self.names if not k.startswith(IMIT)]
+        self.inames = inames
         with torch.no_grad():
             self.params = {k: torch.stack([x.net.get_parameter(k).detach() for x in learners]).requires_grad_(True)
-                           for k in names}
-            self.tparams = {k: torch.stack([x.target.get_parameter(k).detach() for x in learners]) for k in names}
+                           for k in self.qnames}
+            self.iparams = {k: torch.stack([learners[r].net.get_parameter(k).detach() for r in reps])
+                            .requires_grad_(True) for k in inames}
+            # the target copies of the Q part (no learner reads a target imitation network)
+            self.tparams = {k: torch.stack([x.target.get_parameter(k).detach() for x in learners]) for k in self.qnames}
             bufs = [k for k, _ in first.net.named_buffers()]
             self.buffers = {f"{pre}.{k}": torch.stack([x.net.get_buffer(k) for x in learners])
                             for k in bufs for pre in ("net", "target")}
-        self.opt = torch.optim.Adam(list(self.params.values()), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay,
-                                    fused=True)
+        self.opt = torch.optim.Adam([*self.params.values(), *self.iparams.values()], lr=self.cfg.lr,
+                                    weight_decay=self.cfg.weight_decay, fused=True)
         self.n_updates = 0
         self._call = {diag: vmap(self._one(diag)) for diag in (False, True)}
+        self._imit = vmap(self._imitation)
 
     def _one(self, diag: bool):
-        def f(params, tparams, buffers, batch, extra):
+        def f(params, tparams, buffers, batch, extra, imit):
             tensors = {**{"net." + k: v for k, v in params.items()}, **{"target." + k: v for k, v in tparams.items()},
                        **buffers}
-            return functional_call(self.mod, tensors, (batch, extra, diag))
+            return functional_call(self.mod, tensors, (batch, extra, imit, diag))
         return f
 
+    def _imitation(self, iparams, batch, extra):
+        return functional_call(self.imod, {"net." + k: v for k, v in iparams.items()}, (batch, extra))
+
     def extra(self, z, a, r, z2, done) -> tuple:
-        """Each run's model batch (drawn as in its single-run training), stacked; variable-length rows padded."""
-        per_run = [x.extra(z[i], a[i], r[i], z2[i], done[i]) for i, x in enumerate(self.learners)]
+        """The model batch (drawn as in single-run training) of each imitation group's first run, stacked (U, ...);
+        variable-length rows padded. The runs of a group have the same batch, generator stream and model, so the
+        same draws."""
+        per_run = [self.learners[i].extra(z[u], a[u], r[u], z2[u], done[u]) for u, i in enumerate(self.reps)]
         if not per_run[0]:
             return ()
         return tuple(_pad_rows([e[j] for e in per_run]) if j == 0 else torch.stack([e[j] for e in per_run])
@@ -86,11 +150,18 @@ class BatchedLearners:
 
     def update(self, z, a, r, z2, done) -> dict[str, torch.Tensor]:
         """One step of every run; inputs (R, B, ...); stats {name: (R,)}."""
-        extra = self.extra(z, a, r, z2, done)
+        if self.U < self.R and not (torch.equal(a[self._rep_of], a) and torch.equal(z[self._rep_of], z)):
+            raise ValueError("runs that share an imitation network were given different batches (their seeds "
+                             "must give the same batch indices)")
+        batch_u = tuple(x[self._reps] for x in (z, a, r, z2, done))
+        extra_u = self.extra(*batch_u)
+        loss_bc, logits_n = self._imit(self.iparams, batch_u, extra_u)          # (U,), (U, N', out)
+        extra = tuple(e[self._of] for e in extra_u)
+        imit = (loss_bc.detach()[self._of], logits_n[self._of])               # each run's, its gradient taken once
         diag = self.n_updates % self.diag_every == 0
-        loss, stats = self._call[diag](self.params, self.tparams, self.buffers, (z, a, r, z2, done), extra)
+        loss, stats = self._call[diag](self.params, self.tparams, self.buffers, (z, a, r, z2, done), extra, imit)
         self.opt.zero_grad(set_to_none=True)
-        loss.sum().backward()
+        (loss.sum() + loss_bc.sum()).backward()
         self.opt.step()
         self.n_updates += 1
         update_target(list(self.tparams.values()), list(self.params.values()), self.cfg, self.n_updates)
@@ -99,4 +170,5 @@ class BatchedLearners:
     def snapshot(self) -> list[dict[str, torch.Tensor]]:
         """Each run's online parameters (its state dict) at this step."""
         with torch.no_grad():
-            return [{k: self.params[k][i].detach().to("cpu", copy=True) for k in self.names} for i in range(self.R)]
+            return [{k: (self.iparams[k][self.imit_of[i]] if k.startswith(IMIT) else self.params[k][i])
+                     .detach().to("cpu", copy=True) for k in self.names} for i in range(self.R)]

@@ -60,7 +60,11 @@ class BCQNet(nn.Module):
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(Q(z, .) (N, 25), allowed mask (N, 25))."""
-        return self.q(z), ratio_mask(F.log_softmax(self.imit(z), -1), self.tau)
+        return self.q(z), self.allowed(self.imit(z))
+
+    def allowed(self, logits: torch.Tensor) -> torch.Tensor:
+        """The BCQ filter (N, 25) from the imitation network's logits: pi(a|z) / max_b pi(b|z) > tau."""
+        return ratio_mask(F.log_softmax(logits, -1), self.tau)
 
 
 class BCQ(Learner):
@@ -70,12 +74,27 @@ class BCQ(Learner):
         torch.manual_seed(seed)
         super().__init__(BCQNet(d, cfg), cfg, seed)
 
-    def losses(self, net, target, z, a, r, z2, done, diag: bool = True) -> tuple[torch.Tensor, dict]:
+    def imitation(self, net, z, a, z2) -> tuple[torch.Tensor, torch.Tensor]:
+        """The imitation network's part of the update: (its loss on the batch, NLL + logit penalty; its logits at z',
+        without gradient, for the filter of the target). It reads net.imit and the batch only, not tau and not the
+        Q networks, so runs that differ only in tau share it (adrl/rl/batched.py)."""
+        with torch.no_grad():
+            logits2 = net.imit(z2)
+        logits = net.imit(z)
+        loss_bc = F.nll_loss(F.log_softmax(logits, -1), a) + self.cfg.logit_penalty * logits.pow(2).mean()
+        return loss_bc, logits2
+
+    def losses(self, net, target, z, a, r, z2, done, diag: bool = True,
+               imit: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict]:
+        """``imit``: the result of :meth:`imitation`, computed by a caller whose imitation network several runs share
+        (its loss then arrives detached: the caller adds it once per shared network); None: computed here."""
         cfg = self.cfg
         r = r / cfg.value_scale   # values in training units
+        # imitation network: its loss (below) and its logits at z' for the filter
+        loss_bc, logits2 = self.imitation(net, z, a, z2) if imit is None else imit
         # target: the online net picks a' among the allowed actions at z', the target net evaluates it
         with torch.no_grad():
-            q2, allowed2 = net(z2)
+            q2, allowed2 = net.q(z2), net.allowed(logits2)
             a2 = masked_argmax(q2, allowed2)
             q2_target = target.q(z2).gather(1, a2[:, None]).squeeze(1)
             y = clip_target(r + cfg.gamma * (1.0 - done) * q2_target, cfg)
@@ -83,8 +102,6 @@ class BCQ(Learner):
         q = net.q(z)
         q_sa = q.gather(1, a[:, None]).squeeze(1)
         loss_q = td_loss(q_sa - y, cfg.loss)
-        logits = net.imit(z)
-        loss_bc = F.nll_loss(F.log_softmax(logits, -1), a) + cfg.logit_penalty * logits.pow(2).mean()
         return loss_q + loss_bc, {
             "loss/q": loss_q.detach(), "loss/bc": loss_bc.detach(), "q/mean": q_sa.detach().mean() * cfg.value_scale,
             "target/mean": y.mean() * cfg.value_scale, "allowed/joint": allowed2.sum(1, dtype=torch.float32).mean()}

@@ -66,7 +66,11 @@ class FactoredBCQNet(nn.Module):
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(additive Q over the 25 joint actions, product mask (N, 25))."""
         q25 = joint_q_pairs(self.heads(z)).sum(-1)
-        return q25, joint_mask(ratio_mask(factored_logp(self.imit(z)), self.tau_k))
+        return q25, self.allowed(self.imit(z))
+
+    def allowed(self, logits10: torch.Tensor) -> torch.Tensor:
+        """The product mask (N, 25) from the imitation network's 10 logits: A_F x A_V, A_k = {pi_k / max pi_k > tau_k}."""
+        return joint_mask(ratio_mask(factored_logp(logits10), self.tau_k))
 
 
 class FactoredBCQ(Learner):
@@ -76,13 +80,30 @@ class FactoredBCQ(Learner):
         torch.manual_seed(seed)
         super().__init__(FactoredBCQNet(d, cfg), cfg, seed)
 
-    def losses(self, net, target, z, a, r, z2, done, diag: bool = True) -> tuple[torch.Tensor, dict]:
+    def imitation(self, net, z, a, z2) -> tuple[torch.Tensor, torch.Tensor]:
+        """The imitation network's part of the update: (its loss on the batch, NLL_F + NLL_V + logit penalty on the 10
+        logits; its logits at z', without gradient, for the filter of the target). It reads net.imit and the batch
+        only, not the thresholds and not the Q network, so runs that differ only in tau share it (adrl/rl/batched.py)."""
+        with torch.no_grad():
+            logits2 = net.imit(z2)
+        logits = net.imit(z)
+        logp = factored_logp(logits)
+        loss_bc = (F.nll_loss(logp[:, 0], a // N_VASO) + F.nll_loss(logp[:, 1], a % N_VASO)
+                   + self.cfg.logit_penalty * logits.pow(2).mean())
+        return loss_bc, logits2
+
+    def losses(self, net, target, z, a, r, z2, done, diag: bool = True,
+               imit: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict]:
+        """``imit``: the result of :meth:`imitation`, computed by a caller whose imitation network several runs share
+        (its loss then arrives detached: the caller adds it once per shared network); None: computed here."""
         cfg = self.cfg
         r = r / cfg.value_scale   # values in training units
         a2d = torch.stack([a // N_VASO, a % N_VASO], 1)  # (B, 2) = (a_F, a_V)
+        # imitation: NLL_F + NLL_V + logit penalty on the 10 logits, and the logits at z' for the product mask
+        loss_bc, logits2 = self.imitation(net, z, a, z2) if imit is None else imit
         # target: argmax of the additive Q over the product mask at z' (online), evaluated by the target net
         with torch.no_grad():
-            q2, allowed2 = net(z2)
+            q2, allowed2 = joint_q_pairs(net.heads(z2)).sum(-1), net.allowed(logits2)
             a2 = masked_argmax(q2, allowed2)
             q2_target = joint_q_pairs(target.heads(z2)).sum(-1).gather(1, a2[:, None]).squeeze(1)
             y = clip_target(r + cfg.gamma * (1.0 - done) * q2_target, cfg)
@@ -90,11 +111,6 @@ class FactoredBCQ(Learner):
         q_pair = net.heads(z).gather(2, a2d[:, :, None]).squeeze(2)  # (B, 2)
         q_sa = q_pair.sum(-1)
         loss_q = td_loss(q_sa - y, cfg.loss)
-        # imitation: NLL_F + NLL_V + logit penalty on the 10 logits
-        logits = net.imit(z)
-        logp = factored_logp(logits)
-        loss_bc = (F.nll_loss(logp[:, 0], a2d[:, 0]) + F.nll_loss(logp[:, 1], a2d[:, 1])
-                   + cfg.logit_penalty * logits.pow(2).mean())
         return loss_q + loss_bc, {
             "loss/q": loss_q.detach(), "loss/bc": loss_bc.detach(), "q/mean": q_sa.detach().mean() * cfg.value_scale,
             "target/mean": y.mean() * cfg.value_scale, "allowed/joint": allowed2.sum(1, dtype=torch.float32).mean()}

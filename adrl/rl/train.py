@@ -449,7 +449,7 @@ def plan_groups(specs: list[RunSpec], p: TrainParams, d: int) -> list[list[RunSp
     """Split the sweep into batched groups: runs of one architecture, at most train.group_size of them and no more
     than train.group_memory_mb holds (a group that would not fit is split, never attempted)."""
     by_arch: dict[tuple, list[RunSpec]] = {}
-    for s in specs:
+    for s in sorted(specs, key=lambda s: s.seed):   # a seed's thresholds side by side: they share one imitation network
         by_arch.setdefault(arch_key(s), []).append(s)
     budget = p.group_memory_mb * 2**20
     groups = []

@@ -2,6 +2,9 @@
 sweep resumes where it stopped; train.device; groups split by the memory budget; the output folder is never
 silently replaced.
 
+Runs of a group that differ only in tau (here the two seed-0 runs) train one imitation network (adrl/rl/batched.py
+says why that is exact); the equivalence below holds with that sharing.
+
 Why not bitwise equality: the batched path runs the same losses through vmap, so the matrix products are batched
 (bmm kernels, and AD-BCQ's synthetic rows padded to the longest run of the group); float32 sums are then accumulated
 in another order. Differences start at ~1e-7 relative and grow slowly with training; what holds, and is tested: the
@@ -17,6 +20,7 @@ import torch
 
 from adrl.errors import ConfigError, InputError
 from adrl.rl import train as T
+from adrl.rl.batched import BatchedLearners
 from adrl.rl.data import states_of, transitions
 from adrl.rl.dynamics import fit_dynamics
 from adrl.rl.params import TrainParams
@@ -65,14 +69,48 @@ def test_batched_group_equals_single_runs(data, tmp_path, algorithm, mixer, augm
     ck = [torch.load(tmp_path / "batched" / "runs" / s.run_id / "checkpoints.pt", weights_only=True) for s in specs]
     first = next(iter(ck[0]["params"]))
     assert not torch.allclose(ck[0]["params"][first], ck[1]["params"][first])
+    # the two seed-0 runs (tau 0.3 and 0.9) trained one imitation network: bitwise the same in both checkpoints
+    imit = [k for k in ck[0]["params"] if k.startswith("imit.")]
+    assert imit and all(torch.equal(ck[0]["params"][k], ck[2]["params"][k]) for k in imit)
+
+
+@pytest.mark.parametrize("algorithm,mixer,augment", [("bcq", None, None), ("factored_bcq", None, None),
+                                                     ("adbcq", "linear", True)])
+def test_imitation_network_does_not_depend_on_tau(data, tmp_path, algorithm, mixer, augment):
+    """Why runs that differ only in tau can share one imitation network: trained alone, two such runs end with
+    bitwise the same imitation network and imitation loss, while their Q networks differ; in a batched group they
+    train one copy (U = 2 networks for 3 runs of 2 seeds)."""
+    _, tr, va = data
+    p = TrainParams(**SMALL)
+    dyn = {s: fit_dynamics(tr, va, dynamics_config(p), s, progress=False)[0] for s in (0, 1)} if augment else {}
+    specs = [RunSpec(algorithm, tau, seed, mixer, augment) for tau, seed in [(0.0, 0), (0.9, 0), (0.3, 1)]]
+    recs = [train_run(s, tr, p, tmp_path, dyn.get(s.seed), progress=False) for s in specs[:2]]
+    ck = [torch.load(tmp_path / "runs" / s.run_id / "checkpoints.pt", weights_only=True)["params"] for s in specs[:2]]
+    imit = [k for k in ck[0] if k.startswith("imit.")]
+    assert imit and all(torch.equal(ck[0][k], ck[1][k]) for k in imit)
+    assert recs[0]["history"]["loss/bc"] == recs[1]["history"]["loss/bc"]
+    assert any(not torch.equal(ck[0][k], ck[1][k]) for k in ck[0] if k not in imit)
+    learners = [T.make_learner(s, tr, p, dyn.get(s.seed)) for s in specs]
+    b = BatchedLearners(learners)
+    assert (b.U, b.imit_of) == (2, [0, 0, 1])
+    assert BatchedLearners(learners, share_imitation=False).U == 3
+    # sharing is only sound on the same batches: a group fed different batches for the shared runs is refused
+    z = torch.from_numpy(tr.z[:150]).reshape(3, 50, -1)
+    a, r, z2, done = (torch.from_numpy(getattr(tr, k)[:150]).reshape(3, 50, *getattr(tr, k).shape[1:])
+                      for k in ("a", "r", "z2", "done"))
+    with pytest.raises(ValueError, match="share an imitation network were given different batches"):
+        b.update(z, a, r, z2, done)
 
 
 SWEEP = dict(SMALL, algorithms=["bcq", "factored_bcq"], thresholds=[0.1, 0.3], seeds=[0, 1], group_size=1)
 
 
-def test_killed_sweep_reruns_only_what_is_missing(data, tmp_path, monkeypatch):
+@pytest.mark.parametrize("group_size,crash_after", [(1, 3), (2, 4)])
+def test_killed_sweep_reruns_only_what_is_missing(data, tmp_path, monkeypatch, group_size, crash_after):
+    """Killed after some runs are written (one run at a time, or batched groups of 2 thresholds sharing an imitation
+    network), a rerun trains only the missing runs, and they equal an uninterrupted sweep's."""
     df = data[0]
-    p = TrainParams(**SWEEP)
+    p = TrainParams(**{**SWEEP, "group_size": group_size})
     trained: list[str] = []
     real = T.train_group
 
@@ -82,14 +120,14 @@ def test_killed_sweep_reruns_only_what_is_missing(data, tmp_path, monkeypatch):
 
     monkeypatch.setattr(T, "train_group", counting)
 
-    def crash_after_3(rec):
-        if len(trained) == 3:
+    def crash(rec):
+        if len(trained) == crash_after:
             raise KeyboardInterrupt("killed")
 
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(df, p, tmp_path / "m", on_run=crash_after_3)
+        run_sweep(df, p, tmp_path / "m", on_run=crash)
     done_before = sorted(q.name for q in (tmp_path / "m" / "runs").iterdir())
-    assert len(done_before) == 3 and not (tmp_path / "m" / "runs.json").exists()
+    assert len(done_before) == crash_after and not (tmp_path / "m" / "runs.json").exists()
     mtimes = {n: (tmp_path / "m" / "runs" / n / "run.json").stat().st_mtime_ns for n in done_before}
     trained.clear()
     man = run_sweep(df, p, tmp_path / "m")
@@ -107,7 +145,7 @@ def test_killed_sweep_reruns_only_what_is_missing(data, tmp_path, monkeypatch):
     trained.clear()
     run_sweep(df, p, tmp_path / "m")
     assert trained == []
-    run_sweep(df, TrainParams(**{**SWEEP, "steps": 40}), tmp_path / "m")
+    run_sweep(df, TrainParams(**{**SWEEP, "group_size": group_size, "steps": 40}), tmp_path / "m")
     assert sorted(trained) == sorted(all_ids)
     assert json.loads((tmp_path / "m" / "runs" / all_ids[0] / "run.json").read_text())["steps"][-1] == 40
 
