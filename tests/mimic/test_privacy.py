@@ -3,7 +3,6 @@ MLflow artifact, parameter, tag or metric, no stage log line and no report; only
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import yaml
 
