@@ -374,6 +374,7 @@ def write_md_arms(summary: dict, cells: list[dict], a: dict, meta: dict) -> str:
                          f"{', '.join(f'{v:.1f}' for v in P[k]['values'])} | {P[k]['selected']['mean']:.1f} | "
                          f"{sum(P[k]['converged'])}/{len(P[k]['converged'])} | " + " | ".join(diffs) + " |")
         L.append("")
+        L += contrast_rows(s, a)
         at = [x for x in cells if cell_world(x) == w]
         L += ["Value check (mean over seeds): Q of the logged actions / Monte-Carlo return; FQE-selected step; greedy "
               "actions on the validation decisions: no fluid, vasopressor:", "",
@@ -390,6 +391,66 @@ def write_md_arms(summary: dict, cells: list[dict], a: dict, meta: dict) -> str:
                          f"{np.mean([1 - r['actions']['vaso'][0] for r in rr]):.2f} |")
         L.append("")
     return "\n".join(L)
+
+
+def arm_contrasts(arms: list[str]) -> list[tuple[str, str, str]]:
+    """The questions the named arms answer (issue 14's E3), as (arm, reference, question) pairs present in
+    ``arms``: each AD-BCQ arm against factored BCQ; augmentation against none; model content against its controls
+    (shuffle, noise); the termination rules against each other; the survival head with the action against the
+    next-state head."""
+    out = [("factored_bcq", "bcq", "factored against joint BCQ")]
+    out += [(k, "factored_bcq", "against factored BCQ") for k in arms if k.startswith("adbcq")]
+    for k in arms:
+        base, _, rest = k.partition("-aug")
+        if not k.startswith("adbcq") or not _:
+            continue
+        opts = rest.strip("-").split("-") if rest else []
+        out.append((k, f"{base}-noaug", "augmentation against none"))
+        if "shuffle" in opts or any(o.startswith("noise") for o in opts):
+            plain = "-".join([base + "-aug"] + [o for o in opts if o != "shuffle" and not o.startswith("noise")])
+            out.append((plain, k, "the model's next states against this control"))
+        if "survaction" in opts:
+            out.append((k, "-".join([base + "-aug"] + [o for o in opts if o != "survaction"]),
+                        "survival head with the action against the next-state head"))
+        if opts in (["soft"], ["logged"]):
+            out.append((k, f"{base}-aug-sample", "termination rule against sample"))
+    order = ["factored against joint BCQ", "against factored BCQ", "augmentation against none",
+             "the model's next states against this control", "termination rule against sample",
+             "survival head with the action against the next-state head"]
+    seen, res = set(), []
+    for k, ref, q in sorted(out, key=lambda c: order.index(c[2])):   # stable: arms keep their order
+        if k in arms and ref in arms and (k, ref) not in seen:
+            seen.add((k, ref))
+            res.append((k, ref, q))
+    return res
+
+
+def contrast_rows(s: dict, a: dict) -> list[str]:
+    """Markdown rows: each contrast of arm_contrasts, final checkpoints, paired by seed at each N and pooled over
+    every (N, seed) pair (a t-interval over those pairs: the mean effect over the sizes run)."""
+    cons = arm_contrasts(a["arms"])
+    sizes = list(s["by_size"])
+    if not cons or not sizes:
+        return []
+    L = ["Contrasts (final checkpoints; arm minus reference, paired by seed; last column: every (N, seed) pair "
+         "pooled):", "", "| question | arm - reference | " + " | ".join(f"N = {n}" for n in sizes) + " | pooled |",
+         "|---|---|" + "---|" * (len(sizes) + 1)]
+
+    def fmt(m, ci):
+        return f"{m:+.1f}" + ("" if ci is None else f" [{ci[0]:+.1f}, {ci[1]:+.1f}]")
+
+    for k, ref, q in cons:
+        cells, pa, pb = [], [], []
+        for n in sizes:
+            P = s["by_size"][n]["policies"]
+            if k in P and ref in P and len(P[k]["values"]) == len(P[ref]["values"]):
+                cells.append(fmt(*paired(P[k]["values"], P[ref]["values"])))
+                pa += P[k]["values"]
+                pb += P[ref]["values"]
+            else:
+                cells.append("")
+        L.append(f"| {q} | {k} - {ref} | " + " | ".join(cells) + f" | {fmt(*paired(pa, pb)) if pa else ''} |")
+    return L + [""]
 
 
 def write_atomic(path: Path, obj) -> None:
