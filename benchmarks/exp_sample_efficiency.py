@@ -55,6 +55,8 @@ import multiprocessing as mp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from adrl.io import write_json  # noqa: E402  (after the path: the module also runs as a script)
+
 OUT = ROOT / "benchmarks" / "results"
 MIXERS = ("mean", "sum", "linear", "mlp2", "relu")
 
@@ -150,7 +152,7 @@ def run_cell(project: str, world: str, seed: int, n_train: int, a: dict, cell_di
     if cached is not None:  # a cell of an earlier version: the AIS refit is deterministic, add the diagnostics
         for name, run in cached["runs"].items():
             run["actions"] = action_profile(Policy.load(cell_dir / "runs" / run_dir_name(name, a, seed)), va)
-        write_atomic(out_file, cached)
+        write_json(out_file, cached)
         return cached
 
     dyn_p = cfg.train.dynamics.model_copy(update=a.get("dynamics") or {})
@@ -190,7 +192,7 @@ def run_cell(project: str, world: str, seed: int, n_train: int, a: dict, cell_di
            "dynamics": {k: dyn_report[k] for k in ("ensemble/dz_r2", "linear_baseline/dz_r2", "ensemble/dz_nll", "ensemble/term_auroc",
                                                    "ensemble/surv_auroc", "interaction_index", "epochs")},
            "seconds": {"ais": t_ais, "dynamics": t_dyn, "total": time.time() - t0}, "runs": runs}
-    write_atomic(out_file, res)
+    write_json(out_file, res)
     return res
 
 
@@ -234,7 +236,7 @@ def arm_key(a: dict) -> dict:
 
 def prior_arms(a: dict, world: str, seed: int, n_train: int, cell_dir: Path, cached: dict | None) -> dict:
     """{arm: result} of the arms already done with the same settings: in the cell folder, in its cell.json, or in
-    the recorded results (a["recorded"]: cells of an earlier sample_efficiency_arms.json)."""
+    the recorded results (a["recorded"]: cells of an earlier <name>.json, e.g. benchmarks/results/sample_efficiency.json)."""
     key = arm_key(a)
     found = {}
     sources = [c for c in a.get("recorded") or [] if c.get("world") == world and c.get("seed") == seed
@@ -322,7 +324,7 @@ def run_arms(a: dict, cell_dir: Path, states, tr, va, p, dyns: dict, seed: int, 
         s = tv.get(name + "@selected", tv[name])
         r["selected"]["value"], r["selected"]["se"] = s["value"], s["se"]
         r["rollout_s"] = each
-        write_atomic(cell_dir / "arms" / name / "result.json", r)
+        write_json(cell_dir / "arms" / name / "result.json", r)
         out[name] = r
     return {k: out[k] for k in a["arms"]}
 
@@ -366,8 +368,7 @@ def write_md_arms(summary: dict, cells: list[dict], a: dict, meta: dict) -> str:
                     if ref in P and ref != k:
                         va = P[k]["values"] if part is None else P[k][part]["values"]
                         vb = P[ref]["values"] if part is None else P[ref][part]["values"]
-                        m, ci = paired(va, vb)
-                        diffs.append(f"{m:+.1f}" + ("" if ci is None else f" [{ci[0]:+.1f}, {ci[1]:+.1f}]"))
+                        diffs.append(fmt_diff(*paired(va, vb)))
                     else:
                         diffs.append("")
                 L.append(f"| {n} | {len(row['seeds'])} | {k} | {P[k]['mean']:.1f} | "
@@ -436,27 +437,18 @@ def contrast_rows(s: dict, a: dict) -> list[str]:
          "pooled):", "", "| question | arm - reference | " + " | ".join(f"N = {n}" for n in sizes) + " | pooled |",
          "|---|---|" + "---|" * (len(sizes) + 1)]
 
-    def fmt(m, ci):
-        return f"{m:+.1f}" + ("" if ci is None else f" [{ci[0]:+.1f}, {ci[1]:+.1f}]")
-
     for k, ref, q in cons:
         cells, pa, pb = [], [], []
         for n in sizes:
             P = s["by_size"][n]["policies"]
             if k in P and ref in P and len(P[k]["values"]) == len(P[ref]["values"]):
-                cells.append(fmt(*paired(P[k]["values"], P[ref]["values"])))
+                cells.append(fmt_diff(*paired(P[k]["values"], P[ref]["values"])))
                 pa += P[k]["values"]
                 pb += P[ref]["values"]
             else:
                 cells.append("")
-        L.append(f"| {q} | {k} - {ref} | " + " | ".join(cells) + f" | {fmt(*paired(pa, pb)) if pa else ''} |")
+        L.append(f"| {q} | {k} - {ref} | " + " | ".join(cells) + f" | {fmt_diff(*paired(pa, pb)) if pa else ''} |")
     return L + [""]
-
-
-def write_atomic(path: Path, obj) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=float))
-    tmp.replace(path)
 
 
 def run_dir_name(name: str, a: dict, seed: int) -> str:
@@ -521,6 +513,11 @@ def summarise(cells: list[dict], clin: dict, a: dict) -> dict:
         cw = clin.get(w) or {}
         out[w] = {"clinician": cw.get("clinician"), "no_treatment": cw.get("no_treatment"), "by_size": table}
     return out
+
+
+def fmt_diff(m: float, ci) -> str:
+    """A paired difference and its interval, as the tables print it: "+0.3 [-0.1, +0.7]"."""
+    return f"{m:+.1f}" + ("" if ci is None else f" [{ci[0]:+.1f}, {ci[1]:+.1f}]")
 
 
 def paired(vals_a, vals_b):
@@ -883,7 +880,7 @@ def main(argv: list[str] | None = None) -> None:
         rec = {k: v for k, v in a.items() if k != "recorded"}
         args.out.mkdir(parents=True, exist_ok=True)
         md = write_md_arms(summary, cells, a, meta_now())
-        write_atomic(recorded_file, {"meta": meta_now(), "args": rec, "summary": summary, "cells": sorted(
+        write_json(recorded_file, {"meta": meta_now(), "args": rec, "summary": summary, "cells": sorted(
             cells, key=lambda c: (order.get(cell_world(c), 99), c["seed"], c["n_train"]))})
         tmp = args.out / f".{args.name}.md.tmp"
         tmp.write_text(md)

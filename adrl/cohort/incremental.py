@@ -264,9 +264,9 @@ class IncrementalFeaturizer:
         np.maximum.at(a["vmax"], (s[hit], self._max_pos[c[hit]]), v[hit])
 
     def _reset_sub(self, a: dict, rs, rc) -> None:
-        for sub, arr, fill in ((self.last_c, a["lastv"], np.nan), (self.max_c, a["vmax"], -np.inf)):
-            hit, pos = _member(sub, rc)
-            arr[rs[hit], pos[hit]] = fill
+        for col, arr, fill in ((self._last_pos, a["lastv"], np.nan), (self._max_pos, a["vmax"], -np.inf)):
+            hit = col[rc] >= 0
+            arr[rs[hit], col[rc[hit]]] = fill
 
     def _redo(self, late: np.ndarray) -> None:
         """Recompute stays that got events in bins already featurised from all their events (rows already
@@ -458,10 +458,3 @@ class IncrementalFeaturizer:
             self.prev_state[ix] = state
         return grid_columns(g, self.st, R, np.full(n, j), lambda x: x, state, fl, f["vaso"], f["urine"], f["sofa"],
                             f["has_data"], f["bili_raw"], f["values"])
-
-def _member(sub: np.ndarray, c: np.ndarray):
-    """(c in sub, position of c in the sorted array sub)."""
-    if not len(sub):
-        return np.zeros(len(c), bool), np.zeros(len(c), np.int64)
-    pos = np.searchsorted(sub, c)
-    return (pos < len(sub)) & (sub[np.minimum(pos, len(sub) - 1)] == c), np.minimum(pos, len(sub) - 1)

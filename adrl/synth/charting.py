@@ -107,6 +107,11 @@ def fmt_num(x, dec):
     return np.round(np.asarray(x, float), dec) + 0.0
 
 
+def replica_order(rep: np.ndarray, K: int) -> np.ndarray:
+    """The permutation that puts rows in replica order (replica 0's rows first, each replica's in their order):
+    a stable sort of small integers, which numpy does as a radix sort."""
+    return np.argsort(np.asarray(rep).astype(np.int16 if K < 2 ** 15 else np.int64), kind="stable")
+
 
 class StayRng:
     """The charting's random numbers for a batch of ``K`` copies of ``n0`` stays (copy r of stay i is stay
@@ -134,8 +139,7 @@ class StayRng:
         cnt = np.bincount(rep, minlength=K)
         parts = [getattr(g, name)(*args, size=int(c), **kw) for g, c in zip(self.gens, cnt)]
         out = np.empty(len(at), parts[0].dtype)
-        # rows of each copy in their order (a stable sort of small integers is a radix sort)
-        out[np.argsort(rep.astype(np.int16 if K < 2 ** 15 else np.int64), kind="stable")] = np.concatenate(parts)
+        out[replica_order(rep, K)] = np.concatenate(parts)
         return out
 
     def random(self, at):

@@ -169,8 +169,7 @@ class RolloutWorld:
             d = rows.build(["stay"] + [c for c in cols if c not in ("subject_id", "hadm_id", "icustay_id")]
                            + (["vcode"] if "value" in cols and table in ("chartevents", "labevents") else []))
             if by_replica:  # reorder numbers and codes, never the object columns themselves
-                rep = np.asarray(d["stay"], np.int64) // self.n0  # a stable sort of small integers: radix
-                order = np.argsort(rep.astype(np.int16 if self.reps < 2 ** 15 else np.int64), kind="stable")
+                order = charting.replica_order(np.asarray(d["stay"], np.int64) // self.n0, self.reps)
                 take = lambda a: a[order]  # noqa: E731
             else:
                 take = lambda a: a  # noqa: E731
