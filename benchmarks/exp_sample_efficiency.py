@@ -334,11 +334,15 @@ def write_md_arms(summary: dict, cells: list[dict], a: dict, meta: dict) -> str:
     FQE-selected one), paired differences against factored BCQ and BCQ, and how many runs passed the value check."""
     import numpy as np
 
-    done = len(cells)
+    done = meta.get("cells_done", len(cells))
+    earlier = meta.get("earlier") or []
     L = [f"`{meta['command']}` on {meta['host']} ({meta['cores']} cores), {meta['date']}; load average at the start "
-         f"{meta['load_start']}, at the end {meta['load_end']}; {meta['wall_min']:.0f} min wall, the cells "
-         f"{sum(c['seconds']['total'] for c in cells) / 60:.0f} worker-minutes"
-         + ("" if not meta.get("cells_total") else f"; {done} of {meta['cells_total']} cells done") + ". "
+         f"{meta['load_start']}, at the end {meta['load_end']}; {meta['wall_min']:.0f} min wall"
+         + ("" if not meta.get("cells_total") else f"; {done} of {meta['cells_total']} cells done")
+         + (f"; merged with the results recorded by {len(earlier)} earlier run(s) (listed at the end)" if earlier
+            else "")
+         + f"; the {len(cells)} cells here took {sum(c['seconds']['total'] for c in cells) / 60:.0f} worker-minutes "
+         "when they were trained. "
          f"Worlds of {a['stays']} stays (synthetic seed 0); per cell N training stays (each seed redraws them), AIS "
          f"refitted, one run per arm (tau {a['tau']}, {a['steps']} steps, {a['checkpoints']} checkpoints, profile "
          f"{meta['profile']}). Each run's final checkpoint and its FQE-selected checkpoint (evaluate.fqe fitted on the "
@@ -365,13 +369,9 @@ def write_md_arms(summary: dict, cells: list[dict], a: dict, meta: dict) -> str:
                     continue
                 diffs = []
                 for ref, part in (("factored_bcq", None), ("bcq", None), ("factored_bcq", "selected")):
-                    if ref in P and ref != k:
-                        va = P[k]["values"] if part is None else P[k][part]["values"]
-                        vb = P[ref]["values"] if part is None else P[ref][part]["values"]
-                        diffs.append(fmt_diff(*paired(va, vb)))
-                    else:
-                        diffs.append("")
-                L.append(f"| {n} | {len(row['seeds'])} | {k} | {P[k]['mean']:.1f} | "
+                    va, vb = seed_pairs(P, k, ref, part) if ref in P and ref != k else ([], [])
+                    diffs.append(fmt_diff(*paired(va, vb)) if va else "")
+                L.append(f"| {n} | {len(P[k]['values'])} | {k} | {P[k]['mean']:.1f} | "
                          f"{', '.join(f'{v:.1f}' for v in P[k]['values'])} | {P[k]['selected']['mean']:.1f} | "
                          f"{sum(P[k]['converged'])}/{len(P[k]['converged'])} | " + " | ".join(diffs) + " |")
         L.append("")
@@ -390,6 +390,11 @@ def write_md_arms(summary: dict, cells: list[dict], a: dict, meta: dict) -> str:
                          f"{np.mean([r['selected']['step'] for r in rr]):.0f} | "
                          f"{np.mean([r['actions']['fluid'][0] for r in rr]):.2f} | "
                          f"{np.mean([1 - r['actions']['vaso'][0] for r in rr]):.2f} |")
+        L.append("")
+    if earlier:
+        L += ["Earlier runs merged into these results (each added worlds, sizes, seeds or arms; runs of other "
+              "settings are never mixed in):", ""]
+        L += [f"- `{e.get('command', '?')}` ({e.get('date', '?')}, {e.get('wall_min', 0):.0f} min wall)" for e in earlier]
         L.append("")
     return "\n".join(L)
 
@@ -415,9 +420,13 @@ def arm_contrasts(arms: list[str]) -> list[tuple[str, str, str]]:
                         "survival head with the action against the next-state head"))
         if opts in (["soft"], ["logged"]):
             out.append((k, f"{base}-aug-sample", "termination rule against sample"))
+    for k in arms:   # E2, the mixer ablation: each mixer against linear, everything else the same
+        parts = k.split("-")
+        if k.startswith("adbcq-") and len(parts) > 2 and parts[1] != "linear":
+            out.append((k, "-".join(["adbcq", "linear"] + parts[2:]), "mixer against linear"))
     order = ["factored against joint BCQ", "against factored BCQ", "augmentation against none",
              "the model's next states against this control", "termination rule against sample",
-             "survival head with the action against the next-state head"]
+             "survival head with the action against the next-state head", "mixer against linear"]
     seen, res = set(), []
     for k, ref, q in sorted(out, key=lambda c: order.index(c[2])):   # stable: arms keep their order
         if k in arms and ref in arms and (k, ref) not in seen:
@@ -441,14 +450,49 @@ def contrast_rows(s: dict, a: dict) -> list[str]:
         cells, pa, pb = [], [], []
         for n in sizes:
             P = s["by_size"][n]["policies"]
-            if k in P and ref in P and len(P[k]["values"]) == len(P[ref]["values"]):
-                cells.append(fmt_diff(*paired(P[k]["values"], P[ref]["values"])))
-                pa += P[k]["values"]
-                pb += P[ref]["values"]
-            else:
-                cells.append("")
-        L.append(f"| {q} | {k} - {ref} | " + " | ".join(cells) + f" | {fmt_diff(*paired(pa, pb)) if pa else ''} |")
-    return L + [""]
+            va, vb = seed_pairs(P, k, ref) if k in P and ref in P else ([], [])
+            cells.append(fmt_diff(*paired(va, vb)) if va else "")
+            pa += va
+            pb += vb
+        if pa:
+            L.append(f"| {q} | {k} - {ref} | " + " | ".join(cells) + f" | {fmt_diff(*paired(pa, pb))} |")
+    return L + [""] if len(L) > 4 else []
+
+
+def merge_recorded(recorded: dict | None, cells: list[dict], clin: dict, a: dict) -> tuple[list[dict], dict, dict]:
+    """The results file of a run with named arms holds the recorded file's cells too (``--name``): a run on another
+    world, size, seed or arm set adds to what was recorded instead of replacing it. Recorded runs of other settings
+    (:func:`arm_key`) are left out and counted on stderr. Returns (cells, the run's arguments widened to every world,
+    size, seed and arm in them, {world: clinician values})."""
+    if not recorded:
+        return list(cells), a, clin
+    key = arm_key(a)
+    merged: dict = {}
+    dropped = 0
+    for c in recorded.get("cells") or []:
+        runs = {k: r for k, r in (c.get("runs") or {}).items() if r.get("key") == key}
+        dropped += len(c.get("runs") or {}) - len(runs)
+        if runs:
+            merged[(cell_world(c), c["seed"], c["n_train"])] = {**c, "runs": runs}
+    if dropped:
+        print(f"{dropped} recorded runs have other settings than this run (steps, tau, patients, ...): left out of "
+              "the results", file=sys.stderr, flush=True)
+    for c in cells:
+        k = (cell_world(c), c["seed"], c["n_train"])
+        merged[k] = {**c, "runs": {**(merged[k]["runs"] if k in merged else {}), **c["runs"]}}
+    ra = recorded.get("args") or {}
+    worlds = list(dict.fromkeys([w for w in ra.get("worlds") or [] if any(k[0] == w for k in merged)]
+                                + list(a["worlds"])))
+    wp = {w: tuple(v) for w, v in (ra.get("world_params") or {}).items() if w in worlds} | dict(a["world_params"])
+    out = list(merged.values())
+    arms = [k for k in ra.get("arms") or [] if any(k in c["runs"] for c in out)] + list(a["arms"])
+    wide = {**a, "worlds": worlds, "world_params": wp, "arms": list(dict.fromkeys(arms)),
+            "sizes": sorted({c["n_train"] for c in out} | set(a["sizes"])),
+            "seeds": sorted({c["seed"] for c in out} | set(a["seeds"]))}
+    rs = recorded.get("summary") or {}
+    cl = {w: {"clinician": rs[w].get("clinician"), "no_treatment": rs[w].get("no_treatment")}
+          for w in worlds if w in rs and w not in clin and rs[w].get("clinician")}
+    return out, wide, {**cl, **clin}
 
 
 def run_dir_name(name: str, a: dict, seed: int) -> str:
@@ -501,14 +545,18 @@ def summarise(cells: list[dict], clin: dict, a: dict) -> dict:
             at = sorted([c for c in rows if c["n_train"] == n], key=lambda c: c["seed"])
             if not at:
                 continue
-            vals = {k: np.array([c["runs"][k]["value"] for c in at]) for k in names}
-            ent = {k: {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else None,
-                       "values": v.tolist()} for k, v in vals.items()}
-            if a.get("arms"):
-                for k in names:
-                    sv = np.array([c["runs"][k]["selected"]["value"] for c in at])
+            ent = {}
+            for k in names:   # an arm run in only some cells (a grid merged from several runs) has its own seeds
+                ck = [c for c in at if k in c["runs"]]
+                if not ck:
+                    continue
+                v = np.array([c["runs"][k]["value"] for c in ck])
+                ent[k] = {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else None,
+                          "values": v.tolist(), "seeds": [c["seed"] for c in ck]}
+                if a.get("arms"):
+                    sv = np.array([c["runs"][k]["selected"]["value"] for c in ck])
                     ent[k]["selected"] = {"mean": float(sv.mean()), "values": sv.tolist()}
-                    ent[k]["converged"] = [bool(c["runs"][k].get("converged")) for c in at]
+                    ent[k]["converged"] = [bool(c["runs"][k].get("converged")) for c in ck]
             table[n] = {"policies": ent, "seeds": [c["seed"] for c in at]}
         cw = clin.get(w) or {}
         out[w] = {"clinician": cw.get("clinician"), "no_treatment": cw.get("no_treatment"), "by_size": table}
@@ -518,6 +566,17 @@ def summarise(cells: list[dict], clin: dict, a: dict) -> dict:
 def fmt_diff(m: float, ci) -> str:
     """A paired difference and its interval, as the tables print it: "+0.3 [-0.1, +0.7]"."""
     return f"{m:+.1f}" + ("" if ci is None else f" [{ci[0]:+.1f}, {ci[1]:+.1f}]")
+
+
+def seed_pairs(P: dict, k: str, ref: str, part: str | None = None) -> tuple[list, list]:
+    """The values of arm ``k`` and of ``ref`` (``part``: "selected" for the FQE-selected checkpoints) on the seeds
+    both were run with, in the same order: the pairs a paired difference is taken over."""
+    ek, er = (P[k], P[ref]) if part is None else (P[k][part], P[ref][part])
+    sk, sr = P[k].get("seeds"), P[ref].get("seeds")
+    if sk is None or sr is None:   # a summary without per-arm seeds: every arm ran in every cell
+        return (list(ek["values"]), list(er["values"])) if len(ek["values"]) == len(er["values"]) else ([], [])
+    both = [x for x in sk if x in sr]
+    return [ek["values"][sk.index(x)] for x in both], [er["values"][sr.index(x)] for x in both]
 
 
 def paired(vals_a, vals_b):
@@ -612,8 +671,9 @@ def figure_arms(summary: dict, a: dict, path: Path) -> None:
             se = np.array([(e["sd"] or 0.0) / np.sqrt(len(e["values"])) for _, e in pts])
             top.errorbar(x, m, yerr=se, marker="o", ms=4, capsize=2, color=colors(k), label=arm)
             if arm != "factored_bcq":
-                d = [(n, paired(e["values"], s["by_size"][n]["policies"]["factored_bcq"]["values"]))
-                     for n, e in pts if "factored_bcq" in s["by_size"][n]["policies"]]
+                sp = {n: seed_pairs(s["by_size"][n]["policies"], arm, "factored_bcq")
+                      for n, _ in pts if "factored_bcq" in s["by_size"][n]["policies"]}
+                d = [(n, paired(*v)) for n, v in sp.items() if v[0]]
                 if d:
                     xd = np.array([n for n, _ in d]) * (1 + 0.02 * (k - len(a["arms"]) / 2))
                     md = np.array([v[0] for _, v in d])
@@ -844,15 +904,17 @@ def main(argv: list[str] | None = None) -> None:
                                                                   else args.dynamics_skip == "true"))
                                              if v is not None}}
     recorded_file = args.out / f"{args.name}.json"
+    recorded = None
     if args.arms:
         for name in args.arms:
             parse_arm(name, args.tau, 0)   # a bad name stops here, before any world is built
         a["arms"] = list(dict.fromkeys(args.arms))
         if recorded_file.exists():
             try:
-                a["recorded"] = json.loads(recorded_file.read_text()).get("cells") or []
+                recorded = json.loads(recorded_file.read_text())
             except json.JSONDecodeError as e:
                 raise SystemExit(f"{recorded_file}: not JSON ({e}); move it away to start afresh") from None
+            a["recorded"] = recorded.get("cells") or []
     load_start = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     t0 = time.time()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -876,17 +938,24 @@ def main(argv: list[str] | None = None) -> None:
                 "cells_total": len(jobs)}
 
     def write_arms(cells: list[dict], clin: dict) -> str:
-        summary = summarise(cells, clin, a)
-        rec = {k: v for k, v in a.items() if k != "recorded"}
+        meta = meta_now() | {"cells_done": len(cells)}
+        if recorded:   # the runs recorded before, newest last
+            old = recorded.get("meta") or {}
+            meta["earlier"] = (old.get("earlier") or []) + [{k: old[k] for k in ("command", "date", "wall_min")
+                                                             if k in old}]
+        cells, wide, clin = merge_recorded(recorded, cells, clin, a)
+        summary = summarise(cells, clin, wide)
+        rec = {k: v for k, v in wide.items() if k != "recorded"}
         args.out.mkdir(parents=True, exist_ok=True)
-        md = write_md_arms(summary, cells, a, meta_now())
-        write_json(recorded_file, {"meta": meta_now(), "args": rec, "summary": summary, "cells": sorted(
-            cells, key=lambda c: (order.get(cell_world(c), 99), c["seed"], c["n_train"]))})
+        md = write_md_arms(summary, cells, wide, meta)
+        at = {w: k for k, w in enumerate(wide["worlds"])}
+        write_json(recorded_file, {"meta": meta, "args": rec, "summary": summary, "cells": sorted(
+            cells, key=lambda c: (at.get(cell_world(c), 99), c["seed"], c["n_train"]))})
         tmp = args.out / f".{args.name}.md.tmp"
         tmp.write_text(md)
         tmp.replace(args.out / f"{args.name}.md")
         tmp = args.out / f".{args.name}.tmp.png"
-        figure_arms(summary, a, tmp)
+        figure_arms(summary, wide, tmp)
         if tmp.exists():
             tmp.replace(args.out / f"{args.name}.png")
         return md

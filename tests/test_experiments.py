@@ -49,3 +49,54 @@ def test_contrast_rows_are_paired_by_seed_and_pooled():
     row = next(r for r in rows if r.startswith("| factored against joint BCQ"))
     # the same +1.0 in every seed: a zero-width interval at each N and pooled
     assert row.count("+1.0 [+1.0, +1.0]") == 3
+
+
+def test_mixer_ablation_contrasts_each_mixer_with_linear_under_the_same_options():
+    arms = ["factored_bcq", "adbcq-linear-aug-sample", "adbcq-mean-aug-sample", "adbcq-relu-aug-sample",
+            "adbcq-sum-aug-soft"]
+    pairs = {(k, ref): q for k, ref, q in arm_contrasts(arms)}
+    assert pairs[("adbcq-mean-aug-sample", "adbcq-linear-aug-sample")] == "mixer against linear"
+    assert pairs[("adbcq-relu-aug-sample", "adbcq-linear-aug-sample")] == "mixer against linear"
+    # its linear counterpart (soft termination) was not run: no contrast against a different linear arm
+    assert not any(k == "adbcq-sum-aug-soft" and q == "mixer against linear" for (k, _), q in pairs.items())
+
+
+def _run(value, key="K"):
+    return {"value": value, "key": key, "converged": True, "selected": {"value": value}}
+
+
+def _cell(world, seed, n, runs):
+    return {"world": world, "seed": seed, "n_train": n, "runs": runs, "seconds": {"total": 60.0}}
+
+
+def test_a_run_on_another_world_adds_to_the_recorded_results_and_pairs_by_seed():
+    """A second run (another world, an extra arm on some seeds) keeps what was recorded; runs of other settings
+    are left out; paired differences use the seeds both arms have, never values of different seeds."""
+    from benchmarks.exp_sample_efficiency import arm_key, merge_recorded, seed_pairs, summarise
+
+    a = {"steps": 10, "tau": 0.3, "patients": 5, "rollout_seed": 1, "checkpoints": 2, "stays": 50, "dynamics": {},
+         "worlds": ["1.0"], "world_params": {"1.0": (1.0, 0.0)}, "sizes": [100], "seeds": [0, 1, 2],
+         "arms": ["factored_bcq", "adbcq-mean-aug"]}
+    key = arm_key(a)
+    recorded = {"args": {"worlds": ["0.0"], "world_params": {"0.0": [0.0, 0.0]}, "arms": ["bcq", "factored_bcq"]},
+                "summary": {"0.0": {"clinician": {"value": 77.0, "se": 1.0}, "no_treatment": {"value": 60.0}}},
+                "cells": [_cell("0.0", s, 100, {"bcq": _run(80.0 + s, key), "factored_bcq": _run(81.0 + s, key),
+                                                "old": _run(1.0, {"steps": 1})}) for s in (0, 1, 2)]}
+    now = [_cell("1.0", s, 100, {"factored_bcq": _run(70.0 + s, key)} | (
+        {"adbcq-mean-aug": _run(72.0 + 2 * s, key)} if s > 0 else {})) for s in (0, 1, 2)]
+    cells, wide, clin = merge_recorded(recorded, now, {"1.0": {"clinician": {"value": 70.0, "se": 1.0}}}, a)
+    assert len(cells) == 6 and wide["worlds"] == ["0.0", "1.0"]
+    assert wide["arms"] == ["bcq", "factored_bcq", "adbcq-mean-aug"]
+    assert not any("old" in c["runs"] for c in cells)
+    assert clin["0.0"]["clinician"]["value"] == 77.0 and clin["1.0"]["clinician"]["value"] == 70.0
+    s = summarise(cells, clin, wide)
+    P0, P1 = s["0.0"]["by_size"][100]["policies"], s["1.0"]["by_size"][100]["policies"]
+    assert P0["factored_bcq"]["values"] == [81.0, 82.0, 83.0] and "adbcq-mean-aug" not in P0
+    assert P1["adbcq-mean-aug"]["seeds"] == [1, 2]
+    va, vb = seed_pairs(P1, "adbcq-mean-aug", "factored_bcq")
+    assert (va, vb) == ([74.0, 76.0], [71.0, 72.0])
+    # a second run over the same cells adds arms to them rather than replacing their runs
+    more = [_cell("0.0", 0, 100, {"adbcq-mean-aug": _run(90.0, key)})]
+    again, wide2, _ = merge_recorded({"args": wide, "summary": {}, "cells": cells}, more, {}, a)
+    c0 = next(c for c in again if c["world"] == "0.0" and c["seed"] == 0)
+    assert set(c0["runs"]) == {"bcq", "factored_bcq", "adbcq-mean-aug"}
