@@ -462,7 +462,7 @@ def contrast_rows(s: dict, a: dict) -> list[str]:
 def merge_recorded(recorded: dict | None, cells: list[dict], clin: dict, a: dict) -> tuple[list[dict], dict, dict]:
     """The results file of a run with named arms holds the recorded file's cells too (``--name``): a run on another
     world, size, seed or arm set adds to what was recorded instead of replacing it. Recorded runs of other settings
-    (:func:`arm_key`) are left out and counted on stderr. Returns (cells, the run's arguments widened to every world,
+    (:func:`arm_key`; main refuses such a file before any work) are left out and counted on stderr. Returns (cells, the run's arguments widened to every world,
     size, seed and arm in them, {world: clinician values})."""
     if not recorded:
         return list(cells), a, clin
@@ -888,7 +888,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--name", default="sample_efficiency_arms",
                     help="with --arms: the results' file name in --out (<name>.json, <name>.md); arms already in it "
-                         "with the same settings are reused, so a run can continue one recorded earlier")
+                         "with the same settings are reused and this run's results are merged into it (other worlds, "
+                         "sizes, seeds or arms add to it), so a run can continue one recorded earlier; a file with "
+                         "runs of other settings (steps, tau, patients, ...) stops the run before any work")
     args = ap.parse_args(argv)
     args.work = args.work.resolve()   # the cells get absolute paths (a Ray worker runs in a folder of its own)
     executor = executor_params(args.executor, args.address)
@@ -915,6 +917,12 @@ def main(argv: list[str] | None = None) -> None:
             except json.JSONDecodeError as e:
                 raise SystemExit(f"{recorded_file}: not JSON ({e}); move it away to start afresh") from None
             a["recorded"] = recorded.get("cells") or []
+            key = arm_key(a)
+            other = sum(r.get("key") != key for c in a["recorded"] for r in (c.get("runs") or {}).values())
+            if other:   # the file is rewritten with this run's results merged in: it must not lose those runs
+                raise SystemExit(f"{recorded_file}: {other} recorded runs were trained with other settings than "
+                                 f"these ({', '.join(f'{k} {v}' for k, v in key.items())}); give this run another "
+                                 "--name or --out")
     load_start = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     t0 = time.time()
     args.work.mkdir(parents=True, exist_ok=True)

@@ -100,3 +100,19 @@ def test_a_run_on_another_world_adds_to_the_recorded_results_and_pairs_by_seed()
     again, wide2, _ = merge_recorded({"args": wide, "summary": {}, "cells": cells}, more, {}, a)
     c0 = next(c for c in again if c["world"] == "0.0" and c["seed"] == 0)
     assert set(c0["runs"]) == {"bcq", "factored_bcq", "adbcq-mean-aug"}
+
+
+def test_a_run_with_other_settings_refuses_to_merge_into_recorded_results(tmp_path):
+    """The results file is rewritten with the new runs merged in, so a run whose settings differ (here: tau) stops
+    before any work and names the file, instead of dropping what was recorded."""
+    import json
+
+    from benchmarks.exp_sample_efficiency import main
+
+    rec = tmp_path / "res.json"
+    rec.write_text(json.dumps({"cells": [_cell("0.0", 0, 100, {"bcq": _run(80.0, {"tau": 0.3})})]}))
+    with pytest.raises(SystemExit, match="res.json: 1 recorded runs were trained with other settings"):
+        main(["--arms", "bcq", "--tau", "0.1", "--out", str(tmp_path), "--name", "res",
+              "--work", str(tmp_path / "work")])
+    assert json.loads(rec.read_text())["cells"][0]["runs"]["bcq"]["value"] == 80.0
+    assert not (tmp_path / "work").exists()
