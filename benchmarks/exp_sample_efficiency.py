@@ -657,7 +657,7 @@ def figure_arms(summary: dict, a: dict, path: Path) -> None:
     if not worlds:
         return
     fig, axes = plt.subplots(2, len(worlds), figsize=(6.4 * len(worlds), 8.2), squeeze=False, sharex="col")
-    colors = plt.get_cmap("tab10")
+    colors = plt.get_cmap("tab10" if len(a["arms"]) <= 10 else "tab20")   # one colour per arm
     for j, w in enumerate(worlds):
         s = summary[w]
         sizes = sorted(int(n) for n in s["by_size"])
