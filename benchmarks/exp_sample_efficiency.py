@@ -662,11 +662,19 @@ def figure_arms(summary: dict, a: dict, path: Path) -> None:
         s = summary[w]
         sizes = sorted(int(n) for n in s["by_size"])
         top, bot = axes[0][j], axes[1][j]
+        one = len(sizes) == 1   # a world run at one N: the arms side by side instead of a curve
+
+        here = [r for r in a["arms"] if any(r in s["by_size"][n]["policies"] for n in sizes)]
+
+        def xs(ns, k):
+            return (np.full(len(ns), float(here.index(a["arms"][k]))) if one
+                    else np.array(ns) * (1 + 0.02 * (k - len(a["arms"]) / 2)))
+
         for k, arm in enumerate(a["arms"]):
             pts = [(n, s["by_size"][n]["policies"][arm]) for n in sizes if arm in s["by_size"][n]["policies"]]
             if not pts:
                 continue
-            x = np.array([n for n, _ in pts]) * (1 + 0.02 * (k - len(a["arms"]) / 2))   # a small offset per arm
+            x = xs([n for n, _ in pts], k)   # a small offset per arm
             m = np.array([e["mean"] for _, e in pts])
             se = np.array([(e["sd"] or 0.0) / np.sqrt(len(e["values"])) for _, e in pts])
             top.errorbar(x, m, yerr=se, marker="o", ms=4, capsize=2, color=colors(k), label=arm)
@@ -675,7 +683,7 @@ def figure_arms(summary: dict, a: dict, path: Path) -> None:
                       for n, _ in pts if "factored_bcq" in s["by_size"][n]["policies"]}
                 d = [(n, paired(*v)) for n, v in sp.items() if v[0]]
                 if d:
-                    xd = np.array([n for n, _ in d]) * (1 + 0.02 * (k - len(a["arms"]) / 2))
+                    xd = xs([n for n, _ in d], k)
                     md = np.array([v[0] for _, v in d])
                     lo = np.array([v[0] - v[1][0] if v[1] else 0.0 for _, v in d])
                     hi = np.array([v[1][1] - v[0] if v[1] else 0.0 for _, v in d])
@@ -687,17 +695,26 @@ def figure_arms(summary: dict, a: dict, path: Path) -> None:
         i, cf = a["world_params"][w]
         top.set_title(f"interaction = {i:g}" + (f", hidden confounder {cf:g}" if cf else ""))
         for ax in (top, bot):
-            ax.set_xscale("log")
-            ax.minorticks_off()
-            ax.set_xticks(sizes, [str(n) for n in sizes])
+            if one:
+                ax.set_xlim(-1, len(here))
+                ax.set_xticks([])
+            else:
+                ax.set_xscale("log")
+                ax.minorticks_off()
+                ax.set_xticks(sizes, [str(n) for n in sizes])
             ax.grid(alpha=0.3)
-        bot.set_xlabel("training stays N")
+        bot.set_xlabel(f"the arms at N = {sizes[0]} training stays (colours as in the legend)" if one
+                       else "training stays N")
     axes[0][0].set_ylabel("true value (100 x survival), final checkpoint")
     axes[1][0].set_ylabel("minus factored BCQ (paired by seed, 95% CI)")
-    axes[0][0].legend(fontsize=7, loc="lower right")
+    handles = {}
+    for ax in axes[0]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab if not lab.startswith("clinician") else "clinician", h)
+    fig.legend(list(handles.values()), list(handles), fontsize=7, loc="lower center", ncol=min(5, len(handles)))
     fig.suptitle(f"Sample efficiency with named arms (tau {a['tau']}, {a['steps']} steps; {a['patients']} simulated "
                  "patients per roll-out, common random numbers; bars: +-1 SE over seeds)", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.03 + 0.018 * -(-len(handles) // 5), 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
