@@ -116,3 +116,18 @@ def test_a_run_with_other_settings_refuses_to_merge_into_recorded_results(tmp_pa
               "--work", str(tmp_path / "work")])
     assert json.loads(rec.read_text())["cells"][0]["runs"]["bcq"]["value"] == 80.0
     assert not (tmp_path / "work").exists()
+
+
+def test_the_figure_draws_a_merged_grid_with_a_world_run_at_one_size(tmp_path):
+    from benchmarks.exp_sample_efficiency import figure_arms, summarise
+
+    key = "K"
+    a = {"worlds": ["0.0", "1.0"], "world_params": {"0.0": (0.0, 0.0), "1.0": (1.0, 0.0)}, "sizes": [100, 400],
+         "arms": ["bcq", "factored_bcq", "adbcq-mean-aug"], "tau": 0.3, "steps": 10, "patients": 5}
+    cells = [_cell("0.0", s, n, {"bcq": _run(80.0 + s, key), "factored_bcq": _run(81.0 + s * s, key)})
+             for s in (0, 1, 2) for n in (100, 400)]
+    cells += [_cell("1.0", s, 400, {"factored_bcq": _run(70.0 + s, key), "adbcq-mean-aug": _run(71.0 - s, key)})
+              for s in (0, 1, 2)]
+    s = summarise(cells, {"0.0": {"clinician": {"value": 77.0, "se": 1.0}}}, a)
+    figure_arms(s, a, tmp_path / "f.png")
+    assert (tmp_path / "f.png").stat().st_size > 10_000
