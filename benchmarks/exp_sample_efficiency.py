@@ -339,11 +339,9 @@ def write_md_arms(summary: dict, cells: list[dict], a: dict, meta: dict) -> str:
     L = [f"`{meta['command']}` on {meta['host']} ({meta['cores']} cores), {meta['date']}; load average at the start "
          f"{meta['load_start']}, at the end {meta['load_end']}; {meta['wall_min']:.0f} min wall"
          + ("" if not meta.get("cells_total") else f"; {done} of {meta['cells_total']} cells done")
-         + (f"; merged with the results recorded by {len(earlier)} earlier run(s) (listed at the end)" if earlier
-            else "")
-         + f"; the {len(cells)} cells here took {sum(c['seconds']['total'] for c in cells) / 60:.0f} worker-minutes "
-         "when they were trained. "
-         f"Worlds of {a['stays']} stays (synthetic seed 0); per cell N training stays (each seed redraws them), AIS "
+         + (f"; merged with the results recorded by {len(earlier)} earlier run(s) (listed at the end). " if earlier
+            else f"; the cells {sum(c['seconds']['total'] for c in cells) / 60:.0f} worker-minutes. ")
+         + f"Worlds of {a['stays']} stays (synthetic seed 0); per cell N training stays (each seed redraws them), AIS "
          f"refitted, one run per arm (tau {a['tau']}, {a['steps']} steps, {a['checkpoints']} checkpoints, profile "
          f"{meta['profile']}). Each run's final checkpoint and its FQE-selected checkpoint (evaluate.fqe fitted on the "
          "cell's train split; the highest value at the validation episodes' starts among converged fits) are scored "
