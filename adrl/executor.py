@@ -154,14 +154,38 @@ class Executor:
         self.close(cancel=exc_type is not None)
 
 
+def die_with_parent(parent: int | None = None) -> None:
+    """In a worker process, Linux: the kernel kills it when the process that started it dies, even by SIGKILL
+    (PR_SET_PDEATHSIG); a worker whose parent ``parent`` died before this call exits at once."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)   # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)
+
+
+def _start_worker(parent: int, init, initargs: tuple) -> None:
+    """A local pool's initializer: the worker dies with the process that owns the pool, then the caller's own."""
+    die_with_parent(parent)
+    if init is not None:
+        init(*initargs)
+
+
 class LocalExecutor(Executor):
-    """A process pool on this machine (``workers`` processes; pool kwargs: initializer, initargs, mp_context)."""
+    """A process pool on this machine (``workers`` processes; pool kwargs: initializer, initargs, mp_context). Its
+    workers die with the process that made it, however that ends (killed, crashed): none is left orphaned."""
 
     kind = "local"
 
     def __init__(self, params: ExecutorParams, workers: int, **pool):
         super().__init__(params)
-        self._pool = ProcessPoolExecutor(max_workers=workers, **pool)
+        init, initargs = pool.pop("initializer", None), tuple(pool.pop("initargs", ()))
+        self._pool = ProcessPoolExecutor(max_workers=workers, initializer=_start_worker,
+                                         initargs=(os.getpid(), init, initargs), **pool)
         self.slots = max(1, int(workers))
         self._host = f"{socket.gethostname()} (local)"
 

@@ -118,3 +118,40 @@ def test_experiment_executor_settings_are_checked_before_any_world(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(SystemExit, match=r"executor.kind is ray, but Ray is not installed.*pip install 'adrl\[ray\]'"):
         executor_params("ray", "127.0.0.1:6379")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_local_workers_die_with_the_process_that_made_them(tmp_path):
+    """A process holding a local executor is killed (SIGKILL: no handler, no cleanup runs) while its workers are
+    busy: the workers go too, and none is left orphaned (the cells of `make experiments`, the online sweep)."""
+    import os
+    import signal
+    import subprocess
+
+    from tests.procs import alive
+
+    script = tmp_path / "hold.py"
+    script.write_text(
+        "import multiprocessing as mp, sys, time\n"
+        "from adrl.executor import ExecutorParams, make_executor\n"
+        "if __name__ == '__main__':\n"
+        "    with make_executor(ExecutorParams(), 2, mp_context=mp.get_context('spawn')) as ex:\n"
+        "        for i in range(2):\n"
+        "            ex.submit(('u', i), f'unit {i}', time.sleep, 120)\n"
+        "        time.sleep(3)\n"
+        "        print(' '.join(str(p.pid) for p in ex._pool._processes.values()), flush=True)\n"
+        "        time.sleep(120)\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        workers = [int(x) for x in proc.stdout.readline().split()]
+        assert len(workers) == 2 and all(alive(w) for w in workers)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        t0 = time.time()
+        while any(alive(w) for w in workers) and time.time() - t0 < 10:
+            time.sleep(0.1)
+        assert not any(alive(w) for w in workers), "a worker outlived the process that made it"
+    finally:
+        proc.kill()
+        proc.wait()

@@ -41,7 +41,7 @@ import torch
 from tqdm import tqdm
 
 from ..errors import ConfigError, InputError
-from ..executor import ExecutorParams, make_executor
+from ..executor import ExecutorParams, die_with_parent as _die_with_parent, make_executor
 from ..io import atomic_path, without_timings, write_json
 from .adbcq import ADBCQ, ADBCQConfig
 from .bcq import BCQ, BCQConfig
@@ -554,20 +554,6 @@ def _add_steps(k: int) -> None:
         return
     with _COUNTER.get_lock():
         _COUNTER.value += k
-
-
-def _die_with_parent(parent: int | None = None) -> None:
-    """Linux: the kernel kills this worker when the process that started it dies (PR_SET_PDEATHSIG); a worker whose
-    parent ``parent`` died before this call exits at once."""
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)   # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if parent is not None and os.getppid() != parent:
-        os._exit(1)
 
 
 def _init_worker(counter, threads: int, parent: int | None = None) -> None:
