@@ -27,7 +27,9 @@ train.dynamics) and ``adbcq-<mixer>-aug-<option>[-<option>...]`` with options ``
 (train.dynamics.termination), ``mean`` (next_state), ``shuffle`` or ``noise<scale>`` (control, noise_scale) and
 ``survaction | survnext`` (survival_input: one dynamics fit per survival head). Every arm's run gets the value check on
 the cell's validation split (``converged``). With ``--arms`` the markdown is a per-arm table with paired differences
-against factored BCQ and BCQ (when present), and no figures are drawn.
+against factored BCQ and BCQ (when present) and the contrasts the arms answer, the figure is <name>.png (per world:
+value against N, and each arm minus factored BCQ), and the results merge into <name>.json: a run on other worlds,
+sizes, seeds or arms adds to it (runs of other settings are refused), so the grid can be run a part at a time.
 
 The cells (and the clinician's roll-outs) are units of an executor (adrl/executor.py): ``--executor local`` (a
 process pool of ``--workers``, the default) or ``ray`` (Ray tasks; ``--address`` as params.yaml's executor.address);
