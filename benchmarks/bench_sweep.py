@@ -42,9 +42,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from adrl.executor import die_with_parent  # noqa: E402
 from adrl.rl.data import read_states, transitions  # noqa: E402
 from adrl.rl.params import TrainParams  # noqa: E402
-from adrl.rl.train import (TR_KEYS, RunSpec, _die_with_parent, dynamics_config, expand_sweep, fit_dynamics,  # noqa: E402
+from adrl.rl.train import (TR_KEYS, RunSpec, dynamics_config, expand_sweep, fit_dynamics,  # noqa: E402
                            load_dynamics, plan_groups, run_sweep, save_dynamics, train_run)
 from adrl.rl.valuecheck import CheckSet, check_set  # noqa: E402
 from benchmarks.bench_train import D3_PY, d3_dataset  # noqa: E402
@@ -90,7 +91,7 @@ def pool_sweep(df: pd.DataFrame, p: TrainParams, out: Path) -> dict:
         arrays |= {"check_mc": check.mc, "check_split": np.array(check.split)}
     np.savez(data_path, **arrays)
     os.environ["OMP_NUM_THREADS"] = str(p.threads)
-    with ProcessPoolExecutor(max_workers=p.workers, mp_context=mp.get_context("spawn"), initializer=_die_with_parent,
+    with ProcessPoolExecutor(max_workers=p.workers, mp_context=mp.get_context("spawn"), initializer=die_with_parent,
                              initargs=(os.getpid(),)) as ex:
         futs = [ex.submit(_pool_worker, s, str(data_path), p.model_dump_json(), str(out),
                           str(dyn_paths[s.seed]) if s.needs_dynamics else None) for s in specs]

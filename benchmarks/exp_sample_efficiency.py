@@ -462,8 +462,9 @@ def contrast_rows(s: dict, a: dict) -> list[str]:
 def merge_recorded(recorded: dict | None, cells: list[dict], clin: dict, a: dict) -> tuple[list[dict], dict, dict]:
     """The results file of a run with named arms holds the recorded file's cells too (``--name``): a run on another
     world, size, seed or arm set adds to what was recorded instead of replacing it. Recorded runs of other settings
-    (:func:`arm_key`; main refuses such a file before any work) are left out and counted on stderr. Returns (cells, the run's arguments widened to every world,
-    size, seed and arm in them, {world: clinician values})."""
+    (:func:`arm_key`; main refuses such a file before any work, so this is a guard) are left out and counted on
+    stderr. Returns (cells, the run's arguments widened to every world, size, seed and arm in them, {world:
+    clinician values})."""
     if not recorded:
         return list(cells), a, clin
     key = arm_key(a)

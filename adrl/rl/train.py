@@ -41,7 +41,7 @@ import torch
 from tqdm import tqdm
 
 from ..errors import ConfigError, InputError
-from ..executor import ExecutorParams, die_with_parent as _die_with_parent, make_executor
+from ..executor import ExecutorParams, make_executor
 from ..io import atomic_path, without_timings, write_json
 from .adbcq import ADBCQ, ADBCQConfig
 from .bcq import BCQ, BCQConfig
@@ -556,9 +556,8 @@ def _add_steps(k: int) -> None:
         _COUNTER.value += k
 
 
-def _init_worker(counter, threads: int, parent: int | None = None) -> None:
-    global _COUNTER
-    _die_with_parent(parent)
+def _init_worker(counter, threads: int) -> None:
+    global _COUNTER   # (a local pool's workers already die with the stage: adrl.executor.LocalExecutor)
     _COUNTER = counter
     torch.set_num_threads(threads)
 
@@ -762,7 +761,7 @@ def _exec_sweep(executor: ExecutorParams, ctx, counter, groups, dyn_todo, arrays
     try:
         os.environ["OMP_NUM_THREADS"] = str(p.threads)
         with make_executor(executor, workers, mp_context=ctx, initializer=_init_worker,
-                           initargs=(counter, p.threads, os.getpid())) as ex:
+                           initargs=(counter, p.threads)) as ex:
             if ex.kind == "local":   # the workers read the arrays from one staged file
                 data = str(stage / "transitions.npz")
                 np.savez(data, **arrays)
