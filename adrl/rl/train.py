@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -463,8 +464,26 @@ def plan_groups(specs: list[RunSpec], p: TrainParams, d: int) -> list[list[RunSp
         if per_run > budget:
             log.warning("sweep: one %s run needs about %.0f MB, more than train.group_memory_mb = %d; training it alone",
                         runs[0].algorithm, per_run / 2**20, p.group_memory_mb)
-        groups += [runs[i:i + size] for i in range(0, len(runs), size)]
+        groups += _pack_seeds(runs, size)
     return groups
+
+
+def _pack_seeds(runs: list[RunSpec], size: int) -> list[list[RunSpec]]:
+    """Groups of at most ``size`` runs (sorted by seed) that keep each seed's runs together where a seed fits in a
+    group: a seed's thresholds share one imitation network, which a seed split over two groups would train twice."""
+    groups: list[list[RunSpec]] = []
+    cur: list[RunSpec] = []
+    for _, block in itertools.groupby(runs, key=lambda s: s.seed):
+        block = list(block)
+        if cur and len(cur) + len(block) > size:
+            groups.append(cur)
+            cur = []
+        while len(cur) + len(block) > size:   # a seed larger than a group: split it
+            k = size - len(cur)
+            groups.append(cur + block[:k])
+            cur, block = [], block[k:]
+        cur += block
+    return groups + ([cur] if cur else [])
 
 
 def _read_json(path: Path) -> dict | None:

@@ -179,6 +179,21 @@ def test_cuda_without_a_gpu_is_a_clear_error_and_auto_falls_back(data, tmp_path,
     assert man["device"] == "cpu" and "train.device: auto -> cpu (no CUDA device found)" in caplog.text
 
 
+def test_groups_keep_a_seeds_thresholds_together(data):
+    """A seed's thresholds share one imitation network: group_size 20 over 8 thresholds x 5 seeds gives groups of
+    whole seeds (16, 16, 8), not 20 + 20 with one seed trained in both; a seed larger than a group is split."""
+    d = data[1].dim
+    taus = [0, 0.01, 0.05, 0.1, 0.3, 0.5, 0.75, 0.9999]
+    p = TrainParams(**{**SWEEP, "algorithms": ["bcq"], "thresholds": taus, "seeds": [0, 1, 2, 3, 4], "group_size": 20})
+    groups = plan_groups(T.expand_sweep(p), p, d)
+    assert [len(g) for g in groups] == [16, 16, 8]
+    assert [sorted({s.seed for s in g}) for g in groups] == [[0, 1], [2, 3], [4]]
+    small = TrainParams(**{**SWEEP, "algorithms": ["bcq"], "thresholds": taus, "seeds": [0, 1], "group_size": 5})
+    groups = plan_groups(T.expand_sweep(small), small, d)
+    assert [len(g) for g in groups] == [5, 3, 5, 3] and all(len({s.seed for s in g}) == 1 for g in groups)
+    assert sorted(s.run_id for g in groups for s in g) == sorted(s.run_id for s in T.expand_sweep(small))
+
+
 def test_groups_that_would_not_fit_are_split(data, tmp_path, caplog):
     d = data[1].dim
     p = TrainParams(**{**SWEEP, "group_size": 20, "group_memory_mb": 2048})
