@@ -131,3 +131,27 @@ def test_the_figure_draws_a_merged_grid_with_a_world_run_at_one_size(tmp_path):
     s = summarise(cells, {"0.0": {"clinician": {"value": 77.0, "se": 1.0}}}, a)
     figure_arms(s, a, tmp_path / "f.png")
     assert (tmp_path / "f.png").stat().st_size > 10_000
+
+
+def test_worlds_pooled_rows_pair_by_world_and_seed_and_count_intervals_excluding_zero():
+    """The report's all-worlds section: a contrast at each N pools the (world, seed) pairs of every world, and the
+    count of AD-BCQ intervals against factored BCQ that exclude 0 is taken per world and N, exactly (not from
+    rounded text)."""
+    from benchmarks.exp_sample_efficiency import worlds_pooled_rows
+
+    def pol(fact, ad):
+        return {"factored_bcq": {"values": fact, "seeds": [0, 1, 2], "selected": {"values": fact}},
+                "adbcq-linear-noaug": {"values": ad, "seeds": [0, 1, 2], "selected": {"values": fact}}}
+    s = {"0.0": {"by_size": {"250": {"policies": pol([80.0, 81.0, 82.0], [81.0, 82.0, 83.0])}}},   # +1 each seed
+         "1.0": {"by_size": {"250": {"policies": pol([80.0, 81.0, 82.0], [83.0, 84.0, 85.0])}}}}   # +3 each seed
+    a = {"worlds": ["0.0", "1.0"], "world_params": {"0.0": (0.0, 0.0), "1.0": (1.0, 0.0)},
+         "arms": ["factored_bcq", "adbcq-linear-noaug"]}
+    rows = worlds_pooled_rows(s, a)
+    row = next(r for r in rows if "adbcq-linear-noaug - factored_bcq" in r)
+    assert "| +2.0 [" in row and row.endswith("| 6 |")   # six pairs, from both worlds
+    final = next(r for r in rows if "(final checkpoints)" in r)
+    assert "2 of 2 exclude 0 (2 above, 0 below" in final
+    assert "interaction = 0: 1 of 1; interaction = 1: 1 of 1" in final
+    selected = next(r for r in rows if "(FQE-selected checkpoints)" in r)
+    assert "0 of 2 exclude 0" in selected   # the selected values are equal: zero-width intervals at 0
+    assert worlds_pooled_rows({"0.0": s["0.0"]}, a | {"worlds": ["0.0"]}) == []   # one world: nothing to pool
