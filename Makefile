@@ -48,15 +48,18 @@ EXP_ARMS ?= bcq factored_bcq adbcq-linear-noaug adbcq-linear-aug-soft adbcq-line
 	adbcq-linear-aug-logged adbcq-linear-aug-soft-survaction adbcq-linear-aug-sample-shuffle \
 	adbcq-linear-aug-sample-noise0.5 adbcq-linear-aug-sample-noise2
 # the mixer ablation (E2) on the augmentation setting with the highest pooled value in the first run (sample), on
-# interaction 0; its results merge into the same file
+# interaction 0 at N = 1,000; and the shuffle control with soft termination at N = 2,000 and 4,000 in every world,
+# where soft gained; their results merge into the same file
 EXP_MIXER_ARMS ?= adbcq-mean-aug-sample adbcq-sum-aug-sample adbcq-mlp2-aug-sample adbcq-relu-aug-sample
 EXP_GRID = --name sample_efficiency --sizes 125 250 500 1000 2000 4000 --seeds 0 1 2 3 4 --stays 17000 \
 	--steps 10000 --checkpoints 10 --patients 1000 --tau 0.3
 experiments: install
 	$(BIN)/python -m benchmarks.exp_sample_efficiency $(EXP_GRID) --interactions 0 1 --confounders 1 \
 		--arms $(EXP_ARMS) $(EXP_ARGS)
-	$(BIN)/python -m benchmarks.exp_sample_efficiency $(EXP_GRID) --interactions 0 \
+	$(BIN)/python -m benchmarks.exp_sample_efficiency $(EXP_GRID) --interactions 0 --sizes 1000 \
 		--arms factored_bcq adbcq-linear-aug-sample $(EXP_MIXER_ARMS) $(EXP_ARGS)
+	$(BIN)/python -m benchmarks.exp_sample_efficiency $(EXP_GRID) --interactions 0 1 --confounders 1 --sizes 2000 4000 \
+		--arms adbcq-linear-aug-soft-shuffle $(EXP_ARGS)
 
 clean-env:
 	rm -rf $(VENV)

@@ -122,8 +122,13 @@ def run_cell(project: str, world: str, seed: int, n_train: int, a: dict, cell_di
     prior = {}
     if a.get("arms"):   # named arms: every arm with a result of the same settings is reused, the rest trained
         prior = prior_arms(a, world, seed, n_train, cell_dir, cached)
-        if cached is not None and set(a["arms"]) <= set(prior):
-            return {**cached, "world": world, "confounder": confounder, "arms": a["arms"],
+        # every arm done (in this cell's folder or in the recorded results, e.g. on a new machine or with a fresh
+        # --work): nothing is fitted or trained again, the cell's facts come from where its runs were recorded
+        base = cached if cached is not None else next(
+            (c for c in a.get("recorded") or [] if c.get("world") == world and c.get("seed") == seed
+             and c.get("n_train") == n_train), None)
+        if base is not None and set(a["arms"]) <= set(prior):
+            return {**base, "world": world, "confounder": confounder, "arms": a["arms"],
                     "runs": {k: prior[k] for k in a["arms"]}}
         cached = None
     if cached is not None and cached.get("arms"):   # a cell of named arms is not a cell of the default set

@@ -155,3 +155,26 @@ def test_worlds_pooled_rows_pair_by_world_and_seed_and_count_intervals_excluding
     selected = next(r for r in rows if "(FQE-selected checkpoints)" in r)
     assert "0 of 2 exclude 0" in selected   # the selected values are equal: zero-width intervals at 0
     assert worlds_pooled_rows({"0.0": s["0.0"]}, a | {"worlds": ["0.0"]}) == []   # one world: nothing to pool
+
+
+def test_a_cell_whose_arms_are_all_recorded_fits_nothing(tmp_path):
+    """On a new machine (or with a fresh --work) a cell whose every arm is in the recorded results is rendered from
+    them: no world is read, no encoder or model fitted, nothing trained (the project folder does not even exist)."""
+    from benchmarks.exp_sample_efficiency import arm_key, run_cell
+
+    a = {"arms": ["bcq", "factored_bcq"], "world_params": {"1.0": [1.0, 0.0]}, "steps": 100, "tau": 0.3,
+         "patients": 10, "rollout_seed": 7, "checkpoints": 2, "stays": 50, "dynamics": {}}
+    key = arm_key(a)
+    rec = {"world": "1.0", "seed": 3, "n_train": 125, "n_train_transitions": 1200, "seconds": {"total": 9.0},
+           "runs": {"bcq": {"key": key, "value": 80.0}, "factored_bcq": {"key": key, "value": 81.0},
+                    "adbcq-linear-noaug": {"key": key, "value": 79.0}}}
+    a["recorded"] = [rec, {**rec, "seed": 4}]
+    out = run_cell(str(tmp_path / "no-project"), "1.0", 3, 125, a, str(tmp_path / "cell"))
+    assert out["runs"] == {"bcq": rec["runs"]["bcq"], "factored_bcq": rec["runs"]["factored_bcq"]}
+    assert (out["seed"], out["n_train_transitions"], out["arms"]) == (3, 1200, ["bcq", "factored_bcq"])
+    assert not (tmp_path / "cell").exists()
+    # an arm recorded with other settings is not reused: the cell would be fitted, and the project is missing
+    a["recorded"] = [{**rec, "runs": {**rec["runs"], "bcq": {"key": {**key, "steps": 5}, "value": 1.0}}}]
+    from adrl.errors import ConfigError
+    with pytest.raises(ConfigError, match="no-project/params.yaml: parameters file not found"):
+        run_cell(str(tmp_path / "no-project"), "1.0", 3, 125, a, str(tmp_path / "cell"))
