@@ -124,12 +124,11 @@ def run_cell(project: str, world: str, seed: int, n_train: int, a: dict, cell_di
         prior = prior_arms(a, world, seed, n_train, cell_dir, cached)
         # every arm done (in this cell's folder or in the recorded results, e.g. on a new machine or with a fresh
         # --work): nothing is fitted or trained again, the cell's facts come from where its runs were recorded
-        base = cached if cached is not None else next(
-            (c for c in a.get("recorded") or [] if c.get("world") == world and c.get("seed") == seed
-             and c.get("n_train") == n_train), None)
-        if base is not None and set(a["arms"]) <= set(prior):
-            return {**base, "world": world, "confounder": confounder, "arms": a["arms"],
-                    "runs": {k: prior[k] for k in a["arms"]}}
+        if set(a["arms"]) <= set(prior):
+            base = cached if cached is not None else next(iter(recorded_cells(a, world, seed, n_train)), None)
+            if base is not None:
+                return {**base, "world": world, "confounder": confounder, "arms": a["arms"],
+                        "runs": {k: prior[k] for k in a["arms"]}}
         cached = None
     if cached is not None and cached.get("arms"):   # a cell of named arms is not a cell of the default set
         cached = None
@@ -241,14 +240,18 @@ def arm_key(a: dict) -> dict:
             "checkpoints": a["checkpoints"], "stays": a["stays"], "dynamics": a.get("dynamics") or {}}
 
 
+def recorded_cells(a: dict, world: str, seed: int, n_train: int) -> list[dict]:
+    """The cells of the recorded results (a["recorded"]) for this world, seed and N."""
+    return [c for c in a.get("recorded") or [] if c.get("world") == world and c.get("seed") == seed
+            and c.get("n_train") == n_train]
+
+
 def prior_arms(a: dict, world: str, seed: int, n_train: int, cell_dir: Path, cached: dict | None) -> dict:
     """{arm: result} of the arms already done with the same settings: in the cell folder, in its cell.json, or in
     the recorded results (a["recorded"]: cells of an earlier <name>.json, e.g. benchmarks/results/sample_efficiency.json)."""
     key = arm_key(a)
     found = {}
-    sources = [c for c in a.get("recorded") or [] if c.get("world") == world and c.get("seed") == seed
-               and c.get("n_train") == n_train]
-    sources += [cached] if cached is not None else []
+    sources = recorded_cells(a, world, seed, n_train) + ([cached] if cached is not None else [])
     for src in sources:
         for name, r in (src.get("runs") or {}).items():
             if r.get("key") == key:
