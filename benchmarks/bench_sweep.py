@@ -2,8 +2,8 @@
 
 - pool: the way main trained a sweep before batching: the dynamics ensembles fitted one seed after another in the
   parent, then every run a separate single-run training in a pool of `train.workers` processes;
-- batched: adrl.rl.train.run_sweep (runs of one architecture as one vectorised model, dynamics fits as pool jobs
-  beside the model-free groups);
+- batched: adrl.rl.train.run_sweep (runs of one architecture as one vectorised model, dynamics fits as pool jobs,
+  the units dispatched in adrl.rl.train.unit_order);
 - d3rlpy: DiscreteBCQ over the same BCQ configurations (threshold = action_flexibility, seed), the configurations
   split over the same number of processes, each training its share one after another (its own venv: /tmp/d3 or
   $ADRL_D3RLPY_PYTHON).
@@ -420,23 +420,39 @@ def main():
                                                        "batch_size", "hidden", "checkpoint_every", "lr",
                                                        "value_check_split")},
                  "device": "cpu", "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"}
+    partial = out.with_suffix(".partial.json")   # what is measured so far, rewritten after every phase
+
+    def done(phase: str) -> None:
+        res["load_average"] = load
+        res["phases_done"] = res.get("phases_done", []) + [phase]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp_file = partial.with_name(partial.name + ".tmp")
+        tmp_file.write_text(json.dumps(res, indent=1, default=float) + "\n")
+        tmp_file.replace(partial)
+        print(f"[bench_sweep] {time.strftime('%H:%M:%S')} {phase} done ({time.time() - t_start:.0f} s in; "
+              f"load {_load(os.getloadavg())}); so far: {partial}", flush=True)
+
     res["vectorisation"] = vectorisation()
     res["update_scan"] = update_scan(df)
+    done("vectorisation and update scan")
     with tempfile.TemporaryDirectory(prefix="bench_sweep_") as tmp:
         tmp = Path(tmp)
         res["batched"] = batched_sweep(df, p, tmp / "batched")
         load["after_batched"] = os.getloadavg()
+        done("batched sweep")
         if not args.skip_pool:
             (tmp / "pool").mkdir()
             c0 = _cpu()
             res["pool"] = pool_sweep(df, p, tmp / "pool")
             res["pool"]["cpu_s"] = _cpu() - c0
             load["after_pool"] = os.getloadavg()
+            done("pool sweep")
         res["batched_bcq"] = batched_sweep(df, p_bcq, tmp / "batched_bcq")
+        done("batched BCQ configurations")
         res["d3rlpy"] = d3rlpy_sweep(df, p_bcq, tmp)
         load["end"] = os.getloadavg()
-        if not args.quick and not args.steps:
-            res["throughput"] = throughput(df, tmp)
+        done("d3rlpy")
+        # (the throughput section and the full grid's extrapolation: --throughput-only; the full mode measures the grid)
     res["load_average"] = load
     res["wall_s"] = time.time() - t_start
     if out.with_suffix(".json").is_file():   # the earlier run's record, kept as it was (labelled in sweep.md)
@@ -449,6 +465,7 @@ def main():
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(res, indent=1, default=float) + "\n")
     out.with_suffix(".md").write_text(report(res))
+    partial.unlink(missing_ok=True)
     print(report(res))
 
 
