@@ -2,8 +2,8 @@
 
 - pool: the way main trained a sweep before batching: the dynamics ensembles fitted one seed after another in the
   parent, then every run a separate single-run training in a pool of `train.workers` processes;
-- batched: adrl.rl.train.run_sweep (runs of one architecture as one vectorised model, dynamics fits as pool jobs,
-  the units dispatched in adrl.rl.train.unit_order);
+- batched: adrl.rl.train.run_sweep (runs of one architecture as one vectorised model, dynamics fits as pool jobs
+  beside the model-free groups);
 - d3rlpy: DiscreteBCQ over the same BCQ configurations (threshold = action_flexibility, seed), the configurations
   split over the same number of processes, each training its share one after another (its own venv: /tmp/d3 or
   $ADRL_D3RLPY_PYTHON).
