@@ -356,6 +356,16 @@ def extrapolate(res: dict) -> dict:
             "weighted_run_steps": w, "relative_cost": rel}
 
 
+def _save(out: Path, res: dict) -> None:
+    """Write sweep.json and sweep.md (each whole, via a temporary file) and print the report."""
+    text = report(res)
+    for suffix, body in ((".json", json.dumps(res, indent=1, default=float) + "\n"), (".md", text)):
+        tmp = out.with_name(out.name + suffix + ".tmp")
+        tmp.write_text(body)
+        tmp.replace(out.with_suffix(suffix))
+    print(text)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
@@ -383,20 +393,14 @@ def main():
         res["ceiling"] = {**ceiling(), "command": "python -m benchmarks.bench_sweep --ceiling-only",
                           "load_before": before}
         res["ceiling"]["load_after"] = os.getloadavg()
-        Path(args.out).with_suffix(".json").write_text(json.dumps(res, indent=1, default=float) + "\n")
-        Path(args.out).with_suffix(".md").write_text(report(res))
-        print(report(res))
-        return
+        return _save(Path(args.out), res)
     df = read_states(args.states)
     out = Path(args.out)
     if args.scan_only:
         res = json.loads(out.with_suffix(".json").read_text())
         res["update_scan"] = {**update_scan(df), "command": "python -m benchmarks.bench_sweep --scan-only",
                               "load": os.getloadavg()}
-        out.with_suffix(".json").write_text(json.dumps(res, indent=1, default=float) + "\n")
-        out.with_suffix(".md").write_text(report(res))
-        print(report(res))
-        return
+        return _save(out, res)
     if args.throughput_only:
         res = json.loads(out.with_suffix(".json").read_text())
         before = os.getloadavg()
@@ -405,10 +409,7 @@ def main():
         res["throughput"]["command"] = "python -m benchmarks.bench_sweep --throughput-only"
         res["throughput"]["load_before"] = before
         res["full_grid_extrapolated"] = extrapolate(res)
-        out.with_suffix(".json").write_text(json.dumps(res, indent=1, default=float) + "\n")
-        out.with_suffix(".md").write_text(report(res))
-        print(report(res))
-        return
+        return _save(out, res)
     p = TrainParams(algorithms=["bcq", "factored_bcq", "adbcq"], mixers=["linear"], augment=[True], group_size=GROUP,
                     **grid)
     p_bcq = TrainParams(algorithms=["bcq"], group_size=GROUP, **grid)
@@ -423,10 +424,7 @@ def main():
                                                                       ("speedup_vs_d3rlpy", "speedup_vs_d3rlpy_lower_bound")}}
         res["speedup_vs_d3rlpy"] = res["d3rlpy"]["wall_s"] / res["batched_bcq"]["wall_s"]
         res.pop("speedup_vs_d3rlpy_lower_bound", None)
-        out.with_suffix(".json").write_text(json.dumps(res, indent=1, default=float) + "\n")
-        out.with_suffix(".md").write_text(report(res))
-        print(report(res))
-        return
+        return _save(out, res)
     load = {"start": os.getloadavg()}
     t_start = time.time()
     res: dict = {"command": "python -m benchmarks.bench_sweep" + (" --quick" if args.quick else "")
@@ -481,10 +479,8 @@ def main():
         res["full_grid_extrapolated"] = extrapolate(res)
     res["speedup_vs_d3rlpy"] = res["d3rlpy"]["wall_s"] / res["batched_bcq"]["wall_s"]
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(res, indent=1, default=float) + "\n")
-    out.with_suffix(".md").write_text(report(res))
+    _save(out, res)
     partial.unlink(missing_ok=True)
-    print(report(res))
 
 
 def _load(x) -> str:
