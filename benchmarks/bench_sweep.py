@@ -494,13 +494,14 @@ def report(res: dict) -> str:
     la = {k: _load(x) for k, x in res["load_average"].items()}
     lines = [
         "# A sweep as one vectorised model (`benchmarks/bench_sweep.py`)", "",
+        *([res["preface"], ""] if res.get("preface") else []),
         f"Command: `{res['command']}` ({res['mode']} mode); states: {res['states']} "
         f"({res['n_train_transitions']:,} train transitions).",
         f"Grid: {', '.join(g['algorithms'])} (AD-BCQ linear mixer with augmentation) x thresholds {g['thresholds']} "
         f"x seeds {g['seeds']} = {g['runs']} runs, {g['steps']:,} steps each; params {res['params']}.",
         f"Machine: {res['machine']}, device cpu; shared with other agents: load average (1/5/15 min) at start "
         f"{la['start']}, at end {la['end']}. Wall time of the benchmark {res['wall_s']:.0f} s. All figures below come "
-        "from this one run; compare the ratios, not the absolute times.", "",
+        "from this run except where a section names its own command; compare the ratios, not the absolute times.", "",
         "In the batched sweep, runs of a group that differ only in the threshold train one imitation network "
         f"(adrl/rl/batched.py): {bt.get('imitation_networks', '?')} imitation networks for {bt['runs']} runs here.", "",
         "| way | wall s | CPU s | speedup (wall) |", "|---|---|---|---|",
@@ -514,7 +515,8 @@ def report(res: dict) -> str:
                  f"{res.get('speedup_vs_pool', float('nan')):.2f} (speedup_vs_pool) |")
     if "pool" in res and "cpu_s" in res["pool"] and "cpu_s" in bt:
         lines += ["", f"CPU ratio pool / batched: {res['pool']['cpu_s'] / bt['cpu_s']:.2f}."]
-    lines += ["", f"BCQ configurations alone ({len(g['thresholds']) * len(g['seeds'])} runs):", "",
+    d3, runs, w = res["d3rlpy"], len(g["thresholds"]) * len(g["seeds"]), res["params"]["workers"]
+    lines += ["", f"BCQ configurations alone ({runs} runs):", "",
               "| way | wall s | speedup |", "|---|---|---|",
               f"| d3rlpy DiscreteBCQ ({res['d3rlpy']['versions']}), {res['params']['workers']} processes | "
               + (f"{res['d3rlpy']['wall_s']:.0f}" if res['d3rlpy'].get("finished", True) else
@@ -523,6 +525,11 @@ def report(res: dict) -> str:
               + (f"{res['speedup_vs_d3rlpy']:.2f} (speedup_vs_d3rlpy) |" if res.get("speedup_vs_d3rlpy") is not None else
                  f"at least {res['speedup_vs_d3rlpy_lower_bound']:.1f} (speedup_vs_d3rlpy_lower_bound; speedup_vs_d3rlpy "
                  "not measured) |"),
+              *(["", f"Measured together in a later run of their own (`{d3['command']}`, d3rlpy's weight decay "
+                 f"{d3.get('weight_decay', '?')}; load before {_load(d3.get('load_before'))}, after "
+                 f"{_load(d3.get('load_after'))}): d3rlpy trained {runs * g['steps'] / (d3['wall_s'] * w):.0f} steps/s "
+                 f"per process, ours {runs * g['steps'] / (res['batched_bcq']['wall_s'] * w):.0f} run-steps/s per "
+                 "process."] if "command" in d3 and d3.get("finished", True) else []),
               "", f"Vectorisation choice (forward + backward of {res['vectorisation']['R']} MLPs 64 -> 256 -> 256 -> 25, "
               "batch 100, run-steps per CPU-second, best of 2 interleaved rounds):", "",
               "| sequential | torch.func vmap | baddbmm |", "|---|---|---|",
