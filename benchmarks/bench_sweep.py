@@ -2,8 +2,8 @@
 
 - pool: the way main trained a sweep before batching: the dynamics ensembles fitted one seed after another in the
   parent, then every run a separate single-run training in a pool of `train.workers` processes;
-- batched: adrl.rl.train.run_sweep (runs of one architecture as one vectorised model, dynamics fits as pool jobs
-  beside the model-free groups);
+- batched: adrl.rl.train.run_sweep (runs of one architecture as one vectorised model; the dynamics fits sent first as
+  pool jobs, then the groups costliest first, adrl.rl.train.unit_order);
 - d3rlpy: DiscreteBCQ over the same BCQ configurations (threshold = action_flexibility, seed), the configurations
   split over the same number of processes, each training its share one after another (its own venv: /tmp/d3 or
   $ADRL_D3RLPY_PYTHON).
@@ -17,6 +17,8 @@ losses vs hand-written batched matmuls vs one run after another), per CPU-second
 --quick: thresholds [0.1, 0.3], seeds [0, 1], 1,000 steps (12 runs, 2 dynamics fits); default: the method's grid,
 8 thresholds x 5 seeds x 10,000 steps x (BCQ, factored BCQ, AD-BCQ with augmentation) = 120 runs, 5 fits;
 --steps N: that grid at N steps per run (e.g. --steps 1000 --out benchmarks/results/sweep_grid).
+--order-check N: that grid at N steps, batched, with its units sent in the order main used before unit_order and in
+unit_order, into an existing sweep.json.
 Writes benchmarks/results/sweep.{md,json}.
 """
 from __future__ import annotations
@@ -113,6 +115,39 @@ def batched_sweep(df: pd.DataFrame, p: TrainParams, out: Path) -> dict:
             "groups": sorted({r["group_size"] for r in man["runs"]}),
             "imitation_networks": sum(len({s.seed for s in g}) for g in groups),
             "dynamics_fit_s": {k: v["report"]["fit_seconds"] for k, v in man["dynamics"].items()}}
+
+
+def legacy_order(units: list) -> list:
+    """The order run_sweep sent units in before adrl.rl.train.unit_order: the dynamics fits interleaved with the
+    model-free groups as given, the augmented groups behind all of them (each queued when its models were written)."""
+    dyn = [u for u in units if u[0] == "dyn"]
+    free = [u for u in units if u[0] == "group" and not any(s.needs_dynamics for s in u[1])]
+    aug = [u for u in units if u[0] == "group" and any(s.needs_dynamics for s in u[1])]
+    mixed = []
+    for i in range(max(len(dyn), len(free))):
+        mixed += dyn[i:i + 1] + free[i:i + 1]
+    return mixed + aug
+
+
+def order_check(df: pd.DataFrame, p: TrainParams, tmp: Path, rounds: int = 1) -> dict:
+    """The batched sweep of grid p twice per round in this one process: units sent in the legacy order, then in
+    unit_order (the same groups, the same results; only the order of the units differs)."""
+    import adrl.rl.train as T
+    real = T.unit_order
+    out: dict = {"legacy_wall_s": [], "unit_order_wall_s": [], "legacy_cpu_s": [], "unit_order_cpu_s": []}
+    try:
+        for r in range(rounds):
+            for name, fn in (("legacy", legacy_order), ("unit_order", real)):
+                T.unit_order = fn
+                res = batched_sweep(df, p, tmp / f"order_{name}_{r}")
+                out[f"{name}_wall_s"].append(res["wall_s"])
+                out[f"{name}_cpu_s"].append(res["cpu_s"])
+                print(f"[bench_sweep] {time.strftime('%H:%M:%S')} order check round {r}: {name} {res['wall_s']:.0f} s "
+                      f"(CPU {res['cpu_s']:.0f} s)", flush=True)
+    finally:
+        T.unit_order = real
+    out["ratio"] = float(np.sum(out["legacy_wall_s"]) / np.sum(out["unit_order_wall_s"]))
+    return out
 
 
 # ---- d3rlpy ---------------------------------------------------------------------------------------
@@ -381,6 +416,9 @@ def main():
                     help="add the throughput section (and the extrapolation) to an existing sweep.json")
     ap.add_argument("--d3rlpy-only", action="store_true",
                     help="rerun the BCQ configurations alone, ours batched and d3rlpy's, into an existing sweep.json")
+    ap.add_argument("--order-check", type=int, metavar="STEPS",
+                    help="add to sweep.json the batched sweep of the method's grid at STEPS steps per run with its units "
+                    "sent in the legacy order vs adrl.rl.train.unit_order, in one run")
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     torch.set_num_threads(1)
@@ -400,6 +438,17 @@ def main():
         res = json.loads(out.with_suffix(".json").read_text())
         res["update_scan"] = {**update_scan(df), "command": "python -m benchmarks.bench_sweep --scan-only",
                               "load": os.getloadavg()}
+        return _save(out, res)
+    if args.order_check:
+        res = json.loads(out.with_suffix(".json").read_text())
+        before = os.getloadavg()
+        pg = TrainParams(algorithms=["bcq", "factored_bcq", "adbcq"], mixers=["linear"], augment=[True],
+                         group_size=GROUP, **dict(FULL, steps=args.order_check))
+        with tempfile.TemporaryDirectory(prefix="bench_sweep_") as tmp:
+            res["order_check"] = order_check(df, pg, Path(tmp))
+        res["order_check"] |= {"command": f"python -m benchmarks.bench_sweep --order-check {args.order_check}",
+                               "steps": args.order_check, "runs": len(expand_sweep(pg)), "load_before": before,
+                               "load_after": os.getloadavg()}
         return _save(out, res)
     if args.throughput_only:
         res = json.loads(out.with_suffix(".json").read_text())
@@ -485,6 +534,8 @@ def main():
 
 def _load(x) -> str:
     """A load average (1/5/15 min) as 'a / b / c'."""
+    if x and isinstance(x[0], (list, tuple)):   # one per run of a command
+        return "; ".join(_load(v) for v in x)
     return "?" if x is None else " / ".join(f"{v:.1f}" for v in x)
 
 
@@ -594,6 +645,19 @@ def report(res: dict) -> str:
         text += (f"; only {', '.join(over)} could reach it, and only at a perfect vectorisation" if over and under else "")
         lines += ["", text + f" (hidden {c['hidden']}, batch {c['batch_size']}). A GPU or narrower networks are the "
                   "ways beyond.", ""]
+    oc = res.get("order_check")
+    if oc:
+        lines += [f"The order of the units (`{oc['command']}`: the method's grid, {oc['runs']} runs at {oc['steps']:,} steps, "
+                  f"batched, groups of 20, 2 workers; {oc.get('runs_of_the_command', 'one run')}; load before "
+                  f"{_load(oc['load_before'])}, after {_load(oc['load_after'])}). Before, the sweep sent the dynamics fits "
+                  "interleaved with the model-free groups and each AD-BCQ group behind all of them, so its last AD-BCQ "
+                  "group ran alone; adrl.rl.train.unit_order sends the fits first, then the groups costliest first:", "",
+                  "| order | wall s | CPU s |", "|---|---|---|",
+                  f"| legacy | {' / '.join(f'{x:.0f}' for x in oc['legacy_wall_s'])} | "
+                  f"{' / '.join(f'{x:.0f}' for x in oc['legacy_cpu_s'])} |",
+                  f"| unit_order | {' / '.join(f'{x:.0f}' for x in oc['unit_order_wall_s'])} | "
+                  f"{' / '.join(f'{x:.0f}' for x in oc['unit_order_cpu_s'])} |", "",
+                  f"Wall ratio legacy / unit_order: {oc['ratio']:.2f}.", ""]
     ex = res.get("full_grid_extrapolated")
     if ex:
         lines += ["Full grid (120 runs x 10,000 steps, 5 dynamics fits), EXTRAPOLATED, not run: pool = F + W / r_pool, "

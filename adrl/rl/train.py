@@ -33,7 +33,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import multiprocessing as mp
 import numpy as np
@@ -770,11 +770,23 @@ def _init_counter(counter) -> None:
     _COUNTER = counter
 
 
+def unit_order(units: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """The sweep's units, most urgent first: dynamics fits (augmented groups wait for them), then groups by their
+    estimated cost, largest first (runs x 2 for an augmented group: AD-BCQ with augmentation runs at 0.5-0.6x BCQ's
+    steps per second), ties in the given order. Longest first keeps the end of a sweep to its smallest groups rather
+    than leaving one worker to a long group while the others have nothing (measured: benchmarks/results/sweep.md)."""
+    def cost(u):
+        kind, x = u
+        return (0, 0) if kind == "dyn" else (1, -sum(2 if s.needs_dynamics else 1 for s in x))
+    return sorted(units, key=cost)
+
+
 def _exec_sweep(executor: ExecutorParams, ctx, counter, groups, dyn_todo, arrays, p, out_dir: Path, where, hashes,
                 key, device, dyn_done, runs_done, workers: int) -> str:
-    """Dynamics fits and groups as units of the executor (a local pool of ``workers`` processes, or Ray tasks): the
-    fits interleaved with the groups that need no model, the augmented groups submitted as soon as their seeds'
-    models are written. The stage writes every result as it arrives. Returns where the units ran."""
+    """Dynamics fits and groups as units of the executor (a local pool of ``workers`` processes, or Ray tasks): at
+    most the executor's slots at a time, in unit_order: the fits first (in parallel, as units, never in this
+    process), then the groups costliest first, an augmented group as soon as its seeds' models are written. The stage
+    writes every result as it arrives. Returns where the units ran."""
     stage = Path(tempfile.mkdtemp(prefix=".sweep-", suffix=".tmp", dir=out_dir))
     env_threads = os.environ.get("OMP_NUM_THREADS")
     try:
@@ -800,23 +812,23 @@ def _exec_sweep(executor: ExecutorParams, ctx, counter, groups, dyn_todo, arrays
                 ex.submit(("group", g), "group " + ",".join(s.run_id for s in g), _group_job, g, data, p_json,
                           {s.run_id: hashes[s.run_id] for s in g}, device.type, *map(model_of, _dyn_seeds(g)))
 
+            # Units go out no more than the executor's slots at a time, the most urgent first (unit_order): the
+            # fits, which the augmented groups wait for, then the groups costliest first, so that what is left for
+            # the end of the sweep is small and the workers finish together
             waiting = [g for g in groups if any(s.needs_dynamics for s in g)]
-            free = [g for g in groups if g not in waiting]
-            order = [("dyn", s) for s in dyn_todo]
-            mixed = []
-            for i in range(max(len(order), len(free))):   # interleave fits and model-free groups
-                mixed += order[i:i + 1] + [("group", g) for g in free[i:i + 1]]
-            for kind, x in mixed:
-                if kind == "dyn":
-                    ex.submit(("dyn", x), f"dynamics fit seed{x}", _dynamics_job, x, data, p_json, where)
-                else:
-                    submit_group(x)
+            ready = [("dyn", s) for s in dyn_todo] + [("group", g) for g in groups if g not in waiting]
             pending_dyn = set(dyn_todo)
-            while ex.pending or waiting:
-                ready = [g for g in waiting if not ({s.seed for s in g} & pending_dyn)]
-                for g in ready:
+            while ex.pending or waiting or ready:
+                unlocked = [g for g in waiting if not ({s.seed for s in g} & pending_dyn)]
+                for g in unlocked:
                     waiting.remove(g)
-                    submit_group(g)
+                ready = unit_order(ready + [("group", g) for g in unlocked])
+                while ready and ex.pending < max(1, ex.slots):
+                    kind, x = ready.pop(0)
+                    if kind == "dyn":
+                        ex.submit(("dyn", x), f"dynamics fit seed{x}", _dynamics_job, x, data, p_json, where)
+                    else:
+                        submit_group(x)
                 for (kind, x), result in ex.wait_any():
                     if kind == "dyn":
                         seed, report, hist, blob = result

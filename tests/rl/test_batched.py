@@ -194,6 +194,27 @@ def test_groups_keep_a_seeds_thresholds_together(data):
     assert sorted(s.run_id for g in groups for s in g) == sorted(s.run_id for s in T.expand_sweep(small))
 
 
+def test_units_go_out_fits_first_then_costliest_groups_first(data):
+    """The method's grid in groups of 20 on 2 workers: the sweep used to leave its last AD-BCQ group (seed 4, 8
+    runs, about 4 minutes at 10,000 steps) to one worker while the other had nothing left (benchmarks/results/
+    sweep.md). unit_order sends the dynamics fits first (the augmented groups wait for them), then groups by cost,
+    an augmented run counting twice, so the smallest model-free groups come last."""
+    d = data[1].dim
+    taus = [0, 0.01, 0.05, 0.1, 0.3, 0.5, 0.75, 0.9999]
+    p = TrainParams(**{**SWEEP, "algorithms": ["bcq", "factored_bcq", "adbcq"], "mixers": ["linear"],
+                       "augment": [True], "thresholds": taus, "seeds": [0, 1, 2, 3, 4], "group_size": 20})
+    groups = plan_groups(T.expand_sweep(p), p, d)
+    units = [("group", g) for g in groups] + [("dyn", s) for s in range(5)]
+    order = T.unit_order(units)
+    assert [x for k, x in order[:5]] == [0, 1, 2, 3, 4] and all(k == "dyn" for k, _ in order[:5])
+    got = [(g[0].algorithm, len(g)) for _, g in order[5:]]
+    assert got[:2] == [("adbcq", 16), ("adbcq", 16)]
+    assert sorted(got[2:7]) == sorted([("bcq", 16), ("bcq", 16), ("factored_bcq", 16), ("factored_bcq", 16),
+                                       ("adbcq", 8)])
+    assert sorted(got[7:]) == [("bcq", 8), ("factored_bcq", 8)]
+    assert sorted(id(g) for _, g in order[5:]) == sorted(id(g) for g in groups)
+
+
 def test_groups_that_would_not_fit_are_split(data, tmp_path, caplog):
     d = data[1].dim
     p = TrainParams(**{**SWEEP, "group_size": 20, "group_memory_mb": 2048})
