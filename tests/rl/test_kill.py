@@ -20,9 +20,12 @@ from tests.rl.factored_mdp import make_states
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not HAVE_PROC, reason="needs Linux /proc")]
 
-# 3 runs on 2 workers: when the first run is written, one worker is mid-run and the other starts the third
-SWEEP = {"train": {"algorithms": ["bcq"], "thresholds": [0.3], "seeds": [0, 1, 2], "steps": 800,
-                   "checkpoint_every": 400, "hidden": 32, "workers": 2}}
+# 3 runs on 2 workers. group_size 1, each run alone: when the first run is written, one worker is mid-run and the
+# other starts the third. group_size 2 (batched, as params.yaml's default batches a learner's runs): the groups are
+# seeds [0, 1] and [2]; when seed 2 is written, the group of seeds 0 and 1 is still training
+def sweep(group_size: int) -> dict:
+    return {"train": {"algorithms": ["bcq"], "thresholds": [0.3], "seeds": [0, 1, 2], "steps": 800,
+                      "checkpoint_every": 400, "hidden": 32, "workers": 2, "group_size": group_size}}
 
 
 def _tree_hashes(root: Path) -> dict[str, str]:
@@ -35,8 +38,8 @@ def _temp_folders(project: Path) -> list[str]:
             if ".dvc" not in p.relative_to(project).parts]
 
 
-def _project(tmp_path: Path, name: str) -> Path:
-    p = make_project(tmp_path / name, SWEEP)
+def _project(tmp_path: Path, name: str, group_size: int) -> Path:
+    p = make_project(tmp_path / name, sweep(group_size))
     (p / "data/processed").mkdir(parents=True)
     make_states(300, seed=0).to_parquet(p / "data/processed/states.parquet", index=False)
     return p
@@ -58,14 +61,21 @@ def _repro(project: Path) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
-    p = _project(tmp_path_factory.mktemp("kill"), "whole")
-    _repro(p)
-    return _tree_hashes(p / "models/train"), (p / "reports/metrics/train.json").read_bytes()
+    done: dict[int, tuple] = {}
+
+    def get(group_size: int) -> tuple:
+        if group_size not in done:
+            p = _project(tmp_path_factory.mktemp("kill"), "whole", group_size)
+            _repro(p)
+            done[group_size] = _tree_hashes(p / "models/train"), (p / "reports/metrics/train.json").read_bytes()
+        return done[group_size]
+    return get
 
 
+@pytest.mark.parametrize("group_size", [1, 2], ids=["single", "batched"])
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
-def test_killed_train_stage_leaves_no_worker_no_temp_folder_and_reproduces(uninterrupted, tmp_path, sig):
-    project = _project(tmp_path, "killed")
+def test_killed_train_stage_leaves_no_worker_no_temp_folder_and_reproduces(uninterrupted, tmp_path, sig, group_size):
+    project = _project(tmp_path, "killed", group_size)
     dvc = str(Path(sys.executable).parent / "dvc")
     proc = subprocess.Popen([dvc, "repro", "-s", "train"], cwd=project, env=_env(project),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -92,6 +102,8 @@ def test_killed_train_stage_leaves_no_worker_no_temp_folder_and_reproduces(unint
         survivors = [(q, _cmdline(q)[:100]) for q in left if _alive(q)]
         assert not survivors, f"{sig.name}: still running 10 s after the kill: {survivors}"
         assert proc.wait(timeout=60) != 0
+        written = sorted(q.parent.name for q in (project / "models/train/runs").glob("*/run.json"))
+        assert 0 < len(written) < 3, f"the kill should land mid-sweep, with some runs written: {written}"
     finally:   # never leave processes behind, even when the test fails
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -104,6 +116,6 @@ def test_killed_train_stage_leaves_no_worker_no_temp_folder_and_reproduces(unint
     # a kill left, trains only the missing runs, and reproduces the uninterrupted outputs exactly
     _repro(project)
     assert _temp_folders(project) == []
-    hashes, metrics = uninterrupted
+    hashes, metrics = uninterrupted(group_size)
     assert _tree_hashes(project / "models/train") == hashes
     assert (project / "reports/metrics/train.json").read_bytes() == metrics
