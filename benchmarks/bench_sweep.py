@@ -445,10 +445,10 @@ def main():
         pg = TrainParams(algorithms=["bcq", "factored_bcq", "adbcq"], mixers=["linear"], augment=[True],
                          group_size=GROUP, **dict(FULL, steps=args.order_check))
         with tempfile.TemporaryDirectory(prefix="bench_sweep_") as tmp:
-            res["order_check"] = order_check(df, pg, Path(tmp))
-        res["order_check"] |= {"command": f"python -m benchmarks.bench_sweep --order-check {args.order_check}",
-                               "steps": args.order_check, "runs": len(expand_sweep(pg)), "load_before": before,
-                               "load_after": os.getloadavg()}
+            oc = order_check(df, pg, Path(tmp))
+        res[f"order_check_{args.order_check}"] = oc | {
+            "command": f"python -m benchmarks.bench_sweep --order-check {args.order_check}", "steps": args.order_check,
+            "runs": len(expand_sweep(pg)), "load_before": before, "load_after": os.getloadavg()}
         return _save(out, res)
     if args.throughput_only:
         res = json.loads(out.with_suffix(".json").read_text())
@@ -529,7 +529,7 @@ def main():
         res["earlier"] = prior.get("earlier")
         # sections measured by their own commands stay (each names its command and load); the preface described
         # the earlier runs and is kept beside them, not printed
-        res |= {k: prior[k] for k in ("ceiling", "order_check") if k in prior and k not in res}
+        res |= {k: prior[k] for k in prior if (k == "ceiling" or k.startswith("order_check")) and k not in res}
         res["earlier_preface"] = prior.get("preface")
     if "pool" in res:
         res["speedup_vs_pool"] = res["pool"]["wall_s"] / res["batched"]["wall_s"]
@@ -654,8 +654,8 @@ def report(res: dict) -> str:
         text += (f"; only {', '.join(over)} could reach it, and only at a perfect vectorisation" if over and under else "")
         lines += ["", text + f" (hidden {c['hidden']}, batch {c['batch_size']}). A GPU or narrower networks are the "
                   "ways beyond.", ""]
-    oc = res.get("order_check")
-    if oc:
+    for oc in [res[k] for k in sorted(res, key=lambda k: res[k].get("steps", 0) if k.startswith("order_check") else 0)
+               if k.startswith("order_check")]:
         lines += [f"The order of the units (`{oc['command']}`: the method's grid, {oc['runs']} runs at {oc['steps']:,} steps, "
                   f"batched, groups of 20, 2 workers; {oc.get('runs_of_the_command', 'one run')}; load before "
                   f"{_load(oc['load_before'])}, after {_load(oc['load_after'])}). Before, the sweep sent the dynamics fits "
