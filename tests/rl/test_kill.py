@@ -22,10 +22,12 @@ pytestmark = [pytest.mark.slow,
 
 # 3 runs on 2 workers. group_size 1, each run alone: when the first run is written, one worker is mid-run and the
 # other starts the third. group_size 2 (batched, as params.yaml's default batches a learner's runs): the groups are
-# seeds [0, 1] and [2]; when seed 2 is written, the group of seeds 0 and 1 is still training
+# seeds [0, 1] and [2]; when seed 2 is written, the group of seeds 0 and 1 is still training. The window between the
+# first run written and the last is one run's length: 800 steps made it 0.7 s here and too short for the kill on a
+# faster machine (CI on 8ef24e1 found all 3 written in 3 of 4 cases); 3,000 steps make it about 3 s here
 def sweep(group_size: int) -> dict:
-    return {"train": {"algorithms": ["bcq"], "thresholds": [0.3], "seeds": [0, 1, 2], "steps": 800,
-                      "checkpoint_every": 400, "hidden": 32, "workers": 2, "group_size": group_size}}
+    return {"train": {"algorithms": ["bcq"], "thresholds": [0.3], "seeds": [0, 1, 2], "steps": 3000,
+                      "checkpoint_every": 1500, "hidden": 32, "workers": 2, "group_size": group_size}}
 
 
 def _tree_hashes(root: Path) -> dict[str, str]:
@@ -90,7 +92,7 @@ def test_killed_train_stage_leaves_no_worker_no_temp_folder_and_reproduces(unint
             # runs are written one by one into models/train/runs as they finish (a rerun resumes from them)
             if stage and len(workers) >= 2 and list((project / "models/train/runs").glob("*/run.json")):
                 break
-            time.sleep(0.2)
+            time.sleep(0.05)
         else:
             pytest.fail("the train stage never started its workers")
         left = _descendants(stage) | {stage}
