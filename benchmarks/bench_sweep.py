@@ -54,7 +54,7 @@ from benchmarks.bench_train import D3_PY, d3_dataset  # noqa: E402
 
 FULL = dict(thresholds=[0, 0.01, 0.05, 0.1, 0.3, 0.5, 0.75, 0.9999], seeds=[0, 1, 2, 3, 4], steps=10000)
 QUICK = dict(thresholds=[0.1, 0.3], seeds=[0, 1], steps=1000)
-GROUP = 20   # train.group_size of the batched sweeps (params.yaml's default is 1: each run alone)
+GROUP = 20   # train.group_size of the batched sweeps (params.yaml's default is 8: one group per learner and seed)
 
 
 # ---- the pool, as main ran a sweep ----------------------------------------------------------------
@@ -448,7 +448,8 @@ def main():
             oc = order_check(df, pg, Path(tmp))
         res[f"order_check_{args.order_check}"] = oc | {
             "command": f"python -m benchmarks.bench_sweep --order-check {args.order_check}", "steps": args.order_check,
-            "runs": len(expand_sweep(pg)), "load_before": before, "load_after": os.getloadavg()}
+            "runs": len(expand_sweep(pg)), "group_size": pg.group_size, "workers": pg.workers,
+            "load_before": before, "load_after": os.getloadavg()}
         return _save(out, res)
     if args.throughput_only:
         res = json.loads(out.with_suffix(".json").read_text())
@@ -530,7 +531,8 @@ def main():
         # sections measured by their own commands stay (each names its command and load); the preface described
         # the earlier runs and is kept beside them, not printed
         res |= {k: prior[k] for k in prior if (k == "ceiling" or k.startswith("order_check")) and k not in res}
-        res["earlier_preface"] = prior.get("preface")
+        if prior.get("preface"):
+            res["earlier_preface"] = prior["preface"]
     if "pool" in res:
         res["speedup_vs_pool"] = res["pool"]["wall_s"] / res["batched"]["wall_s"]
     if "throughput" in res:
@@ -578,9 +580,9 @@ def report(res: dict) -> str:
     d3, runs, w = res["d3rlpy"], len(g["thresholds"]) * len(g["seeds"]), res["params"]["workers"]
     lines += ["", f"BCQ configurations alone ({runs} runs):", "",
               "| way | wall s | speedup |", "|---|---|---|",
-              f"| d3rlpy DiscreteBCQ ({res['d3rlpy']['versions']}), {res['params']['workers']} processes | "
-              + (f"{res['d3rlpy']['wall_s']:.0f}" if res['d3rlpy'].get("finished", True) else
-                 f"more than {res['d3rlpy']['wall_s']:,.0f} (stopped unfinished)") + " | 1.00 |",
+              f"| d3rlpy DiscreteBCQ ({d3['versions']}), {w} processes | "
+              + (f"{d3['wall_s']:.0f}" if d3.get("finished", True) else
+                 f"more than {d3['wall_s']:,.0f} (stopped unfinished)") + " | 1.00 |",
               f"| ours batched | {res['batched_bcq']['wall_s']:.0f} | "
               + (f"{res['speedup_vs_d3rlpy']:.2f} (speedup_vs_d3rlpy) |" if res.get("speedup_vs_d3rlpy") is not None else
                  f"at least {res['speedup_vs_d3rlpy_lower_bound']:.1f} (speedup_vs_d3rlpy_lower_bound; speedup_vs_d3rlpy "
@@ -601,7 +603,7 @@ def report(res: dict) -> str:
                   f"after {_load(tp['load_after'])}):", "",
                   "| way | wall s | run-steps/s | CPU s (all processes) |", "|---|---|---|---|",
                   f"| pool | {tp['pool_wall_s']:.0f} | {tp['pool_run_steps_per_s']:.0f} | {tp['pool_cpu_s']:.0f} |",
-                  f"| batched (two groups of 20, imitation shared) | {tp['batched_wall_s']:.0f} | "
+                  f"| batched (groups of {GROUP}, imitation shared) | {tp['batched_wall_s']:.0f} | "
                   f"{tp['batched_run_steps_per_s']:.0f} | {tp['batched_cpu_s']:.0f} |", "",
                   f"Ratio pool / batched: wall {tp['ratio']:.2f}, CPU {tp['ratio_cpu']:.2f}.", ""]
     scan = res.get("update_scan")
@@ -654,10 +656,10 @@ def report(res: dict) -> str:
         text += (f"; only {', '.join(over)} could reach it, and only at a perfect vectorisation" if over and under else "")
         lines += ["", text + f" (hidden {c['hidden']}, batch {c['batch_size']}). A GPU or narrower networks are the "
                   "ways beyond.", ""]
-    for oc in [res[k] for k in sorted(res, key=lambda k: res[k].get("steps", 0) if k.startswith("order_check") else 0)
-               if k.startswith("order_check")]:
+    for oc in sorted((v for k, v in res.items() if k.startswith("order_check")), key=lambda v: v["steps"]):
         lines += [f"The order of the units (`{oc['command']}`: the method's grid, {oc['runs']} runs at {oc['steps']:,} steps, "
-                  f"batched, groups of 20, 2 workers; {oc.get('runs_of_the_command', 'one run')}; load before "
+                  f"batched, groups of {oc.get('group_size', GROUP)}, {oc.get('workers', res['params']['workers'])} workers; "
+                  f"{oc.get('runs_of_the_command', 'one run')}; load before "
                   f"{_load(oc['load_before'])}, after {_load(oc['load_after'])}). Before, the sweep sent the dynamics fits "
                   "interleaved with the model-free groups and each AD-BCQ group behind all of them, so its last AD-BCQ "
                   "group ran alone; adrl.rl.train.unit_order sends the fits first, then the groups costliest first:", "",
