@@ -23,8 +23,9 @@ pytestmark = [pytest.mark.slow,
 # 3 runs on 2 workers. group_size 1, each run alone: when the first run is written, one worker is mid-run and the
 # other starts the third. group_size 2 (batched, as params.yaml's default batches a learner's runs): the groups are
 # seeds [0, 1] and [2]; when seed 2 is written, the group of seeds 0 and 1 is still training. The window between the
-# first run written and the last is one run's length: 800 steps made it 0.7 s here and too short for the kill on a
-# faster machine (CI on 8ef24e1 found all 3 written in 3 of 4 cases); 3,000 steps make it about 3 s here
+# first run written and the last is one run's length: 800 steps made it 0.7 s here, too short for the kill on CI's
+# machine, where the /proc scan ran between the first run written and the kill (CI on 8ef24e1 found all 3 written
+# in 3 of 4 cases); 3,000 steps make it 2.9 s (single) and 4.8 s (batched) here, and only a folder listing runs there
 def sweep(group_size: int) -> dict:
     return {"train": {"algorithms": ["bcq"], "thresholds": [0.3], "seeds": [0, 1, 2], "steps": 3000,
                       "checkpoint_every": 1500, "hidden": 32, "workers": 2, "group_size": group_size}}
@@ -83,20 +84,25 @@ def test_killed_train_stage_leaves_no_worker_no_temp_folder_and_reproduces(unint
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     left: set[int] = set()
     try:
-        # wait until the stage's workers are training: the first run is written, the others are not
+        # wait until the stage's workers are training (a scan of /proc), then, watching the folder alone so that the
+        # kill follows the first run written within milliseconds whatever a scan costs, until the first run is
+        # written and the others are not: runs are written one by one into models/train/runs as they finish
         deadline, stage, workers = time.time() + 300, None, set()
         while time.time() < deadline:
             tree = _descendants(proc.pid)
             stage = next((q for q in tree if "pipeline.train" in _cmdline(q)), None)
             workers = {q for q in tree if "multiprocessing" in _cmdline(q) and "spawn_main" in _cmdline(q)}
-            # runs are written one by one into models/train/runs as they finish (a rerun resumes from them)
-            if stage and len(workers) >= 2 and list((project / "models/train/runs").glob("*/run.json")):
+            if stage and len(workers) >= 2:
                 break
             time.sleep(0.05)
         else:
             pytest.fail("the train stage never started its workers")
         left = _descendants(stage) | {stage}
         assert workers <= left
+        runs = project / "models/train/runs"
+        while time.time() < deadline and proc.poll() is None and not list(runs.glob("*/run.json")):
+            time.sleep(0.01)
+        assert proc.poll() is None, "the train stage ended before the kill"
         os.kill(stage, sig)
         t0 = time.time()
         while time.time() - t0 < 10 and any(_alive(q) for q in left):
