@@ -654,8 +654,19 @@ def report(res: dict) -> str:
         text += (" The issue's 5x per run is above these bounds for " + ", ".join(under) if under else
                  " The bounds allow the issue's 5x per run for every learner")
         text += (f"; only {', '.join(over)} could reach it, and only at a perfect vectorisation" if over and under else "")
-        lines += ["", text + f" (hidden {c['hidden']}, batch {c['batch_size']}). A GPU or narrower networks are the "
-                  "ways beyond.", ""]
+        beyond = (" A GPU or narrower networks are the ways beyond." if under else
+                  " What separates the measured groups from the bound is the rest of an update, which the bound leaves "
+                  "out (elementwise work, the optimiser's step, the batch's gather) and the efficiency of the batched "
+                  "products: not yet measured apart.")
+        lines += ["", text + f" (hidden {c['hidden']}, batch {c['batch_size']})." + beyond, ""]
+        if c.get("repeats"):
+            rp = {k: v for k, v in c["repeats"].items() if isinstance(v, dict)}
+            lines += [f"Repeated ({c['repeats']['what']}): GEMM rate " + ", ".join(
+                f"{k} {v['gemm_rate_used']:.0f}" for k, v in rp.items()) + " GFLOP per CPU-second.", ""]
+        if c.get("replaces"):
+            r = c["replaces"]
+            lines += [f"This replaces an earlier `--ceiling-only` run (load before {_load(r.get('load_before'))}): "
+                      f"{r['why_replaced']}.", ""]
     for oc in sorted((v for k, v in res.items() if k.startswith("order_check")), key=lambda v: v["steps"]):
         lines += [f"The order of the units (`{oc['command']}`: the method's grid, {oc['runs']} runs at {oc['steps']:,} steps, "
                   f"batched, groups of {oc.get('group_size', GROUP)}, {oc.get('workers', res['params']['workers'])} workers; "
