@@ -305,6 +305,43 @@ def update_scan(df: pd.DataFrame, sizes=(8, 16), rounds: int = 2, steps: int = 4
     return {"bcq_run_steps_per_cpu_s": out, "imitation_networks": shared}
 
 
+def update_profile(df: pd.DataFrame, seeds: int = 2, warm: int = 5, timed: int = 25, profiled: int = 30,
+                   top: int = 12) -> dict:
+    """Where a batched BCQ update spends its CPU: a group of the method's shape (``seeds`` seeds x 8 thresholds, one
+    imitation network per seed), one process and thread; run-steps per CPU-second over ``timed`` updates, then
+    torch.profiler over ``profiled`` more: each operator's share of the self CPU time and its calls per update (the
+    ``top`` largest). Set beside the compute ceiling, it says how much of an update is matrix products."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from adrl.rl.batched import BatchedLearners
+    from adrl.rl.train import make_learner
+    torch.set_num_threads(1)
+    tr, p = transitions(df, "train"), TrainParams()
+    data = [torch.from_numpy(getattr(tr, k)) for k in TR_KEYS]
+    specs = [RunSpec("bcq", t, s) for s in range(seeds) for t in FULL["thresholds"]]
+    n = warm + timed + profiled
+    rows = {s: np.random.default_rng(s).integers(0, len(tr), size=(n, 100)) for s in range(seeds)}
+    idx = torch.from_numpy(np.stack([rows[x.seed] for x in specs], 1))
+    lrn = BatchedLearners([make_learner(s, tr, p) for s in specs])
+    step = lambda i: lrn.update(*(t[idx[i]] for t in data))   # noqa: E731
+    for i in range(warm):
+        step(i)
+    c0 = time.process_time()
+    for i in range(warm, warm + timed):
+        step(i)
+    rate = timed * len(specs) / (time.process_time() - c0)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for i in range(warm + timed, n):
+            step(i)
+    ev = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in ev)
+    ev.sort(key=lambda e: -e.self_cpu_time_total)
+    return {"runs": len(specs), "imitation_networks": lrn.U, "run_steps_per_cpu_s": rate, "profiled_updates": profiled,
+            "self_cpu_share": {e.key: e.self_cpu_time_total / total for e in ev[:top]},
+            "calls_per_update": {e.key: e.count / profiled for e in ev[:top]},
+            "self_cpu_s_per_update": total / 1e6 / profiled}
+
+
 def ceiling(d: int = 64, B: int = 100, steps: int = 60, rounds: int = 3) -> dict:
     """How much faster can batching make a run on this CPU? A run-step costs a fixed number of floating-point
     operations (counted by torch's FlopCounterMode on one real update of each learner: the matrix products of the
@@ -410,6 +447,8 @@ def main():
                     "steps per run instead of 10,000 (no throughput section)")
     ap.add_argument("--skip-pool", action="store_true", help="only the batched sweep and d3rlpy (no speedup_vs_pool)")
     ap.add_argument("--scan-only", action="store_true", help="add the update scan to an existing sweep.json")
+    ap.add_argument("--profile-only", action="store_true",
+                    help="add where a batched BCQ update spends its CPU (torch.profiler) to an existing sweep.json")
     ap.add_argument("--ceiling-only", action="store_true",
                     help="add the compute ceiling (FLOPs per update vs this core's matrix-product rate) to sweep.json")
     ap.add_argument("--throughput-only", action="store_true",
@@ -425,6 +464,13 @@ def main():
     grid = QUICK if args.quick else FULL
     if args.steps:
         grid = dict(FULL, steps=args.steps)
+    if args.profile_only:
+        res = json.loads(Path(args.out).with_suffix(".json").read_text())
+        before = os.getloadavg()
+        res["update_profile"] = {**update_profile(read_states(args.states)),
+                                 "command": "python -m benchmarks.bench_sweep --profile-only", "load_before": before,
+                                 "load_after": os.getloadavg()}
+        return _save(Path(args.out), res)
     if args.ceiling_only:
         res = json.loads(Path(args.out).with_suffix(".json").read_text())
         before = os.getloadavg()
@@ -657,7 +703,8 @@ def report(res: dict) -> str:
         beyond = (" A GPU or narrower networks are the ways beyond." if under else
                   " What separates the measured groups from the bound is the rest of an update, which the bound leaves "
                   "out (elementwise work, the optimiser's step, the batch's gather) and the efficiency of the batched "
-                  "products: not yet measured apart.")
+                  "products" + (": the profile below measures them apart." if "update_profile" in res else
+                                ": not yet measured apart."))
         lines += ["", text + f" (hidden {c['hidden']}, batch {c['batch_size']})." + beyond, ""]
         if c.get("repeats"):
             rp = {k: v for k, v in c["repeats"].items() if isinstance(v, dict)}
@@ -667,6 +714,26 @@ def report(res: dict) -> str:
             r = c["replaces"]
             lines += [f"This replaces an earlier `--ceiling-only` run (load before {_load(r.get('load_before'))}): "
                       f"{r['why_replaced']}.", ""]
+    prof = res.get("update_profile")
+    if prof:
+        sh, calls = prof["self_cpu_share"], prof["calls_per_update"]
+        lines += [f"Where a batched BCQ update spends its CPU (`{prof['command']}`, load before "
+                  f"{_load(prof['load_before'])}, after {_load(prof['load_after'])}): a group of {prof['runs']} runs "
+                  f"({prof['imitation_networks']} imitation networks), one thread, "
+                  f"{prof['run_steps_per_cpu_s']:.0f} run-steps per CPU-second; torch.profiler over "
+                  f"{prof['profiled_updates']} updates, the largest operators by self CPU time:", "",
+                  "| operator | share of self CPU | calls per update |", "|---|---|---|",
+                  *(f"| {k} | {x:.1%} | {calls[k]:.0f} |" for k, x in sh.items()), ""]
+        if "ceiling" in res and "aten::bmm" in sh:
+            c = res["ceiling"]
+            mf = c["learners"]["bcq"]["mflop_per_step"] * (1 - c["learners"]["bcq"]["imitation_share"]
+                                                            * (1 - prof["imitation_networks"] / prof["runs"]))
+            gemm_s = prof["self_cpu_s_per_update"] * (sh["aten::bmm"] + sh.get("aten::addmm", 0) + sh.get("aten::mm", 0))
+            lines += [f"So matrix products take {sh['aten::bmm'] + sh.get('aten::addmm', 0) + sh.get('aten::mm', 0):.0%} "
+                      f"of an update, at about {mf * prof['runs'] / 1e3 / gemm_s:.0f} GFLOP per CPU-second (the "
+                      f"ceiling's rate: {c['gemm_rate_used']:.0f}); everything else, the rest. With all of the rest "
+                      f"gone this group would run at most {prof['run_steps_per_cpu_s'] / (sh['aten::bmm'] + sh.get('aten::addmm', 0) + sh.get('aten::mm', 0)):.0f} "
+                      "run-steps per CPU-second at its present product speed.", ""]
     for oc in sorted((v for k, v in res.items() if k.startswith("order_check")), key=lambda v: v["steps"]):
         lines += [f"The order of the units (`{oc['command']}`: the method's grid, {oc['runs']} runs at {oc['steps']:,} steps, "
                   f"batched, groups of {oc.get('group_size', GROUP)}, {oc.get('workers', res['params']['workers'])} workers; "
