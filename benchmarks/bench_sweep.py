@@ -271,6 +271,12 @@ def _cpu() -> float:
     return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
 
 
+def _batch_rows(n_rows: int, specs: list[RunSpec], steps: int, B: int = 100) -> torch.Tensor:
+    """(steps, R, B) row indices: each run's batches drawn from its seed, as in a sweep (runs of a seed share them)."""
+    rows = {s: np.random.default_rng(s).integers(0, n_rows, size=(steps, B)) for s in {x.seed for x in specs}}
+    return torch.from_numpy(np.stack([rows[x.seed] for x in specs], 1))
+
+
 def update_scan(df: pd.DataFrame, sizes=(8, 16), rounds: int = 2, steps: int = 40) -> dict:
     """One process, one thread: BCQ updates per CPU-second of the single-run learner and of groups of R runs, either R
     seeds at one threshold (no network shared) or R / 8 seeds x 8 thresholds (one imitation network per seed, as in
@@ -289,8 +295,7 @@ def update_scan(df: pd.DataFrame, sizes=(8, 16), rounds: int = 2, steps: int = 4
     for _ in range(rounds):
         for name, specs in cases.items():
             R = len(specs)
-            rows = {s: np.random.default_rng(s).integers(0, len(tr), size=(steps, 100)) for s in {x.seed for x in specs}}
-            idx = torch.from_numpy(np.stack([rows[x.seed] for x in specs], 1))   # (steps, R, B): a seed's batches
+            idx = _batch_rows(len(tr), specs, steps)
             learners = [make_learner(s, tr, p) for s in specs]
             lrn = learners[0] if R == 1 else BatchedLearners(learners)
             shared[name] = 1 if R == 1 else lrn.U
@@ -320,8 +325,7 @@ def update_profile(df: pd.DataFrame, seeds: int = 2, warm: int = 5, timed: int =
     data = [torch.from_numpy(getattr(tr, k)) for k in TR_KEYS]
     specs = [RunSpec("bcq", t, s) for s in range(seeds) for t in FULL["thresholds"]]
     n = warm + timed + profiled
-    rows = {s: np.random.default_rng(s).integers(0, len(tr), size=(n, 100)) for s in range(seeds)}
-    idx = torch.from_numpy(np.stack([rows[x.seed] for x in specs], 1))
+    idx = _batch_rows(len(tr), specs, n)
     lrn = BatchedLearners([make_learner(s, tr, p) for s in specs])
     step = lambda i: lrn.update(*(t[idx[i]] for t in data))   # noqa: E731
     for i in range(warm):
@@ -728,11 +732,11 @@ def report(res: dict) -> str:
             c = res["ceiling"]
             mf = c["learners"]["bcq"]["mflop_per_step"] * (1 - c["learners"]["bcq"]["imitation_share"]
                                                             * (1 - prof["imitation_networks"] / prof["runs"]))
-            gemm_s = prof["self_cpu_s_per_update"] * (sh["aten::bmm"] + sh.get("aten::addmm", 0) + sh.get("aten::mm", 0))
-            lines += [f"So matrix products take {sh['aten::bmm'] + sh.get('aten::addmm', 0) + sh.get('aten::mm', 0):.0%} "
-                      f"of an update, at about {mf * prof['runs'] / 1e3 / gemm_s:.0f} GFLOP per CPU-second (the "
+            gemm = sum(sh.get(k, 0) for k in ("aten::bmm", "aten::addmm", "aten::mm"))   # the products' share
+            lines += [f"So matrix products take {gemm:.0%} of an update, at about "
+                      f"{mf * prof['runs'] / 1e3 / (prof['self_cpu_s_per_update'] * gemm):.0f} GFLOP per CPU-second (the "
                       f"ceiling's rate: {c['gemm_rate_used']:.0f}); everything else, the rest. With all of the rest "
-                      f"gone this group would run at most {prof['run_steps_per_cpu_s'] / (sh['aten::bmm'] + sh.get('aten::addmm', 0) + sh.get('aten::mm', 0)):.0f} "
+                      f"gone this group would run at most {prof['run_steps_per_cpu_s'] / gemm:.0f} "
                       "run-steps per CPU-second at its present product speed.", ""]
     for oc in sorted((v for k, v in res.items() if k.startswith("order_check")), key=lambda v: v["steps"]):
         lines += [f"The order of the units (`{oc['command']}`: the method's grid, {oc['runs']} runs at {oc['steps']:,} steps, "

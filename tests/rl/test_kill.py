@@ -110,7 +110,7 @@ def test_killed_train_stage_leaves_no_worker_no_temp_folder_and_reproduces(unint
         survivors = [(q, _cmdline(q)[:100]) for q in left if _alive(q)]
         assert not survivors, f"{sig.name}: still running 10 s after the kill: {survivors}"
         assert proc.wait(timeout=60) != 0
-        written = sorted(q.parent.name for q in (project / "models/train/runs").glob("*/run.json"))
+        written = sorted(q.parent.name for q in runs.glob("*/run.json"))
         assert 0 < len(written) < 3, f"the kill should land mid-sweep, with some runs written: {written}"
     finally:   # never leave processes behind, even when the test fails
         if proc.poll() is None:
