@@ -112,13 +112,22 @@ class BatchedLearners:
         self._rep_of = self._reps[self._of]   # (R,): the run whose batch and model draws stand for run r's
         self.qnames = [k for k in self.names if not k.startswith(IMIT)]
         self.inames = inames
+        # the linear layers' weights are stacked transposed, (R, in, out): each run's layer then multiplies by its
+        # stored matrix as it lies, and the gradient arrives in the stored layout, where nn.Linear's (out, in) had cost
+        # a transposed copy of every weight's gradient per update (measured: 1.14x the group's steps per CPU-second,
+        # bitwise the same parameters; benchmarks/results/sweep.md)
+        self.transposed = {k for k in self.names if k.endswith(".weight")
+                           and isinstance(first.net.get_submodule(k.rsplit(".", 1)[0]), nn.Linear)}
+
+        def stack(ps: list[torch.Tensor], k: str) -> torch.Tensor:
+            return torch.stack([q.detach().t() if k in self.transposed else q.detach() for q in ps])
         with torch.no_grad():
-            self.params = {k: torch.stack([x.net.get_parameter(k).detach() for x in learners]).requires_grad_(True)
+            self.params = {k: stack([x.net.get_parameter(k) for x in learners], k).requires_grad_(True)
                            for k in self.qnames}
-            self.iparams = {k: torch.stack([learners[r].net.get_parameter(k).detach() for r in reps])
-                            .requires_grad_(True) for k in inames}
+            self.iparams = {k: stack([learners[r].net.get_parameter(k) for r in reps], k).requires_grad_(True)
+                            for k in inames}
             # the target copies of the Q part (no learner reads a target imitation network)
-            self.tparams = {k: torch.stack([x.target.get_parameter(k).detach() for x in learners]) for k in self.qnames}
+            self.tparams = {k: stack([x.target.get_parameter(k) for x in learners], k) for k in self.qnames}
             bufs = [k for k, _ in first.net.named_buffers()]
             self.buffers = {f"{pre}.{k}": torch.stack([x.net.get_buffer(k) for x in learners])
                             for k in bufs for pre in ("net", "target")}
@@ -128,15 +137,18 @@ class BatchedLearners:
         self._call = {diag: vmap(self._one(diag)) for diag in (False, True)}
         self._imit = vmap(self._imitation)
 
+    def _as_module(self, pre: str, params: dict) -> dict:
+        """One run's tensors (inside vmap) under the module's names, the linear weights as (out, in) views."""
+        return {pre + k: v.t() if k in self.transposed else v for k, v in params.items()}
+
     def _one(self, diag: bool):
         def f(params, tparams, buffers, batch, extra, imit):
-            tensors = {**{"net." + k: v for k, v in params.items()}, **{"target." + k: v for k, v in tparams.items()},
-                       **buffers}
+            tensors = {**self._as_module("net.", params), **self._as_module("target.", tparams), **buffers}
             return functional_call(self.mod, tensors, (batch, extra, imit, diag))
         return f
 
     def _imitation(self, iparams, batch, extra):
-        return functional_call(self.imod, {"net." + k: v for k, v in iparams.items()}, (batch, extra))
+        return functional_call(self.imod, self._as_module("net.", iparams), (batch, extra))
 
     def extra(self, z, a, r, z2, done) -> tuple:
         """The model batch (drawn as in single-run training) of each imitation group's first run, stacked (U, ...);
@@ -169,6 +181,8 @@ class BatchedLearners:
 
     def snapshot(self) -> list[dict[str, torch.Tensor]]:
         """Each run's online parameters (its state dict) at this step."""
+        def one(k: str, i: int) -> torch.Tensor:
+            v = (self.iparams[k][self.imit_of[i]] if k.startswith(IMIT) else self.params[k][i]).detach()
+            return (v.t() if k in self.transposed else v).to("cpu", memory_format=torch.contiguous_format, copy=True)
         with torch.no_grad():
-            return [{k: (self.iparams[k][self.imit_of[i]] if k.startswith(IMIT) else self.params[k][i])
-                     .detach().to("cpu", copy=True) for k in self.names} for i in range(self.R)]
+            return [{k: one(k, i) for k in self.names} for i in range(self.R)]
