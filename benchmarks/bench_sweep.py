@@ -536,7 +536,7 @@ def main():
                  "mode": "quick" if args.quick else (f"full grid at {args.steps:,} steps" if args.steps else "full"), "states": args.states,
                  "n_train_transitions": len(transitions(df, "train")),
                  "grid": {**grid, "algorithms": p.algorithms, "runs": len(expand_sweep(p))},
-                 "params": {k: getattr(p, k) for k in ("workers", "threads", "group_size", "group_memory_mb",
+                 "params": {k: getattr(p, k) for k in ("workers", "threads", "group_size", "group_split", "group_memory_mb",
                                                        "batch_size", "hidden", "checkpoint_every", "lr",
                                                        "value_check_split")},
                  "device": "cpu", "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"}

@@ -448,7 +448,8 @@ class _NoModel:
 
 def plan_groups(specs: list[RunSpec], p: TrainParams, d: int) -> list[list[RunSpec]]:
     """Split the sweep into batched groups: runs of one architecture, at most train.group_size of them and no more
-    than train.group_memory_mb holds (a group that would not fit is split, never attempted)."""
+    than train.group_memory_mb holds (a group that would not fit is split, never attempted), by train.group_split:
+    equal groups (balanced) or groups cut between seeds (seeds)."""
     by_arch: dict[tuple, list[RunSpec]] = {}
     for s in sorted(specs, key=lambda s: s.seed):   # a seed's thresholds side by side: they share one imitation network
         by_arch.setdefault(arch_key(s), []).append(s)
@@ -464,8 +465,22 @@ def plan_groups(specs: list[RunSpec], p: TrainParams, d: int) -> list[list[RunSp
         if per_run > budget:
             log.warning("sweep: one %s run needs about %.0f MB, more than train.group_memory_mb = %d; training it alone",
                         runs[0].algorithm, per_run / 2**20, p.group_memory_mb)
-        groups += _pack_seeds(runs, size)
+        groups += _pack_seeds(runs, size) if p.group_split == "seeds" else _balanced(runs, size)
     return groups
+
+
+def _balanced(runs: list[RunSpec], size: int) -> list[list[RunSpec]]:
+    """The fewest groups of at most ``size`` runs (sorted by seed), their sizes equal to one run: 40 runs in groups of
+    at most 20 are 20 + 20, where cutting between seeds of 8 thresholds gives 16 + 16 + 8 and, on 2 workers, leaves
+    one worker 24 runs and the other 16. A seed cut in two trains its imitation network in both groups."""
+    g = -(-len(runs) // size)
+    base, extra = divmod(len(runs), g)
+    out, i = [], 0
+    for k in range(g):
+        n = base + (k < extra)
+        out.append(runs[i:i + n])
+        i += n
+    return out
 
 
 def _pack_seeds(runs: list[RunSpec], size: int) -> list[list[RunSpec]]:

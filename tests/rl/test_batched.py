@@ -180,18 +180,43 @@ def test_cuda_without_a_gpu_is_a_clear_error_and_auto_falls_back(data, tmp_path,
 
 
 def test_groups_keep_a_seeds_thresholds_together(data):
-    """A seed's thresholds share one imitation network: group_size 20 over 8 thresholds x 5 seeds gives groups of
-    whole seeds (16, 16, 8), not 20 + 20 with one seed trained in both; a seed larger than a group is split."""
+    """group_split: seeds. A seed's thresholds share one imitation network: group_size 20 over 8 thresholds x 5 seeds
+    gives groups of whole seeds (16, 16, 8), not 20 + 20 with one seed trained in both; a seed larger than a group is
+    split."""
     d = data[1].dim
     taus = [0, 0.01, 0.05, 0.1, 0.3, 0.5, 0.75, 0.9999]
-    p = TrainParams(**{**SWEEP, "algorithms": ["bcq"], "thresholds": taus, "seeds": [0, 1, 2, 3, 4], "group_size": 20})
+    p = TrainParams(**{**SWEEP, "algorithms": ["bcq"], "thresholds": taus, "seeds": [0, 1, 2, 3, 4], "group_size": 20,
+                       "group_split": "seeds"})
     groups = plan_groups(T.expand_sweep(p), p, d)
     assert [len(g) for g in groups] == [16, 16, 8]
     assert [sorted({s.seed for s in g}) for g in groups] == [[0, 1], [2, 3], [4]]
-    small = TrainParams(**{**SWEEP, "algorithms": ["bcq"], "thresholds": taus, "seeds": [0, 1], "group_size": 5})
+    small = TrainParams(**{**SWEEP, "algorithms": ["bcq"], "thresholds": taus, "seeds": [0, 1], "group_size": 5,
+                           "group_split": "seeds"})
     groups = plan_groups(T.expand_sweep(small), small, d)
     assert [len(g) for g in groups] == [5, 3, 5, 3] and all(len({s.seed for s in g}) == 1 for g in groups)
     assert sorted(s.run_id for g in groups for s in g) == sorted(s.run_id for s in T.expand_sweep(small))
+
+
+def test_balanced_groups_are_the_fewest_of_equal_size(data):
+    """group_split: balanced (the default). 40 runs in groups of at most 20 are 20 + 20 (seed 2's thresholds in both,
+    each group training its own copy of seed 2's imitation network), so 2 workers get 20 runs each where cutting
+    between seeds gave one 24 and the other 16; sizes differ by at most one; every run once, seeds in order."""
+    d = data[1].dim
+    taus = [0, 0.01, 0.05, 0.1, 0.3, 0.5, 0.75, 0.9999]
+    for seeds, size, want in (([0, 1, 2, 3, 4], 20, [20, 20]), ([0, 1, 2, 3, 4], 8, [8] * 5),
+                              ([0, 1, 2, 3, 4], 16, [14, 13, 13]), ([0, 1], 5, [4, 4, 4, 4]), ([0], 20, [8])):
+        p = TrainParams(**{**SWEEP, "algorithms": ["bcq"], "thresholds": taus, "seeds": seeds, "group_size": size})
+        specs = T.expand_sweep(p)
+        groups = plan_groups(specs, p, d)
+        assert [len(g) for g in groups] == want, (seeds, size)
+        flat = [s for g in groups for s in g]
+        assert sorted(s.run_id for s in flat) == sorted(s.run_id for s in specs)
+        assert [s.seed for s in flat] == sorted(s.seed for s in specs)
+    p = TrainParams(**{**SWEEP, "algorithms": ["bcq"], "thresholds": taus, "seeds": [0, 1, 2, 3, 4], "group_size": 20})
+    groups = plan_groups(T.expand_sweep(p), p, d)
+    assert [sorted({s.seed for s in g}) for g in groups] == [[0, 1, 2], [2, 3, 4]]
+    b = BatchedLearners([T.make_learner(s, data[1], p) for s in groups[0]])
+    assert b.U == 3 and b.imit_of == [0] * 8 + [1] * 8 + [2] * 4
 
 
 def test_units_go_out_fits_first_then_costliest_groups_first(data):
@@ -202,7 +227,8 @@ def test_units_go_out_fits_first_then_costliest_groups_first(data):
     d = data[1].dim
     taus = [0, 0.01, 0.05, 0.1, 0.3, 0.5, 0.75, 0.9999]
     p = TrainParams(**{**SWEEP, "algorithms": ["bcq", "factored_bcq", "adbcq"], "mixers": ["linear"],
-                       "augment": [True], "thresholds": taus, "seeds": [0, 1, 2, 3, 4], "group_size": 20})
+                       "augment": [True], "thresholds": taus, "seeds": [0, 1, 2, 3, 4], "group_size": 20,
+                       "group_split": "seeds"})
     groups = plan_groups(T.expand_sweep(p), p, d)
     units = [("group", g) for g in groups] + [("dyn", s) for s in range(5)]
     order = T.unit_order(units)
