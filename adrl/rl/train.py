@@ -161,7 +161,8 @@ def dynamics_config(p: TrainParams) -> DynamicsConfig:
 
 
 def fit_loop(learner, data: Transitions, steps: int, batch_size: int, checkpoint_every: int, seed: int,
-             progress: bool | None = None, desc: str = "train", lr_schedule: str = "constant"):
+             progress: bool | None = None, desc: str = "train", lr_schedule: str = "constant",
+             flush_denormal: bool = False):
     """Run ``steps`` updates on uniformly sampled batches; snapshot the policy networks every checkpoint.
     ``lr_schedule``: constant, or linear (the learning rate decays linearly to 0 at the last step).
 
@@ -171,7 +172,7 @@ def fit_loop(learner, data: Transitions, steps: int, batch_size: int, checkpoint
     bar = tqdm(total=steps, desc=desc, disable=None if progress is None else not progress, leave=False,
                mininterval=2.0)
     ck_steps, states, hists, secs = fit_runs(learner, data, steps, batch_size, checkpoint_every, [seed],
-                                             tick=bar.update, lr_schedule=lr_schedule)
+                                             tick=bar.update, lr_schedule=lr_schedule, flush_denormal=flush_denormal)
     bar.close()
     return ck_steps, states[0], hists[0], secs
 
@@ -194,11 +195,12 @@ def lr_factor(schedule: str, step: int, steps: int) -> float:
 
 def fit_runs(learner, data: Transitions, steps: int, batch_size: int, checkpoint_every: int, seeds: list[int],
              tick: Callable[[int], None] | None = None, device: torch.device | str = "cpu",
-             lr_schedule: str = "constant"):
+             lr_schedule: str = "constant", flush_denormal: bool = False):
     """The training loop of one learner (``len(seeds) == 1``) or of a batched group (adrl/rl/batched.py; run r
     draws its batches from ``seeds[r]``, exactly as alone). ``tick(n)`` is called every few steps with the steps
     done since its last call. ``lr_schedule``: constant, or linear (the learning rate decays linearly to 0 at the
-    last step; elementwise, so a batched group decays exactly as its runs alone).
+    last step; elementwise, so a batched group decays exactly as its runs alone). ``flush_denormal``: the loop runs
+    with subnormal floats flushed to zero (train.flush_denormal), set back after it.
 
     Returns (checkpoint steps, [per run: list of state dicts], [per run: history], seconds in the loop).
     """
@@ -211,10 +213,21 @@ def fit_runs(learner, data: Transitions, steps: int, batch_size: int, checkpoint
                                          for s in seeds], 1)).to(device)   # (steps, R, B)
     if R == 1:
         idx_all = idx_all[:, 0]
+    t0 = time.perf_counter()
+    if flush_denormal:
+        torch.set_flush_denormal(True)
+    try:
+        return _loop(learner, steps, checkpoint_every, R, tick, lr_schedule, z, a, r, z2, done, idx_all, t0)
+    finally:
+        if flush_denormal:
+            torch.set_flush_denormal(False)
+
+
+def _loop(learner, steps, checkpoint_every, R, tick, lr_schedule, z, a, r, z2, done, idx_all, t0):
     ck_steps, ck_states, window = [], [[] for _ in range(R)], []
     hists: list[dict[str, list]] = [{} for _ in range(R)]
     lr0 = [g["lr"] for g in learner.opt.param_groups]
-    t0, last_tick = time.perf_counter(), 0
+    last_tick = 0
     for step in range(1, steps + 1):
         idx = idx_all[step - 1]
         if lr_schedule != "constant":
@@ -293,7 +306,7 @@ def group_outputs(specs: list[RunSpec], data: Transitions, p: TrainParams,
     group_tick = None if tick is None else (lambda k: tick(k * len(specs)))
     ck_steps, states, hists, secs = fit_runs(learner, data, p.steps, p.batch_size, p.checkpoint_every,
                                              [s.seed for s in specs], tick=group_tick, device=device,
-                                             lr_schedule=p.lr_schedule)
+                                             lr_schedule=p.lr_schedule, flush_denormal=p.flush_denormal)
     return [run_output(s, lrn, data, p, ck_steps, st, h, secs, check, len(specs), (hashes or {}).get(s.run_id))
             for s, lrn, st, h in zip(specs, learners, states, hists)]
 
@@ -403,7 +416,8 @@ def _hash(obj) -> str:
 def run_hash(spec: RunSpec, p: TrainParams, d: int, data_key: str) -> str:
     """What a run's checkpoints depend on: the run, its learner config, the loop, the data (and the model's fit)."""
     return _hash({"format": RUN_FORMAT, "code": code_hash(), "spec": asdict(spec), "d": d, "config": asdict(algo_config(spec, p)),
-                  "loop": [p.steps, p.batch_size, p.checkpoint_every, p.checkpoint_dtype, p.value_check_split],
+                  "loop": [p.steps, p.batch_size, p.checkpoint_every, p.checkpoint_dtype, p.value_check_split,
+                           p.flush_denormal],
                   "q_clip": p.q_clip,
                   "data": data_key, "dynamics": dynamics_hash(spec.seed, p, data_key) if spec.needs_dynamics else None})
 
