@@ -114,8 +114,8 @@ class BatchedLearners:
         self.inames = inames
         # the linear layers' weights are stacked transposed, (R, in, out): each run's layer then multiplies by its
         # stored matrix as it lies, and the gradient arrives in the stored layout, where nn.Linear's (out, in) had cost
-        # a transposed copy of every weight's gradient per update (measured: 1.14x the group's steps per CPU-second,
-        # bitwise the same parameters; benchmarks/results/sweep.md)
+        # a transposed copy of every weight's gradient per update (bitwise the same parameters; the update scan's BCQ
+        # group of 2 seeds x 8 thresholds went from 787 to 874 run-steps per CPU-second: benchmarks/results/sweep.md)
         self.transposed = {k for k in self.names if k.endswith(".weight")
                            and isinstance(first.net.get_submodule(k.rsplit(".", 1)[0]), nn.Linear)}
 

@@ -20,6 +20,7 @@ single-run training within float tolerance: tests/rl/test_batched.py).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import itertools
@@ -193,6 +194,18 @@ def lr_factor(schedule: str, step: int, steps: int) -> float:
     raise ConfigError(f"train.lr_schedule: expected one of {', '.join(LR_SCHEDULES)}, got {schedule!r}")
 
 
+@contextlib.contextmanager
+def _subnormals_flushed(on: bool):
+    """Subnormal floats flushed to zero inside (train.flush_denormal), set back after; nothing where ``on`` is False."""
+    if on:
+        torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        if on:
+            torch.set_flush_denormal(False)
+
+
 def fit_runs(learner, data: Transitions, steps: int, batch_size: int, checkpoint_every: int, seeds: list[int],
              tick: Callable[[int], None] | None = None, device: torch.device | str = "cpu",
              lr_schedule: str = "constant", flush_denormal: bool = False):
@@ -213,42 +226,32 @@ def fit_runs(learner, data: Transitions, steps: int, batch_size: int, checkpoint
                                          for s in seeds], 1)).to(device)   # (steps, R, B)
     if R == 1:
         idx_all = idx_all[:, 0]
-    t0 = time.perf_counter()
-    if flush_denormal:
-        torch.set_flush_denormal(True)
-    try:
-        return _loop(learner, steps, checkpoint_every, R, tick, lr_schedule, z, a, r, z2, done, idx_all, t0)
-    finally:
-        if flush_denormal:
-            torch.set_flush_denormal(False)
-
-
-def _loop(learner, steps, checkpoint_every, R, tick, lr_schedule, z, a, r, z2, done, idx_all, t0):
     ck_steps, ck_states, window = [], [[] for _ in range(R)], []
     hists: list[dict[str, list]] = [{} for _ in range(R)]
     lr0 = [g["lr"] for g in learner.opt.param_groups]
-    last_tick = 0
-    for step in range(1, steps + 1):
-        idx = idx_all[step - 1]
-        if lr_schedule != "constant":
-            f = lr_factor(lr_schedule, step, steps)
-            for g, lr in zip(learner.opt.param_groups, lr0):
-                g["lr"] = lr * f
-        window.append(learner.update(z[idx], a[idx], r[idx], z2[idx], done[idx]))
-        if step % checkpoint_every == 0 or step == steps:
-            ck_steps.append(step)
-            for i, state in enumerate(learner.snapshot()):
-                ck_states[i].append(state)
-            for key in dict.fromkeys(k for w in window for k in w):  # some stats are not computed every step
-                means = torch.stack([w[key] for w in window if key in w]).float().mean(0).reshape(R).tolist()
+    t0, last_tick = time.perf_counter(), 0
+    with _subnormals_flushed(flush_denormal):
+        for step in range(1, steps + 1):
+            idx = idx_all[step - 1]
+            if lr_schedule != "constant":
+                f = lr_factor(lr_schedule, step, steps)
+                for g, lr in zip(learner.opt.param_groups, lr0):
+                    g["lr"] = lr * f
+            window.append(learner.update(z[idx], a[idx], r[idx], z2[idx], done[idx]))
+            if step % checkpoint_every == 0 or step == steps:
+                ck_steps.append(step)
+                for i, state in enumerate(learner.snapshot()):
+                    ck_states[i].append(state)
+                for key in dict.fromkeys(k for w in window for k in w):  # some stats are not computed every step
+                    means = torch.stack([w[key] for w in window if key in w]).float().mean(0).reshape(R).tolist()
+                    for i in range(R):
+                        hists[i].setdefault(key, []).append(means[i])
                 for i in range(R):
-                    hists[i].setdefault(key, []).append(means[i])
-            for i in range(R):
-                hists[i].setdefault("step", []).append(step)
-            window = []
-        if tick is not None and (step - last_tick >= 50 or step == steps):
-            tick(step - last_tick)
-            last_tick = step
+                    hists[i].setdefault("step", []).append(step)
+                window = []
+            if tick is not None and (step - last_tick >= 50 or step == steps):
+                tick(step - last_tick)
+                last_tick = step
     return ck_steps, ck_states, hists, time.perf_counter() - t0
 
 

@@ -91,9 +91,7 @@ def test_killed_train_stage_leaves_no_worker_no_temp_folder_and_reproduces(unint
         deadline, stage, workers = time.time() + 300, None, set()
         while time.time() < deadline:
             tree = _descendants(proc.pid)
-            # dvc runs the stage's cmd through $SHELL -c: bash execs the python process, dash (/bin/sh, dvc's
-            # choice where SHELL is unset, as on CI) keeps itself as its parent, and killing that shell would leave
-            # the stage training. The stage is the python process: the match that is no other match's parent
+            # the stage is the python process, not the shell dvc may keep as its parent (comment above sweep)
             named = {q for q in tree if "pipeline.train" in _cmdline(q)}
             parents = {st[0] for q in named if (st := _stat(q)) is not None}
             stage = next(iter(named - parents), None)
