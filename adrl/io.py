@@ -7,8 +7,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -22,9 +22,17 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_tmp(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    target = tmp / path.name
+    # The folder is made inside the try (not by tempfile.mkdtemp before it), and its removal survives one
+    # interruption: a SIGTERM, which the stages turn into SystemExit, can land anywhere, including the moment the
+    # folder is made or the cleanup after a finished write (CI once left one, killing the stage just after a write).
+    tmp: Path | None = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
     try:
+        try:
+            tmp.mkdir(mode=0o700)
+        except FileExistsError:   # another writer drew the same name: its folder is not ours to remove
+            tmp = None
+            raise
+        target = tmp / path.name
         yield target
         if not target.exists():
             raise FileNotFoundError(f"atomic write of {path}: nothing was written")
@@ -34,7 +42,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             path.unlink()
         os.replace(target, path)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            try:
+                shutil.rmtree(tmp, ignore_errors=True)
+            except BaseException:   # interrupted during the cleanup: finish it, then let the interruption go on
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
 
 
 def remove_stale_tmp(path: str | os.PathLike) -> list[Path]:

@@ -700,6 +700,12 @@ def run_sweep(df: pd.DataFrame, p: TrainParams, out_dir: str | Path, where: str 
     try:
         return _sweep(df, p, Path(out_dir), specs, where, on_dynamics, on_run, device, log_every,
                       executor or ExecutorParams())
+    except BaseException:
+        # an error or an interruption (SIGTERM arrives as SystemExit): what it cut short mid-write goes too, even
+        # where it landed in a cleanup itself; finished runs stay
+        if Path(out_dir).is_dir():
+            remove_temporaries(Path(out_dir))
+        raise
     finally:
         torch.set_num_threads(threads_before)
 
