@@ -374,7 +374,8 @@ def train_run(spec: RunSpec, data: Transitions, p: TrainParams, out_dir: Path,
     history and, given a check set, the value check of every checkpoint and of the last one)."""
     learner = make_learner(spec, data, p, dynamics)
     ck_steps, ck_states, hist, secs = fit_loop(learner, data, p.steps, p.batch_size, p.checkpoint_every,
-                                               spec.seed, progress, desc=spec.run_id, lr_schedule=p.lr_schedule)
+                                               spec.seed, progress, desc=spec.run_id, lr_schedule=p.lr_schedule,
+                                               flush_denormal=p.flush_denormal)
     return write_run(spec, learner, data, p, out_dir, ck_steps, ck_states, hist, secs, check,
                      dynamics_id=dynamics_id)
 
