@@ -9,7 +9,10 @@
   $ADRL_D3RLPY_PYTHON).
 
 speedup_vs_pool = pool wall / batched wall (whole grid); speedup_vs_d3rlpy = d3rlpy wall / our batched wall of
-the BCQ configurations alone (run separately). Also: the vectorisation choice (torch.func vmap over the learner's own
+the BCQ configurations alone (run separately). Each peer runs in two halves, one before our side and one after (A B A:
+pool half, batched, pool half; d3rlpy half, ours, d3rlpy half), so that a host whose speed drifts slows both sides
+alike; a probe of the host's speed before and after every phase (drift in sweep.json) says how much drift was left
+and gives each speedup with the peers' time scaled to our side's host speed. Also: the vectorisation choice (torch.func vmap over the learner's own
 losses vs hand-written batched matmuls vs one run after another), per CPU-second, on the MLP that dominates a step.
 
     python -m benchmarks.bench_sweep [--quick] [--states data/processed/states.parquet]
@@ -71,19 +74,26 @@ def _pool_worker(spec: RunSpec, data_path: str, p_json: str, out: str, dyn_path:
     return {"run_id": rec["run_id"], "steps_per_s": rec["steps_per_s"]}
 
 
-def pool_sweep(df: pd.DataFrame, p: TrainParams, out: Path) -> dict:
-    """Main's way: serial dynamics fits in this process, then one process per run (train.workers at a time)."""
-    t0 = time.perf_counter()
+def pool_sweep(df: pd.DataFrame, p: TrainParams, out: Path, half: int | None = None) -> dict:
+    """Main's way: serial dynamics fits in this process, then one process per run (train.workers at a time).
+    ``half`` 0 or 1: the sweep in two parts, as the full mode runs it around the batched sweep: half 0 fits the
+    dynamics (serially, every seed) and trains every other run from the first (expand_sweep's order); half 1 trains
+    the others with the models half 0 wrote into ``out``."""
+    t0, c0 = time.perf_counter(), _cpu()
     torch.set_num_threads(p.threads)
     specs = expand_sweep(p)
+    if half is not None:
+        specs = specs[half::2]
     train, val = transitions(df, "train"), transitions(df, "val")
     check = check_set(df, p.value_check_split, p.gamma) if p.value_check_split != "none" else None
     dyn_paths, fit_s = {}, {}
-    for seed in sorted({s.seed for s in specs if s.needs_dynamics}):
+    for seed in sorted({s.seed for s in expand_sweep(p) if s.needs_dynamics}):
+        dyn_paths[seed] = out / "dynamics" / f"seed{seed}.pt"
+        if half == 1:   # fitted by half 0
+            continue
         t1 = time.perf_counter()
         model, _, _ = fit_dynamics(train, val, dynamics_config(p), seed, progress=False)
         fit_s[seed] = time.perf_counter() - t1
-        dyn_paths[seed] = out / "dynamics" / f"seed{seed}.pt"
         save_dynamics(model, dynamics_config(p), dyn_paths[seed])
     t_dyn = time.perf_counter() - t0
     data_path = out / "transitions.npz"
@@ -100,9 +110,29 @@ def pool_sweep(df: pd.DataFrame, p: TrainParams, out: Path) -> dict:
         recs = [f.result() for f in futs]
     sps = {a: float(np.median([r["steps_per_s"] for r, s in zip(recs, specs) if s.algorithm == a]))
            for a in dict.fromkeys(s.algorithm for s in specs)}
-    return {"wall_s": time.perf_counter() - t0, "dynamics_serial_s": t_dyn, "dynamics_fit_s": fit_s,
-            "runs": len(recs), "steps_per_s_per_run": sps,
-            "relative_cost": {a: sps.get("bcq", v) / v for a, v in sps.items()}}
+    return {"wall_s": time.perf_counter() - t0, "cpu_s": _cpu() - c0, "dynamics_serial_s": t_dyn,
+            "dynamics_fit_s": fit_s, "runs": len(recs), "steps_per_s_per_run": sps,
+            "relative_cost": {a: sps.get("bcq", v) / v for a, v in sps.items()},
+            "run_steps_per_s": {a: [r["steps_per_s"] for r, s in zip(recs, specs) if s.algorithm == a] for a in sps}}
+
+
+def join_halves(a: dict, b: dict) -> dict:
+    """The two halves of a peer's sweep as one: wall and CPU seconds added (each half ends with its own tail, where
+    one worker may wait for the other's last run: at most one run's time per half, counted against the peer)."""
+    out = {"wall_s": a["wall_s"] + b["wall_s"], "halves_wall_s": [a["wall_s"], b["wall_s"]],
+           "runs": a["runs"] + b["runs"]}
+    if "cpu_s" in a:
+        out["cpu_s"] = a["cpu_s"] + b["cpu_s"]
+    if "dynamics_serial_s" in a:   # the pool: its fits ran in half 0
+        out |= {"dynamics_serial_s": a["dynamics_serial_s"] + b["dynamics_serial_s"], "dynamics_fit_s": a["dynamics_fit_s"]}
+        per = {k: a["run_steps_per_s"].get(k, []) + b["run_steps_per_s"].get(k, [])
+               for k in dict.fromkeys([*a["run_steps_per_s"], *b["run_steps_per_s"]])}
+        sps = {k: float(np.median(v)) for k, v in per.items()}
+        out |= {"steps_per_s_per_run": sps, "relative_cost": {k: sps.get("bcq", v) / v for k, v in sps.items()}}
+    for k in ("versions", "weight_decay"):
+        if k in a:
+            out[k] = a[k]
+    return out
 
 
 def batched_sweep(df: pd.DataFrame, p: TrainParams, out: Path) -> dict:
@@ -179,11 +209,14 @@ D3_SWEEP = textwrap.dedent("""
 """)
 
 
-def d3rlpy_sweep(df: pd.DataFrame, p: TrainParams, tmp: Path) -> dict:
+def d3rlpy_sweep(df: pd.DataFrame, p: TrainParams, tmp: Path, half: int | None = None) -> dict:
+    """d3rlpy's DiscreteBCQ over the configurations (``half`` 0 or 1: every other one, from the first or second)."""
     d3_dataset(df, tmp / "d3.npz")
     script = tmp / "d3_sweep.py"
     script.write_text(D3_SWEEP)
     runs = [(float(t), int(s)) for t in p.thresholds for s in p.seeds]
+    if half is not None:
+        runs = runs[half::2]
     shares = [runs[i::p.workers] for i in range(p.workers)]
     t0 = time.perf_counter()
     procs = [subprocess.Popen([D3_PY, str(script), str(tmp / "d3.npz"),
@@ -202,6 +235,43 @@ def d3rlpy_sweep(df: pd.DataFrame, p: TrainParams, tmp: Path) -> dict:
                          capture_output=True, text=True).stdout.strip()
     return {"wall_s": time.perf_counter() - t0, "runs": sum(o["runs"] for o in outs), "versions": ver,
             "weight_decay": p.weight_decay}
+
+
+# ---- the host's speed, between phases -----------------------------------------------------------------
+def _probe_worker(updates: int) -> float:
+    torch.set_num_threads(1)
+    from adrl.rl.train import make_learner
+    lrn = make_learner(RunSpec("bcq", 0.3, 0), 64, TrainParams())
+    g = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(100, 64, generator=g), torch.randint(0, 25, (100,), generator=g),
+                torch.rand(100, generator=g) * 100, torch.randn(100, 64, generator=g), torch.zeros(100))
+               for _ in range(updates)]
+    for bt in batches[:20]:
+        lrn.update(*bt)
+    c0 = time.process_time()
+    for bt in batches:
+        lrn.update(*bt)
+    return updates / (time.process_time() - c0)
+
+
+def probe(workers: int = 2, updates: int = 1500) -> dict:
+    """How fast the host runs our work right now: the single-run BCQ update (random batches, one thread) in
+    ``workers`` processes at once (both cores busy, as in every phase), updates per CPU-second, their mean. The
+    full mode probes before and after every phase; a phase's host speed is the mean of its two probes."""
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=die_with_parent,
+                             initargs=(os.getpid(),)) as ex:
+        rates = list(ex.map(_probe_worker, [updates] * workers))
+    return {"time": time.strftime("%H:%M:%S"), "updates_per_cpu_s": float(np.mean(rates)), "load": os.getloadavg()}
+
+
+def drift(probes: list[dict], phases: list[str]) -> dict:
+    """Host speed per phase (the mean of the probes around it) and the speed-adjusted speedups: a peer that ran on a
+    slower host is credited with the time it lost (its wall x its host speed / ours)."""
+    speed = {ph: (probes[i]["updates_per_cpu_s"] + probes[i + 1]["updates_per_cpu_s"]) / 2
+             for i, ph in enumerate(phases)}
+    rates = [x["updates_per_cpu_s"] for x in probes]
+    return {"probes": probes, "phases": phases, "host_speed": speed,
+            "spread": (max(rates) - min(rates)) / float(np.mean(rates))}
 
 
 # ---- vectorisation choice -------------------------------------------------------------------------
@@ -432,6 +502,19 @@ def extrapolate(res: dict) -> dict:
             "weighted_run_steps": w, "relative_cost": rel}
 
 
+def host_adjusted(res: dict) -> dict:
+    """Each speedup with the peer's wall time scaled to our side's host speed (the probes' means): where the host ran
+    the peer more slowly than us, the peer is credited with what it lost, and the other way round."""
+    sp = res["drift"]["host_speed"]
+    out = {}
+    if "pool" in res:
+        pool = np.mean([sp["pool, first half"], sp["pool, second half"]])
+        out["speedup_vs_pool"] = res["speedup_vs_pool"] * pool / sp["batched sweep"]
+    d3 = np.mean([sp["d3rlpy, first half"], sp["d3rlpy, second half"]])
+    out["speedup_vs_d3rlpy"] = res["speedup_vs_d3rlpy"] * d3 / sp["batched BCQ configurations"]
+    return out
+
+
 def _save(out: Path, res: dict) -> None:
     """Write sweep.json and sweep.md (each whole, via a temporary file) and print the report."""
     text = report(res)
@@ -555,23 +638,34 @@ def main():
     res["vectorisation"] = vectorisation()
     res["update_scan"] = update_scan(df)
     done("vectorisation and update scan")
+    # Each peer runs in two halves around our side (A B A): a drift of the host's speed that is linear in time then
+    # hits both sides alike; a probe of the host's speed before and after every phase measures what is left.
+    probes, phases = [probe()], []
+
+    def phase(name: str, fn):
+        r = fn()
+        probes.append(probe())
+        phases.append(name)
+        res["drift"] = drift(probes, phases)
+        done(name)
+        return r
+
     with tempfile.TemporaryDirectory(prefix="bench_sweep_") as tmp:
         tmp = Path(tmp)
-        res["batched"] = batched_sweep(df, p, tmp / "batched")
-        load["after_batched"] = os.getloadavg()
-        done("batched sweep")
         if not args.skip_pool:
             (tmp / "pool").mkdir()
-            c0 = _cpu()
-            res["pool"] = pool_sweep(df, p, tmp / "pool")
-            res["pool"]["cpu_s"] = _cpu() - c0
+            pool_a = phase("pool, first half", lambda: pool_sweep(df, p, tmp / "pool", half=0))
+        res["batched"] = phase("batched sweep", lambda: batched_sweep(df, p, tmp / "batched"))
+        load["after_batched"] = os.getloadavg()
+        if not args.skip_pool:
+            pool_b = phase("pool, second half", lambda: pool_sweep(df, p, tmp / "pool", half=1))
+            res["pool"] = join_halves(pool_a, pool_b)
             load["after_pool"] = os.getloadavg()
-            done("pool sweep")
-        res["batched_bcq"] = batched_sweep(df, p_bcq, tmp / "batched_bcq")
-        done("batched BCQ configurations")
-        res["d3rlpy"] = d3rlpy_sweep(df, p_bcq, tmp)
+        d3_a = phase("d3rlpy, first half", lambda: d3rlpy_sweep(df, p_bcq, tmp, half=0))
+        res["batched_bcq"] = phase("batched BCQ configurations", lambda: batched_sweep(df, p_bcq, tmp / "batched_bcq"))
+        d3_b = phase("d3rlpy, second half", lambda: d3rlpy_sweep(df, p_bcq, tmp, half=1))
+        res["d3rlpy"] = join_halves(d3_a, d3_b)
         load["end"] = os.getloadavg()
-        done("d3rlpy")
         # (the throughput section and the full grid's extrapolation: --throughput-only; the full mode measures the grid)
     res["load_average"] = load
     res["wall_s"] = time.time() - t_start
@@ -588,6 +682,7 @@ def main():
     if "throughput" in res:
         res["full_grid_extrapolated"] = extrapolate(res)
     res["speedup_vs_d3rlpy"] = res["d3rlpy"]["wall_s"] / res["batched_bcq"]["wall_s"]
+    res["drift"]["speedup_host_adjusted"] = host_adjusted(res)
     out.parent.mkdir(parents=True, exist_ok=True)
     _save(out, res)
     partial.unlink(missing_ok=True)
@@ -620,17 +715,34 @@ def report(res: dict) -> str:
     ]
     cpu = lambda x: f"{x['cpu_s']:.0f}" if "cpu_s" in x else "-"   # noqa: E731
     if "pool" in res:
-        lines.append(f"| pool (main's way: dynamics serially in the parent, {res['params']['workers']} processes x 1 run) "
+        lines.append(f"| pool (main's way: dynamics serially in the parent, {res['params']['workers']} processes x 1 run"
+                     + (", in two halves" if "halves_wall_s" in res["pool"] else "") + ") "
                      f"| {res['pool']['wall_s']:.0f} (dynamics {res['pool']['dynamics_serial_s']:.0f}) | "
                      f"{cpu(res['pool'])} | 1.00 |")
     lines.append(f"| batched (groups of {bt['groups']}, imitation shared) | {bt['wall_s']:.0f} | {cpu(bt)} | "
                  f"{res.get('speedup_vs_pool', float('nan')):.2f} (speedup_vs_pool) |")
     if "pool" in res and "cpu_s" in res["pool"] and "cpu_s" in bt:
         lines += ["", f"CPU ratio pool / batched: {res['pool']['cpu_s'] / bt['cpu_s']:.2f}."]
+    dr = res.get("drift")
+    if dr:
+        halves = lambda x: " + ".join(f"{h:.0f}" for h in x.get("halves_wall_s", []))   # noqa: E731
+        adj = dr.get("speedup_host_adjusted", {})
+        lines += ["", "Each peer ran in two halves around our side, in this order: " + ", then ".join(dr["phases"])
+                  + f" (pool {halves(res['pool']) if 'pool' in res else '-'} s, d3rlpy {halves(res['d3rlpy'])} s; "
+                  "the pool's dynamics fits ran in its first half). A drift of the host's speed that is linear in time "
+                  "then slows both sides alike. What is left is measured: before and after every phase, the single-run "
+                  "BCQ update (random batches, one thread) in 2 processes at once, updates per CPU-second; a phase's "
+                  "host speed is the mean of the probes around it:", "",
+                  "| phase | host speed (updates per CPU-s) |", "|---|---|",
+                  *(f"| {k} | {v:.0f} |" for k, v in dr["host_speed"].items()), "",
+                  "Probes: " + ", ".join(f"{x['time']} {x['updates_per_cpu_s']:.0f}" for x in dr["probes"]) + " "
+                  f"(spread {dr['spread']:.0%} of their mean). With each peer's wall time scaled to our side's host "
+                  "speed: " + ", ".join(f"{k} {v:.2f}" for k, v in adj.items()) + "."]
     d3, runs, w = res["d3rlpy"], len(g["thresholds"]) * len(g["seeds"]), res["params"]["workers"]
     lines += ["", f"BCQ configurations alone ({runs} runs):", "",
               "| way | wall s | speedup |", "|---|---|---|",
-              f"| d3rlpy DiscreteBCQ ({d3['versions']}), {w} processes | "
+              f"| d3rlpy DiscreteBCQ ({d3['versions']}), {w} processes"
+              + (", in two halves" if "halves_wall_s" in d3 else "") + " | "
               + (f"{d3['wall_s']:.0f}" if d3.get("finished", True) else
                  f"more than {d3['wall_s']:,.0f} (stopped unfinished)") + " | 1.00 |",
               f"| ours batched | {res['batched_bcq']['wall_s']:.0f} | "
