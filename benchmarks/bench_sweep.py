@@ -647,6 +647,7 @@ def main():
         probes.append(probe())
         phases.append(name)
         res["drift"] = drift(probes, phases)
+        res.setdefault("phase_results", {})[name] = r   # each phase's own record (the halves before they are joined)
         done(name)
         return r
 
