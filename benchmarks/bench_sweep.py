@@ -12,8 +12,9 @@ speedup_vs_pool = pool wall / batched wall (whole grid); speedup_vs_d3rlpy = d3r
 the BCQ configurations alone (run separately). Each peer runs in two halves, one before our side and one after (A B A:
 pool half, batched, pool half; d3rlpy half, ours, d3rlpy half), so that a host whose speed drifts slows both sides
 alike; a probe of the host's speed before and after every phase (drift in sweep.json) says how much drift was left
-and gives each speedup with the peers' time scaled to our side's host speed. Also: the vectorisation choice (torch.func vmap over the learner's own
-losses vs hand-written batched matmuls vs one run after another), per CPU-second, on the MLP that dominates a step.
+and gives each speedup with the peers' time scaled to our side's host speed. Also: the vectorisation choice
+(torch.func vmap over the learner's own losses vs hand-written batched matmuls vs one run after another), per
+CPU-second, on the MLP that dominates a step.
 
     python -m benchmarks.bench_sweep [--quick] [--states data/processed/states.parquet]
 
@@ -108,12 +109,16 @@ def pool_sweep(df: pd.DataFrame, p: TrainParams, out: Path, half: int | None = N
         futs = [ex.submit(_pool_worker, s, str(data_path), p.model_dump_json(), str(out),
                           str(dyn_paths[s.seed]) if s.needs_dynamics else None) for s in specs]
         recs = [f.result() for f in futs]
-    sps = {a: float(np.median([r["steps_per_s"] for r, s in zip(recs, specs) if s.algorithm == a]))
+    per = {a: [r["steps_per_s"] for r, s in zip(recs, specs) if s.algorithm == a]
            for a in dict.fromkeys(s.algorithm for s in specs)}
     return {"wall_s": time.perf_counter() - t0, "cpu_s": _cpu() - c0, "dynamics_serial_s": t_dyn,
-            "dynamics_fit_s": fit_s, "runs": len(recs), "steps_per_s_per_run": sps,
-            "relative_cost": {a: sps.get("bcq", v) / v for a, v in sps.items()},
-            "run_steps_per_s": {a: [r["steps_per_s"] for r, s in zip(recs, specs) if s.algorithm == a] for a in sps}}
+            "dynamics_fit_s": fit_s, "runs": len(recs), "run_steps_per_s": per, **_rates(per)}
+
+
+def _rates(per: dict[str, list[float]]) -> dict:
+    """Each algorithm's median steps/s per run, and its cost relative to BCQ's."""
+    sps = {a: float(np.median(v)) for a, v in per.items()}
+    return {"steps_per_s_per_run": sps, "relative_cost": {a: sps.get("bcq", v) / v for a, v in sps.items()}}
 
 
 def join_halves(a: dict, b: dict) -> dict:
@@ -125,10 +130,8 @@ def join_halves(a: dict, b: dict) -> dict:
         out["cpu_s"] = a["cpu_s"] + b["cpu_s"]
     if "dynamics_serial_s" in a:   # the pool: its fits ran in half 0
         out |= {"dynamics_serial_s": a["dynamics_serial_s"] + b["dynamics_serial_s"], "dynamics_fit_s": a["dynamics_fit_s"]}
-        per = {k: a["run_steps_per_s"].get(k, []) + b["run_steps_per_s"].get(k, [])
-               for k in dict.fromkeys([*a["run_steps_per_s"], *b["run_steps_per_s"]])}
-        sps = {k: float(np.median(v)) for k, v in per.items()}
-        out |= {"steps_per_s_per_run": sps, "relative_cost": {k: sps.get("bcq", v) / v for k, v in sps.items()}}
+        out |= _rates({k: a["run_steps_per_s"].get(k, []) + b["run_steps_per_s"].get(k, [])
+                       for k in dict.fromkeys([*a["run_steps_per_s"], *b["run_steps_per_s"]])})
     for k in ("versions", "weight_decay"):
         if k in a:
             out[k] = a[k]
@@ -265,8 +268,8 @@ def probe(workers: int = 2, updates: int = 1500) -> dict:
 
 
 def drift(probes: list[dict], phases: list[str]) -> dict:
-    """Host speed per phase (the mean of the probes around it) and the speed-adjusted speedups: a peer that ran on a
-    slower host is credited with the time it lost (its wall x its host speed / ours)."""
+    """Host speed per phase (the mean of the probes around it) and the probes' spread (max - min over their mean);
+    the speedups scaled by it: host_adjusted."""
     speed = {ph: (probes[i]["updates_per_cpu_s"] + probes[i + 1]["updates_per_cpu_s"]) / 2
              for i, ph in enumerate(phases)}
     rates = [x["updates_per_cpu_s"] for x in probes]
@@ -684,6 +687,7 @@ def main():
         res["full_grid_extrapolated"] = extrapolate(res)
     res["speedup_vs_d3rlpy"] = res["d3rlpy"]["wall_s"] / res["batched_bcq"]["wall_s"]
     res["drift"]["speedup_host_adjusted"] = host_adjusted(res)
+    res.pop("phase_results", None)   # the partial file's record of each phase; joined above
     out.parent.mkdir(parents=True, exist_ok=True)
     _save(out, res)
     partial.unlink(missing_ok=True)
