@@ -175,7 +175,8 @@ class ADBCQ(Learner):
             return ()
         B = z.shape[0]
         a_f, a_v = a // N_VASO, a % N_VASO
-        with torch.no_grad():
+        # the model batch is drawn in float32 under train.precision bfloat16 too (autocast off): the same draws
+        with torch.no_grad(), torch.autocast(z.device.type, enabled=False):
             real = (torch.stack([a_v == 0, a_f == 0]) if self.cfg.reuse_real
                     else torch.zeros(2, B, dtype=torch.bool, device=z.device))
             syn = ~real

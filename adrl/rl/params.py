@@ -101,6 +101,9 @@ class TrainParams(Section):
     group_split: Literal["balanced", "seeds"] = Field(
         "balanced", description="balanced: a learner's runs in the fewest groups of at most group_size, of equal size "
         "(a seed may span two groups); seeds: groups cut between seeds")
+    precision: Literal["float32", "bfloat16"] = Field(
+        "float32", description="float32, or bfloat16: each update's forward and backward pass under torch.autocast "
+        "(matrix products in bfloat16; parameters, optimiser and checkpoints float32)")
     checkpoint_dtype: Literal["float32", "float16"] = "float32"
     dynamics: DynamicsParams = DynamicsParams()
 

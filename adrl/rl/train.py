@@ -163,7 +163,7 @@ def dynamics_config(p: TrainParams) -> DynamicsConfig:
 
 def fit_loop(learner, data: Transitions, steps: int, batch_size: int, checkpoint_every: int, seed: int,
              progress: bool | None = None, desc: str = "train", lr_schedule: str = "constant",
-             flush_denormal: bool = False):
+             flush_denormal: bool = False, precision: str = "float32"):
     """Run ``steps`` updates on uniformly sampled batches; snapshot the policy networks every checkpoint.
     ``lr_schedule``: constant, or linear (the learning rate decays linearly to 0 at the last step).
 
@@ -173,7 +173,8 @@ def fit_loop(learner, data: Transitions, steps: int, batch_size: int, checkpoint
     bar = tqdm(total=steps, desc=desc, disable=None if progress is None else not progress, leave=False,
                mininterval=2.0)
     ck_steps, states, hists, secs = fit_runs(learner, data, steps, batch_size, checkpoint_every, [seed],
-                                             tick=bar.update, lr_schedule=lr_schedule, flush_denormal=flush_denormal)
+                                             tick=bar.update, lr_schedule=lr_schedule, flush_denormal=flush_denormal,
+                                             precision=precision)
     bar.close()
     return ck_steps, states[0], hists[0], secs
 
@@ -206,14 +207,19 @@ def _subnormals_flushed(on: bool):
             torch.set_flush_denormal(False)
 
 
+PRECISIONS = ("float32", "bfloat16")
+
+
 def fit_runs(learner, data: Transitions, steps: int, batch_size: int, checkpoint_every: int, seeds: list[int],
              tick: Callable[[int], None] | None = None, device: torch.device | str = "cpu",
-             lr_schedule: str = "constant", flush_denormal: bool = False):
+             lr_schedule: str = "constant", flush_denormal: bool = False, precision: str = "float32"):
     """The training loop of one learner (``len(seeds) == 1``) or of a batched group (adrl/rl/batched.py; run r
     draws its batches from ``seeds[r]``, exactly as alone). ``tick(n)`` is called every few steps with the steps
     done since its last call. ``lr_schedule``: constant, or linear (the learning rate decays linearly to 0 at the
     last step; elementwise, so a batched group decays exactly as its runs alone). ``flush_denormal``: the loop runs
-    with subnormal floats flushed to zero (train.flush_denormal), set back after it.
+    with subnormal floats flushed to zero (train.flush_denormal), set back after it. ``precision`` (train.precision):
+    float32, or bfloat16: each update's forward and backward pass under torch.autocast (matrix products in bfloat16,
+    losses, softmax and the optimiser in float32; the parameters, Adam's moments and the checkpoints stay float32).
 
     Returns (checkpoint steps, [per run: list of state dicts], [per run: history], seconds in the loop).
     """
@@ -230,7 +236,10 @@ def fit_runs(learner, data: Transitions, steps: int, batch_size: int, checkpoint
     hists: list[dict[str, list]] = [{} for _ in range(R)]
     lr0 = [g["lr"] for g in learner.opt.param_groups]
     t0, last_tick = time.perf_counter(), 0
-    with _subnormals_flushed(flush_denormal):
+    if precision not in PRECISIONS:
+        raise ConfigError(f"train.precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
+    mixed = torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bfloat16")
+    with _subnormals_flushed(flush_denormal), mixed:
         for step in range(1, steps + 1):
             idx = idx_all[step - 1]
             if lr_schedule != "constant":
@@ -309,7 +318,8 @@ def group_outputs(specs: list[RunSpec], data: Transitions, p: TrainParams,
     group_tick = None if tick is None else (lambda k: tick(k * len(specs)))
     ck_steps, states, hists, secs = fit_runs(learner, data, p.steps, p.batch_size, p.checkpoint_every,
                                              [s.seed for s in specs], tick=group_tick, device=device,
-                                             lr_schedule=p.lr_schedule, flush_denormal=p.flush_denormal)
+                                             lr_schedule=p.lr_schedule, flush_denormal=p.flush_denormal,
+                                             precision=p.precision)
     return [run_output(s, lrn, data, p, ck_steps, st, h, secs, check, len(specs), (hashes or {}).get(s.run_id))
             for s, lrn, st, h in zip(specs, learners, states, hists)]
 
@@ -375,7 +385,7 @@ def train_run(spec: RunSpec, data: Transitions, p: TrainParams, out_dir: Path,
     learner = make_learner(spec, data, p, dynamics)
     ck_steps, ck_states, hist, secs = fit_loop(learner, data, p.steps, p.batch_size, p.checkpoint_every,
                                                spec.seed, progress, desc=spec.run_id, lr_schedule=p.lr_schedule,
-                                               flush_denormal=p.flush_denormal)
+                                               flush_denormal=p.flush_denormal, precision=p.precision)
     return write_run(spec, learner, data, p, out_dir, ck_steps, ck_states, hist, secs, check,
                      dynamics_id=dynamics_id)
 
@@ -421,7 +431,7 @@ def run_hash(spec: RunSpec, p: TrainParams, d: int, data_key: str) -> str:
     """What a run's checkpoints depend on: the run, its learner config, the loop, the data (and the model's fit)."""
     return _hash({"format": RUN_FORMAT, "code": code_hash(), "spec": asdict(spec), "d": d, "config": asdict(algo_config(spec, p)),
                   "loop": [p.steps, p.batch_size, p.checkpoint_every, p.checkpoint_dtype, p.value_check_split,
-                           p.flush_denormal],
+                           p.flush_denormal, *([p.precision] if p.precision != "float32" else [])],
                   "q_clip": p.q_clip,
                   "data": data_key, "dynamics": dynamics_hash(spec.seed, p, data_key) if spec.needs_dynamics else None})
 
