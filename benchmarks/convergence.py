@@ -73,7 +73,7 @@ def _states_case(args) -> dict:
         dyn, _, _ = fit_dynamics(train, val, dynamics_config(p), 0, progress=False)
     lrn = make_learner(spec, train, p, dyn)
     ck, states, _, secs = fit_loop(lrn, train, steps, p.batch_size, every, 0, progress=False,
-                                   lr_schedule=p.lr_schedule)
+                                   lr_schedule=p.lr_schedule, precision=p.precision)
     checks = checkpoint_checks(lrn, states, check_set(df, "val", p.gamma))
     return {"run": spec.run_id, "profile": profile, "steps": ck, "steps_per_s": steps / secs, **checks,
             "n_train": len(train), "n_val": int(np.isfinite(checks["ratio"]).sum())}

@@ -481,7 +481,7 @@ def train_on(mdp_name: str, learner: str, params, tau: float = 0.3, episodes: in
     t0, c0 = time.perf_counter(), time.process_time()
     steps, states, _, secs = fit_loop(lrn, data, params.steps, params.batch_size,
                                       checkpoint_every or params.steps, seed, progress=False,
-                                      lr_schedule=params.lr_schedule)
+                                      lr_schedule=params.lr_schedule, precision=params.precision)
     cpu = time.process_time() - c0
     out = []
     plugin = mdp.plugin_q(df, tau, filter_kind(lrn), params.gamma)   # the same for every checkpoint

@@ -238,15 +238,18 @@ def fit_runs(learner, data: Transitions, steps: int, batch_size: int, checkpoint
     t0, last_tick = time.perf_counter(), 0
     if precision not in PRECISIONS:
         raise ConfigError(f"train.precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
-    mixed = torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bfloat16")
-    with _subnormals_flushed(flush_denormal), mixed:
+    dev_type, mixed = torch.device(device).type, precision == "bfloat16"
+    with _subnormals_flushed(flush_denormal):
         for step in range(1, steps + 1):
             idx = idx_all[step - 1]
             if lr_schedule != "constant":
                 f = lr_factor(lr_schedule, step, steps)
                 for g, lr in zip(learner.opt.param_groups, lr0):
                     g["lr"] = lr * f
-            window.append(learner.update(z[idx], a[idx], r[idx], z2[idx], done[idx]))
+            # autocast is entered per update: it caches the bfloat16 copy of each weight until the region exits,
+            # so a region around the whole loop would run every step on the first step's weights
+            with torch.autocast(dev_type, dtype=torch.bfloat16, enabled=mixed):
+                window.append(learner.update(z[idx], a[idx], r[idx], z2[idx], done[idx]))
             if step % checkpoint_every == 0 or step == steps:
                 ck_steps.append(step)
                 for i, state in enumerate(learner.snapshot()):
