@@ -9,7 +9,9 @@
   $ADRL_D3RLPY_PYTHON).
 
 speedup_vs_pool = pool wall / batched wall (whole grid); speedup_vs_d3rlpy = d3rlpy wall / our batched wall of
-the BCQ configurations alone (run separately). Each peer runs in two halves, one before our side and one after (A B A:
+the BCQ configurations alone (run separately). Our side also runs at train.precision bfloat16 (each update under
+torch.autocast; parameters, Adam and checkpoints float32), right after its float32 phase: speedup_vs_pool_bfloat16
+and speedup_vs_d3rlpy_bfloat16, the peers unchanged (float32; --no-bfloat16 leaves these out). Each peer runs in two halves, one before our side and one after (A B A:
 pool half, batched, pool half; d3rlpy half, ours, d3rlpy half), so that a host whose speed drifts slows both sides
 alike; a probe of the host's speed before and after every phase (drift in sweep.json) says how much drift was left
 and gives each speedup with the peers' time scaled to our side's host speed. Also: the vectorisation choice
@@ -515,6 +517,11 @@ def host_adjusted(res: dict) -> dict:
         out["speedup_vs_pool"] = res["speedup_vs_pool"] * pool / sp["batched sweep"]
     d3 = np.mean([sp["d3rlpy, first half"], sp["d3rlpy, second half"]])
     out["speedup_vs_d3rlpy"] = res["speedup_vs_d3rlpy"] * d3 / sp["batched BCQ configurations"]
+    if "speedup_vs_pool_bfloat16" in res:
+        out["speedup_vs_pool_bfloat16"] = res["speedup_vs_pool_bfloat16"] * pool / sp["batched sweep, bfloat16"]
+    if "speedup_vs_d3rlpy_bfloat16" in res:
+        out["speedup_vs_d3rlpy_bfloat16"] = (res["speedup_vs_d3rlpy_bfloat16"] * d3
+                                             / sp["batched BCQ configurations, bfloat16"])
     return out
 
 
@@ -536,6 +543,8 @@ def main():
     ap.add_argument("--steps", type=int, help="the method's grid (8 thresholds x 5 seeds x 3 learners) at this many "
                     "steps per run instead of 10,000 (no throughput section)")
     ap.add_argument("--skip-pool", action="store_true", help="only the batched sweep and d3rlpy (no speedup_vs_pool)")
+    ap.add_argument("--no-bfloat16", action="store_true",
+                    help="leave out our side at train.precision bfloat16 (the *_bfloat16 keys)")
     ap.add_argument("--scan-only", action="store_true", help="add the update scan to an existing sweep.json")
     ap.add_argument("--profile-only", action="store_true",
                     help="add where a batched BCQ update spends its CPU (torch.profiler) to an existing sweep.json")
@@ -599,6 +608,9 @@ def main():
     p = TrainParams(algorithms=["bcq", "factored_bcq", "adbcq"], mixers=["linear"], augment=[True], group_size=GROUP,
                     **grid)
     p_bcq = TrainParams(algorithms=["bcq"], group_size=GROUP, **grid)
+    # our side again at train.precision bfloat16 (each update under torch.autocast), beside float32 in the same run
+    p16, p_bcq16 = (q.model_copy(update={"precision": "bfloat16"}) for q in (p, p_bcq))
+    bf16 = not args.no_bfloat16
     if args.d3rlpy_only:   # the BCQ configurations alone, ours batched and d3rlpy's, into an existing sweep.json
         res = json.loads(out.with_suffix(".json").read_text())
         before = os.getloadavg()
@@ -660,6 +672,9 @@ def main():
             (tmp / "pool").mkdir()
             pool_a = phase("pool, first half", lambda: pool_sweep(df, p, tmp / "pool", half=0))
         res["batched"] = phase("batched sweep", lambda: batched_sweep(df, p, tmp / "batched"))
+        if bf16:
+            res["batched_bfloat16"] = phase("batched sweep, bfloat16",
+                                            lambda: batched_sweep(df, p16, tmp / "batched_bf16"))
         load["after_batched"] = os.getloadavg()
         if not args.skip_pool:
             pool_b = phase("pool, second half", lambda: pool_sweep(df, p, tmp / "pool", half=1))
@@ -667,6 +682,9 @@ def main():
             load["after_pool"] = os.getloadavg()
         d3_a = phase("d3rlpy, first half", lambda: d3rlpy_sweep(df, p_bcq, tmp, half=0))
         res["batched_bcq"] = phase("batched BCQ configurations", lambda: batched_sweep(df, p_bcq, tmp / "batched_bcq"))
+        if bf16:
+            res["batched_bcq_bfloat16"] = phase("batched BCQ configurations, bfloat16",
+                                                lambda: batched_sweep(df, p_bcq16, tmp / "batched_bcq_bf16"))
         d3_b = phase("d3rlpy, second half", lambda: d3rlpy_sweep(df, p_bcq, tmp, half=1))
         res["d3rlpy"] = join_halves(d3_a, d3_b)
         load["end"] = os.getloadavg()
@@ -686,6 +704,10 @@ def main():
     if "throughput" in res:
         res["full_grid_extrapolated"] = extrapolate(res)
     res["speedup_vs_d3rlpy"] = res["d3rlpy"]["wall_s"] / res["batched_bcq"]["wall_s"]
+    if "batched_bfloat16" in res:
+        if "pool" in res:
+            res["speedup_vs_pool_bfloat16"] = res["pool"]["wall_s"] / res["batched_bfloat16"]["wall_s"]
+        res["speedup_vs_d3rlpy_bfloat16"] = res["d3rlpy"]["wall_s"] / res["batched_bcq_bfloat16"]["wall_s"]
     res["drift"]["speedup_host_adjusted"] = host_adjusted(res)
     res.pop("phase_results", None)   # the partial file's record of each phase; joined above
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -726,8 +748,14 @@ def report(res: dict) -> str:
                      f"{cpu(res['pool'])} | 1.00 |")
     lines.append(f"| batched (groups of {bt['groups']}, imitation shared) | {bt['wall_s']:.0f} | {cpu(bt)} | "
                  f"{res.get('speedup_vs_pool', float('nan')):.2f} (speedup_vs_pool) |")
+    b16 = res.get("batched_bfloat16")
+    if b16:
+        lines.append(f"| batched, train.precision bfloat16 | {b16['wall_s']:.0f} | {cpu(b16)} | "
+                     f"{res.get('speedup_vs_pool_bfloat16', float('nan')):.2f} (speedup_vs_pool_bfloat16) |")
     if "pool" in res and "cpu_s" in res["pool"] and "cpu_s" in bt:
-        lines += ["", f"CPU ratio pool / batched: {res['pool']['cpu_s'] / bt['cpu_s']:.2f}."]
+        lines += ["", f"CPU ratio pool / batched: {res['pool']['cpu_s'] / bt['cpu_s']:.2f}"
+                  + (f"; pool / batched bfloat16: {res['pool']['cpu_s'] / b16['cpu_s']:.2f}" if b16 and "cpu_s" in b16
+                     else "") + "."]
     dr = res.get("drift")
     if dr:
         halves = lambda x: " + ".join(f"{h:.0f}" for h in x.get("halves_wall_s", []))   # noqa: E731
@@ -754,6 +782,9 @@ def report(res: dict) -> str:
               + (f"{res['speedup_vs_d3rlpy']:.2f} (speedup_vs_d3rlpy) |" if res.get("speedup_vs_d3rlpy") is not None else
                  f"at least {res['speedup_vs_d3rlpy_lower_bound']:.1f} (speedup_vs_d3rlpy_lower_bound; speedup_vs_d3rlpy "
                  "not measured) |"),
+              *([f"| ours batched, train.precision bfloat16 | {res['batched_bcq_bfloat16']['wall_s']:.0f} | "
+                 f"{res['speedup_vs_d3rlpy_bfloat16']:.2f} (speedup_vs_d3rlpy_bfloat16) |"]
+                if "batched_bcq_bfloat16" in res else []),
               *(["", f"Measured together in a later run of their own (`{d3['command']}`, d3rlpy's weight decay "
                  f"{d3.get('weight_decay', '?')}; load before {_load(d3.get('load_before'))}, after "
                  f"{_load(d3.get('load_after'))}): d3rlpy trained {runs * g['steps'] / (d3['wall_s'] * w):.0f} steps/s "

@@ -762,6 +762,10 @@ def _sweep(df, p: TrainParams, out_dir: Path, specs: list[RunSpec], where, on_dy
     log.info("sweep: %d runs on %d train transitions (d=%d) on %s; %d complete before (same config hash), %d to train "
              "in %d batched group(s); dynamics fits for seeds %s", len(specs), len(train), train.dim, device.type,
              len(records), len(todo), len(groups), dyn_todo)
+    if p.precision == "bfloat16" and todo:
+        log.info("train.precision: bfloat16 (matrix products under torch.autocast; parameters and checkpoints float32)%s",
+                 " -- this CPU has no native bfloat16 (torch emulates it: expect it slower than float32)"
+                 if device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported() else "")
     for rec in records.values():
         if on_run:
             on_run(rec)
