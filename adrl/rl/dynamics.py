@@ -416,7 +416,11 @@ def linear_baseline_r2(train: Transitions, val: Transitions, alpha: float = 1.0,
     (xt, yt), (xv, yv) = xy(train), xy(val)
     if len(xt) == 0 or len(xv) == 0:
         return float("nan")
-    return _r2(yv, Ridge(alpha=alpha).fit(xt, yt).predict(xv))
+    # one BLAS thread: the same numbers whatever OMP_NUM_THREADS the process inherited (a pool worker and a Ray
+    # worker under `make test`'s 2 threads gave R^2 0.2996510 and 0.2996514 on an AMD EPYC)
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(limits=1):
+        return _r2(yv, Ridge(alpha=alpha).fit(xt, yt).predict(xv))
 
 
 def _r2(y: np.ndarray, yhat: np.ndarray) -> float:
