@@ -386,11 +386,12 @@ def update_scan(df: pd.DataFrame, sizes=(8, 16), rounds: int = 2, steps: int = 4
 
 
 def update_profile(df: pd.DataFrame, seeds: int = 2, warm: int = 5, timed: int = 25, profiled: int = 30,
-                   top: int = 12) -> dict:
+                   top: int = 12, precision: str = "float32") -> dict:
     """Where a batched BCQ update spends its CPU: a group of the method's shape (``seeds`` seeds x 8 thresholds, one
     imitation network per seed), one process and thread; run-steps per CPU-second over ``timed`` updates, then
     torch.profiler over ``profiled`` more: each operator's share of the self CPU time and its calls per update (the
-    ``top`` largest). Set beside the compute ceiling, it says how much of an update is matrix products."""
+    ``top`` largest). Set beside the compute ceiling, it says how much of an update is matrix products. ``precision``
+    bfloat16: each update under autocast, as fit_runs trains at train.precision bfloat16."""
     from torch.profiler import ProfilerActivity, profile
 
     from adrl.rl.batched import BatchedLearners
@@ -402,7 +403,11 @@ def update_profile(df: pd.DataFrame, seeds: int = 2, warm: int = 5, timed: int =
     n = warm + timed + profiled
     idx = _batch_rows(len(tr), specs, n)
     lrn = BatchedLearners([make_learner(s, tr, p) for s in specs])
-    step = lambda i: lrn.update(*(t[idx[i]] for t in data))   # noqa: E731
+    mixed = precision == "bfloat16"
+
+    def step(i):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mixed):
+            lrn.update(*(t[idx[i]] for t in data))
     for i in range(warm):
         step(i)
     c0 = time.process_time()
@@ -416,19 +421,22 @@ def update_profile(df: pd.DataFrame, seeds: int = 2, warm: int = 5, timed: int =
     total = sum(e.self_cpu_time_total for e in ev)
     ev.sort(key=lambda e: -e.self_cpu_time_total)
     return {"runs": len(specs), "imitation_networks": lrn.U, "run_steps_per_cpu_s": rate, "profiled_updates": profiled,
+            "precision": precision,
             "self_cpu_share": {e.key: e.self_cpu_time_total / total for e in ev[:top]},
             "calls_per_update": {e.key: e.count / profiled for e in ev[:top]},
             "self_cpu_s_per_update": total / 1e6 / profiled}
 
 
-def ceiling(d: int = 64, B: int = 100, steps: int = 60, rounds: int = 3) -> dict:
+def ceiling(d: int = 64, B: int = 100, steps: int = 60, rounds: int = 3, bf16: bool = True) -> dict:
     """How much faster can batching make a run on this CPU? A run-step costs a fixed number of floating-point
     operations (counted by torch's FlopCounterMode on one real update of each learner: the matrix products of the
     forward and backward passes), and one core multiplies matrices of the update's shapes at a measured rate
     (GFLOP per CPU-second, 1 thread). rate / flops is the most run-steps per CPU-second any batching can reach;
     divided by the single run's measured rate it bounds what batching can buy. Also reported: the share of each
     update's FLOPs in the imitation network, which does not depend on the threshold (the one exact saving left:
-    runs that differ only in tau could share it)."""
+    runs that differ only in tau could share it). ``bf16``: the same at train.precision bfloat16 (the products' rate
+    with bfloat16 operands, each learner's single run under autocast), and each ceiling against the float32 single run
+    (the pool's), which bounds speedup_vs_pool_bfloat16 as the float32 one bounds speedup_vs_pool."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from adrl.rl.train import make_learner
@@ -440,20 +448,31 @@ def ceiling(d: int = 64, B: int = 100, steps: int = 60, rounds: int = 3) -> dict
         return (torch.randn(B, d, generator=g), torch.randint(0, 25, (B,), generator=g),
                 torch.rand(B, generator=g) * 100, torch.randn(B, d, generator=g), torch.zeros(B))
 
-    gemm = {}
-    for m, k, n in ((B, d, p.hidden), (B, p.hidden, p.hidden), (B, p.hidden, 25), (p.hidden, B, p.hidden)):
-        a, b = torch.randn(m, k), torch.randn(k, n)
-        for _ in range(20):
-            a @ b
-        best = 0.0
-        for _ in range(rounds):
-            reps = 2000
-            c0 = time.process_time()
-            for _ in range(reps):
+    def gemm_rates(dtype) -> dict:
+        gemm = {}
+        for m, k, n in ((B, d, p.hidden), (B, p.hidden, p.hidden), (B, p.hidden, 25), (p.hidden, B, p.hidden)):
+            a, b = torch.randn(m, k).to(dtype), torch.randn(k, n).to(dtype)
+            for _ in range(20):
                 a @ b
-            best = max(best, 2 * m * k * n * reps / (time.process_time() - c0) / 1e9)
-        gemm[f"{m}x{k}x{n}"] = best
+            best = 0.0
+            for _ in range(rounds):
+                reps = 2000
+                c0 = time.process_time()
+                for _ in range(reps):
+                    a @ b
+                best = max(best, 2 * m * k * n * reps / (time.process_time() - c0) / 1e9)
+            gemm[f"{m}x{k}x{n}"] = best
+        return gemm
+
+    def used(gemm: dict) -> float:   # the forward shapes weighted by size
+        return float(np.average(list(gemm.values())[:3], weights=[d, p.hidden, 25]))
+
+    gemm = gemm_rates(torch.float32)
     out: dict = {"gemm_gflop_per_cpu_s": gemm, "learners": {}, "batch_size": B, "state_dim": d, "hidden": p.hidden}
+    if bf16:
+        gemm16 = gemm_rates(torch.bfloat16)
+        out["bfloat16"] = {"gemm_gflop_per_cpu_s": gemm16, "gemm_rate_used": used(gemm16), "learners": {},
+                           "native": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())}
     for algo in ("bcq", "factored_bcq", "adbcq"):
         spec = RunSpec(algo, 0.3, 0, "linear" if algo == "adbcq" else None, False if algo == "adbcq" else None)
         lrn = make_learner(spec, d, p)
@@ -471,19 +490,34 @@ def ceiling(d: int = 64, B: int = 100, steps: int = 60, rounds: int = 3) -> dict
         lrn.opt.zero_grad(set_to_none=True)
         imit_flops = fi.get_total_flops()
         batches = [batch() for _ in range(steps)]
-        best = 0.0
-        for _ in range(rounds):
-            c0 = time.process_time()
-            for bt in batches:
-                lrn.update(*bt)
-            best = max(best, steps / (time.process_time() - c0))
+
+        def rate_of(mixed: bool) -> float:
+            best = 0.0
+            for _ in range(rounds):
+                c0 = time.process_time()
+                for bt in batches:
+                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mixed):   # per update, as fit_runs
+                        lrn.update(*bt)
+                best = max(best, steps / (time.process_time() - c0))
+            return best
         out["learners"][algo] = {"mflop_per_step": total / 1e6, "imitation_share": imit_flops / total,
-                                 "run_steps_per_cpu_s": best}
-    rate = float(np.average(list(gemm.values())[:3], weights=[d, p.hidden, 25]))  # the forward shapes by size
+                                 "run_steps_per_cpu_s": rate_of(False)}
+        if bf16:
+            out["bfloat16"]["learners"][algo] = {"run_steps_per_cpu_s": rate_of(True)}
+    rate = used(gemm)
+
+    def bounds(v: dict, x: dict, r: float) -> dict:
+        c = r * 1e3 / v["mflop_per_step"]
+        shared = 1 / (1 - v["imitation_share"] * 7 / 8)
+        return {"ceiling_run_steps_per_cpu_s": c, "max_batching_speedup": c / x["run_steps_per_cpu_s"],
+                "max_speedup_sharing_imitation_8_taus": shared * c / x["run_steps_per_cpu_s"],
+                # against the float32 single run, the pool's way: the bound on speedup_vs_pool in this precision
+                "max_vs_float32_single_sharing_imitation_8_taus": shared * c / v["run_steps_per_cpu_s"]}
     for v in out["learners"].values():
-        v["ceiling_run_steps_per_cpu_s"] = rate * 1e3 / v["mflop_per_step"]
-        v["max_batching_speedup"] = v["ceiling_run_steps_per_cpu_s"] / v["run_steps_per_cpu_s"]
-        v["max_speedup_sharing_imitation_8_taus"] = 1 / (1 - v["imitation_share"] * 7 / 8) * v["max_batching_speedup"]
+        v |= bounds(v, v, rate)
+    if bf16:
+        for k, x in out["bfloat16"]["learners"].items():
+            x |= bounds(out["learners"][k], x, out["bfloat16"]["gemm_rate_used"])
     out["gemm_rate_used"] = rate
     return out
 
@@ -566,9 +600,14 @@ def main():
     if args.profile_only:
         res = json.loads(Path(args.out).with_suffix(".json").read_text())
         before = os.getloadavg()
-        res["update_profile"] = {**update_profile(read_states(args.states)),
-                                 "command": "python -m benchmarks.bench_sweep --profile-only", "load_before": before,
-                                 "load_after": os.getloadavg()}
+        df = read_states(args.states)
+        res["update_profile"] = {**update_profile(df), "command": "python -m benchmarks.bench_sweep --profile-only",
+                                 "load_before": before, "load_after": os.getloadavg()}
+        if not args.no_bfloat16:
+            before = os.getloadavg()
+            res["update_profile_bfloat16"] = {**update_profile(df, precision="bfloat16"),
+                                              "command": "python -m benchmarks.bench_sweep --profile-only",
+                                              "load_before": before, "load_after": os.getloadavg()}
         return _save(Path(args.out), res)
     if args.ceiling_only:
         res = json.loads(Path(args.out).with_suffix(".json").read_text())
@@ -852,12 +891,32 @@ def report(res: dict) -> str:
         text += (" The issue's 5x per run is above these bounds for " + ", ".join(under) if under else
                  " The bounds allow the issue's 5x per run for every learner")
         text += (f"; only {', '.join(over)} could reach it, and only at a perfect vectorisation" if over and under else "")
-        beyond = (" A GPU or narrower networks are the ways beyond." if under else
+        beyond = ((" bfloat16 (below), a GPU or narrower networks are the ways beyond." if c.get("bfloat16") else
+                   " A GPU or narrower networks are the ways beyond.") if under else
                   " What separates the measured groups from the bound is the rest of an update, which the bound leaves "
                   "out (elementwise work, the optimiser's step, the batch's gather) and the efficiency of the batched "
                   "products" + (": the profile below measures them apart." if "update_profile" in res else
                                 ": not yet measured apart."))
         lines += ["", text + f" (hidden {c['hidden']}, batch {c['batch_size']})." + beyond, ""]
+        if c.get("bfloat16"):
+            c16 = c["bfloat16"]
+            lines += [f"The same at `train.precision: bfloat16` (same run; {'native' if c16['native'] else 'emulated'} "
+                      "bfloat16 on this CPU): the products of the update's shapes with bfloat16 operands run at "
+                      + ", ".join(f"{k}: {x:.0f}" for k, x in c16["gemm_gflop_per_cpu_s"].items())
+                      + f" GFLOP per CPU-second ({c16['gemm_rate_used']:.0f} used below); the single runs under "
+                      "autocast, as `fit_runs` trains them. The last column sets the ceiling against the float32 "
+                      "single run, the pool's way, so it bounds speedup_vs_pool_bfloat16:", "",
+                      "| learner | measured run-steps / CPU-s, bfloat16 | ceiling | most batching can buy | with the "
+                      "imitation network shared by 8 thresholds | the same against the float32 single run |",
+                      "|---|---|---|---|---|---|"]
+            for k, x in c16["learners"].items():
+                lines.append(f"| {k} | {x['run_steps_per_cpu_s']:.0f} | {x['ceiling_run_steps_per_cpu_s']:.0f} | "
+                             f"{x['max_batching_speedup']:.2f}x | {x['max_speedup_sharing_imitation_8_taus']:.2f}x | "
+                             f"{x['max_vs_float32_single_sharing_imitation_8_taus']:.2f}x |")
+            vs = [x["max_vs_float32_single_sharing_imitation_8_taus"] for x in c16["learners"].values()]
+            lines += ["", f"So in bfloat16 the bound against the pool's float32 runs is {min(vs):.1f}-{max(vs):.1f}x "
+                      f"(float32: {min(b2.values()):.1f}-{max(b2.values()):.1f}x). A bound counts only the products at "
+                      "their measured rate; the casts, the elementwise work and the optimiser come on top.", ""]
         if c.get("repeats"):
             rp = {k: v for k, v in c["repeats"].items() if isinstance(v, dict)}
             lines += [f"Repeated ({c['repeats']['what']}): GEMM rate " + ", ".join(
@@ -866,24 +925,29 @@ def report(res: dict) -> str:
             r = c["replaces"]
             lines += [f"This replaces an earlier `--ceiling-only` run (load before {_load(r.get('load_before'))}): "
                       f"{r['why_replaced']}.", ""]
-    prof = res.get("update_profile")
-    if prof:
+    for pkey in ("update_profile", "update_profile_bfloat16"):
+        prof = res.get(pkey)
+        if not prof:
+            continue
+        bf = prof.get("precision") == "bfloat16"
         sh, calls = prof["self_cpu_share"], prof["calls_per_update"]
-        lines += [f"Where a batched BCQ update spends its CPU (`{prof['command']}`, load before "
+        lines += [f"Where a batched BCQ update spends its CPU{' at train.precision bfloat16' if bf else ''} "
+                  f"(`{prof['command']}`, load before "
                   f"{_load(prof['load_before'])}, after {_load(prof['load_after'])}): a group of {prof['runs']} runs "
                   f"({prof['imitation_networks']} imitation networks), one thread, "
                   f"{prof['run_steps_per_cpu_s']:.0f} run-steps per CPU-second; torch.profiler over "
                   f"{prof['profiled_updates']} updates, the largest operators by self CPU time:", "",
                   "| operator | share of self CPU | calls per update |", "|---|---|---|",
                   *(f"| {k} | {x:.1%} | {calls[k]:.0f} |" for k, x in sh.items()), ""]
-        if "ceiling" in res and "aten::bmm" in sh:
+        if "ceiling" in res and "aten::bmm" in sh and (not bf or "bfloat16" in res["ceiling"]):
             c = res["ceiling"]
+            rate_used = c["bfloat16"]["gemm_rate_used"] if bf else c["gemm_rate_used"]
             mf = c["learners"]["bcq"]["mflop_per_step"] * (1 - c["learners"]["bcq"]["imitation_share"]
                                                             * (1 - prof["imitation_networks"] / prof["runs"]))
             gemm = sum(sh.get(k, 0) for k in ("aten::bmm", "aten::addmm", "aten::mm"))   # the products' share
             lines += [f"So matrix products take {gemm:.0%} of an update, at about "
                       f"{mf * prof['runs'] / 1e3 / (prof['self_cpu_s_per_update'] * gemm):.0f} GFLOP per CPU-second (the "
-                      f"ceiling's rate: {c['gemm_rate_used']:.0f}); everything else, the rest. With all of the rest "
+                      f"ceiling's rate: {rate_used:.0f}); everything else, the rest. With all of the rest "
                       f"gone this group would run at most {prof['run_steps_per_cpu_s'] / gemm:.0f} "
                       "run-steps per CPU-second at its present product speed.", ""]
     for oc in sorted((v for k, v in res.items() if k.startswith("order_check")), key=lambda v: v["steps"]):

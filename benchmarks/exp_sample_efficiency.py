@@ -592,7 +592,9 @@ def clinician_value(project: Path, a: dict, work: Path) -> dict:
     cfg = load_config(project / "params.yaml")
     out = {name: true_value(name, a["patients"], a["rollout_seed"], cfg.synth, progress=False)
            for name in ("clinician", "no_treatment")}
-    f.write_text(json.dumps(out))
+    # this unit may run before any cell has made ``work`` (it used to fail there and be retried); written whole
+    work.mkdir(parents=True, exist_ok=True)
+    write_json(f, out)
     return out
 
 
