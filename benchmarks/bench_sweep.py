@@ -612,7 +612,7 @@ def main():
     if args.ceiling_only:
         res = json.loads(Path(args.out).with_suffix(".json").read_text())
         before = os.getloadavg()
-        res["ceiling"] = {**ceiling(), "command": "python -m benchmarks.bench_sweep --ceiling-only",
+        res["ceiling"] = {**ceiling(bf16=not args.no_bfloat16), "command": "python -m benchmarks.bench_sweep --ceiling-only",
                           "load_before": before}
         res["ceiling"]["load_after"] = os.getloadavg()
         return _save(Path(args.out), res)
