@@ -147,7 +147,15 @@ class ADBCQNet(nn.Module):
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(F(q(z, a); z) for the 25 joint actions, allowed mask M (N, 25)), method.md 4.7."""
-        return self.mixer(joint_q_pairs(self.heads(z)), z), self.masks(z)[1]
+        return self.values(z), self.allowed(self.imit(z))
+
+    def values(self, z: torch.Tensor) -> torch.Tensor:
+        """The mixed value F(q(z, a); z) of the 25 joint actions (N, 25)."""
+        return self.mixer(joint_q_pairs(self.heads(z)), z)
+
+    def allowed(self, logits: torch.Tensor) -> torch.Tensor:
+        """The joint allowed set M (N, 25) from the imitation network's logits."""
+        return self.masks_of(logits)[1]
 
 
 class ADBCQ(Learner):

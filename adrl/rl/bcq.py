@@ -60,7 +60,12 @@ class BCQNet(nn.Module):
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(Q(z, .) (N, 25), allowed mask (N, 25))."""
-        return self.q(z), self.allowed(self.imit(z))
+        return self.values(z), self.allowed(self.imit(z))
+
+    def values(self, z: torch.Tensor) -> torch.Tensor:
+        """Q(z, .) (N, 25): the first part of :meth:`forward` (every learner's net has ``values``, ``imit`` and
+        ``allowed``; forward is ``(values(z), allowed(imit(z)))``)."""
+        return self.q(z)
 
     def allowed(self, logits: torch.Tensor) -> torch.Tensor:
         """The BCQ filter (N, 25) from the imitation network's logits: pi(a|z) / max_b pi(b|z) > tau."""

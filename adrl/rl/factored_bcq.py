@@ -65,8 +65,11 @@ class FactoredBCQNet(nn.Module):
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(additive Q over the 25 joint actions, product mask (N, 25))."""
-        q25 = joint_q_pairs(self.heads(z)).sum(-1)
-        return q25, self.allowed(self.imit(z))
+        return self.values(z), self.allowed(self.imit(z))
+
+    def values(self, z: torch.Tensor) -> torch.Tensor:
+        """The additive Q over the 25 joint actions (N, 25)."""
+        return joint_q_pairs(self.heads(z)).sum(-1)
 
     def allowed(self, logits10: torch.Tensor) -> torch.Tensor:
         """The product mask (N, 25) from the imitation network's 10 logits: A_F x A_V, A_k = {pi_k / max pi_k > tau_k}."""

@@ -52,7 +52,7 @@ from .dynamics import DynamicsConfig, DynamicsEnsemble, fit_dynamics
 from .factored_bcq import FactoredBCQ, FactoredBCQConfig
 from .params import TrainParams
 from .policy import CKPT_FILE, MANIFEST, RUN_FILE
-from .valuecheck import KEYS as CHECK_KEYS, CheckSet, check_set, converged, value_check
+from .valuecheck import KEYS as CHECK_KEYS, CheckSet, SharedLogits, check_set, converged, value_check
 
 log = logging.getLogger("adrl.rl")
 TR_KEYS = ("z", "a", "r", "z2", "done")
@@ -269,12 +269,24 @@ def fit_runs(learner, data: Transitions, steps: int, batch_size: int, checkpoint
 
 def checkpoint_checks(learner, ck_states: list[dict], check: CheckSet) -> dict[str, list[float]]:
     """The value check (adrl/rl/valuecheck.py) of every checkpoint: {key: [value per checkpoint]}."""
-    net = copy.deepcopy(learner.net).cpu()
-    out: dict[str, list[float]] = {k: [] for k in CHECK_KEYS}
-    for state in ck_states:
-        net.load_state_dict(state)
-        for k, v in value_check(net, learner.cfg, check).items():
-            out[k].append(v)
+    return group_checks([learner], [ck_states], check, [0])[0]
+
+
+def group_checks(learners: list, ck_states: list[list[dict]], check: CheckSet,
+                 imit_of: list[int]) -> list[dict[str, list[float]]]:
+    """:func:`checkpoint_checks` of every run of a group (run r's checkpoints ``ck_states[r]``). Runs that share an
+    imitation network (``imit_of``, adrl/rl/batched.py) compute its logits of the check's states once per checkpoint
+    (:class:`SharedLogits`: the same tensors, so each run's check is what it is alone); in a BCQ group of 8
+    thresholds that is 7 of every 16 network passes of the check."""
+    nets = [copy.deepcopy(x.net).cpu() for x in learners]
+    out: list[dict[str, list[float]]] = [{k: [] for k in CHECK_KEYS} for _ in learners]
+    for c in range(len(ck_states[0])):
+        shared: dict[int, SharedLogits] = {}
+        for i, (net, x) in enumerate(zip(nets, learners)):
+            net.load_state_dict(ck_states[i][c])
+            imit = shared.setdefault(imit_of[i], SharedLogits()).of(net) if imit_of.count(imit_of[i]) > 1 else None
+            for k, v in value_check(net, x.cfg, check, imit=imit).items():
+                out[i][k].append(v)
     return out
 
 
@@ -323,8 +335,11 @@ def group_outputs(specs: list[RunSpec], data: Transitions, p: TrainParams,
                                              [s.seed for s in specs], tick=group_tick, device=device,
                                              lr_schedule=p.lr_schedule, flush_denormal=p.flush_denormal,
                                              precision=p.precision)
-    return [run_output(s, lrn, data, p, ck_steps, st, h, secs, check, len(specs), (hashes or {}).get(s.run_id))
-            for s, lrn, st, h in zip(specs, learners, states, hists)]
+    checks = (group_checks(learners, states, check, learner.imit_of if len(specs) > 1 else [0])
+              if check is not None else [None] * len(specs))
+    return [run_output(s, lrn, data, p, ck_steps, st, h, secs, check, len(specs), (hashes or {}).get(s.run_id),
+                       checks=c)
+            for s, lrn, st, h, c in zip(specs, learners, states, hists, checks)]
 
 
 def write_run(spec: RunSpec, learner, data: Transitions, p: TrainParams, out_dir: Path, ck_steps: list[int],
@@ -338,9 +353,12 @@ def write_run(spec: RunSpec, learner, data: Transitions, p: TrainParams, out_dir
 
 def run_output(spec: RunSpec, learner, data: Transitions, p: TrainParams, ck_steps: list[int],
                ck_states: list[dict], hist: dict, secs: float, check: CheckSet | None, group_size: int = 1,
-               config_hash: str | None = None, dynamics_id: str | None = None) -> tuple[dict, dict]:
-    """A trained run's record (with the value checks of its checkpoints) and its checkpoint blob."""
-    checks = checkpoint_checks(learner, ck_states, check) if check is not None else None
+               config_hash: str | None = None, dynamics_id: str | None = None,
+               checks: dict[str, list[float]] | None = None) -> tuple[dict, dict]:
+    """A trained run's record (with the value checks of its checkpoints: ``checks``, or computed here) and its
+    checkpoint blob."""
+    if checks is None and check is not None:
+        checks = checkpoint_checks(learner, ck_states, check)
     final_check = {k: v[-1] for k, v in checks.items()} if checks else None
     if final_check is not None:
         final_check["converged"] = converged(final_check)

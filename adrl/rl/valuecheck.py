@@ -16,7 +16,7 @@ whether the greedy values are right (only the exact-answer tests and, on the syn
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -31,10 +31,30 @@ KEYS = ("q_logged", "mc_return", "ratio", "q_spread", "td_error")
 
 @dataclass(frozen=True)
 class CheckSet:
-    """The transitions of one split with the discounted Monte-Carlo return of each row."""
+    """The transitions of one split with the discounted Monte-Carlo return of each row. ``next_row`` (filled in on
+    construction): for each row whose next state is needed (not done) and is the state of a row of the set (in a
+    stay, row i + 1), that row's index, else -1 (see :func:`next_rows`)."""
     data: Transitions
     mc: np.ndarray
     split: str
+    next_row: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self):
+        if self.next_row is None:
+            object.__setattr__(self, "next_row", next_rows(self.data))
+
+
+def next_rows(d: Transitions) -> np.ndarray:
+    """Row i + 1 where row i is not done and z2[i] is bitwise z[i + 1] (in a stay, the next transition starts
+    where this one ends), else -1. The check then evaluates each state once: net(z) of every row, and net(z2)
+    only of the rows whose next state is no row's z (the stay's last transition, not done), where it had run the
+    network over z2 of every row (half its products; results equal up to the products' rounding by batch)."""
+    n = len(d)
+    out = np.full(n, -1, np.int64)
+    if n > 1:
+        same = (d.done[:-1] == 0) & np.all(d.z[1:] == d.z2[:-1], axis=1)
+        out[:-1][same] = np.flatnonzero(same) + 1
+    return out
 
 
 def mc_returns(df: pd.DataFrame, split: str, gamma: float) -> np.ndarray:
@@ -64,28 +84,69 @@ def check_set(df: pd.DataFrame, split: str, gamma: float, where: str = "states t
 
 
 @torch.no_grad()
-def value_check(net, cfg, cs: CheckSet, chunk: int = 8192) -> dict:
-    """The check of one network (any learner's ``net``: ``net(z) -> (Q over 25 actions, allowed mask)``)."""
+def value_check(net, cfg, cs: CheckSet, chunk: int = 8192, imit=None) -> dict:
+    """The check of one network (any learner's ``net``: ``net(z) -> (Q over 25 actions, allowed mask)``). Each state
+    is evaluated once (``cs.next_row``): the next state's values come from its own row where it has one. ``imit``:
+    a stand-in for ``net.imit`` (the imitation logits of the same states, e.g. remembered from a run that shares
+    the network: :class:`SharedLogits`); the net then needs ``values`` and ``allowed`` (every learner's has)."""
     scale, gamma = float(cfg.value_scale), float(cfg.gamma)
     d = cs.data
-    q_sa, spread, td = [], [], []
-    for s in range(0, len(d), chunk):
-        sl = slice(s, s + chunk)
-        z, a = torch.from_numpy(d.z[sl]), torch.from_numpy(d.a[sl])
-        q, m = net(z)
-        q2, m2 = net(torch.from_numpy(d.z2[sl]))
-        qa = q.gather(1, a[:, None]).squeeze(1)
-        hi = torch.where(m, q, torch.full_like(q, -torch.inf)).max(1).values
-        lo = torch.where(m, q, torch.full_like(q, torch.inf)).min(1).values
-        v2 = torch.where(m2, q2, torch.full_like(q2, -torch.inf)).max(1).values
-        done = torch.from_numpy(d.done[sl])
-        y = torch.from_numpy(d.r[sl]) / scale + gamma * (1.0 - done) * torch.where(done > 0, 0.0, v2)
-        q_sa.append(qa), spread.append(hi - lo), td.append((qa - y).abs())
-    q_logged = float(torch.cat(q_sa).double().mean()) * scale
+    n = len(d)
+
+    def values(z: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """(max over allowed actions, min over allowed actions, Q) of the states ``z``, in chunks."""
+        hi, lo, qs = [], [], []
+        for s in range(0, len(z), chunk):
+            zc = torch.from_numpy(z[s:s + chunk])
+            q, m = net(zc) if imit is None else (net.values(zc), net.allowed(imit(zc)))
+            hi.append(torch.where(m, q, torch.full_like(q, -torch.inf)).max(1).values)
+            lo.append(torch.where(m, q, torch.full_like(q, torch.inf)).min(1).values)
+            qs.append(q)
+        return torch.cat(hi), torch.cat(lo), torch.cat(qs)
+
+    hi, lo, q = values(d.z)
+    nxt = torch.from_numpy(cs.next_row)
+    own = torch.from_numpy(np.flatnonzero((cs.next_row < 0) & (d.done == 0)))   # next states no row starts from
+    v2 = torch.zeros(n, dtype=hi.dtype)
+    has = nxt >= 0
+    v2[has] = hi[nxt[has]]
+    if len(own):
+        v2[own] = values(np.ascontiguousarray(d.z2[own.numpy()]))[0]
+    qa = q.gather(1, torch.from_numpy(d.a)[:, None]).squeeze(1)
+    done = torch.from_numpy(d.done)
+    y = torch.from_numpy(d.r) / scale + gamma * (1.0 - done) * torch.where(done > 0, 0.0, v2)
+    q_logged = float(qa.double().mean()) * scale
     mc = float(cs.mc.mean())
     return {"q_logged": q_logged, "mc_return": mc, "ratio": q_logged / mc if mc > 0 else float("nan"),
-            "q_spread": float(torch.cat(spread).double().mean()) * scale,
-            "td_error": float(torch.cat(td).double().mean()) * scale}
+            "q_spread": float((hi - lo).double().mean()) * scale,
+            "td_error": float((qa - y).abs().double().mean()) * scale}
+
+
+class SharedLogits:
+    """The imitation network of runs that share it (a batched group's runs that differ only in the threshold hold
+    bitwise the same imitation parameters at every checkpoint): its logits of each checked batch of states are
+    computed by the first run that asks and remembered for the others, keyed by the states' tensor (its memory,
+    shape, strides and dtype; the tensor is kept, so no other states can take its memory while remembered). A run whose imitation parameters are not
+    exactly the first's computes its own."""
+
+    def __init__(self):
+        self.params: dict[str, torch.Tensor] | None = None
+        self.memo: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def of(self, net):
+        """``net.imit`` for value_check's ``imit``, shared where ``net``'s imitation parameters are the remembered."""
+        params = {k: v for k, v in net.imit.state_dict().items()}
+        if self.params is None:
+            self.params = {k: v.clone() for k, v in params.items()}
+        elif not (self.params.keys() == params.keys() and all(torch.equal(self.params[k], v) for k, v in params.items())):
+            return net.imit
+
+        def imit(z: torch.Tensor) -> torch.Tensor:
+            key = (z.data_ptr(), tuple(z.shape), z.stride(), z.dtype)
+            if key not in self.memo:   # the states are kept beside their logits: their memory is not reused meanwhile
+                self.memo[key] = (z, net.imit(z))
+            return self.memo[key][1]
+        return imit
 
 
 def converged(check: dict | None) -> bool:

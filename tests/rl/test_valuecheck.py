@@ -1,6 +1,7 @@
 """The per-run convergence check (value_check) and the value-learning profiles of train."""
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -13,8 +14,10 @@ from adrl.errors import ConfigError, EmptyResultError
 from adrl.rl import tabular as T
 from adrl.rl.params import PROFILES, TrainParams
 from adrl.rl.data import Transitions, transitions
-from adrl.rl.train import RunSpec, make_learner, run_sweep, value_bounds
-from adrl.rl.valuecheck import check_set, checkpoint_check, converged, mc_returns
+from adrl.rl.batched import BatchedLearners
+from adrl.rl.train import (RunSpec, checkpoint_checks, fit_runs, group_checks, make_learner, run_sweep,
+                             value_bounds)
+from adrl.rl.valuecheck import CheckSet, SharedLogits, check_set, checkpoint_check, converged, mc_returns, value_check
 
 
 def _table(rewards_per_stay, split="val"):
@@ -123,3 +126,80 @@ def test_q_clip_auto_keeps_bootstrap_targets_inside_the_possible_returns(algorit
         targets[clip] = float(stats["target/mean"])
     assert targets["auto"] <= 100.0 + 1e-4 < targets["none"]
     assert TrainParams(profile="tang").q_clip == "none" and TrainParams().q_clip == "auto"
+
+
+def _reference_check(net, cfg, cs):
+    """The check as first written: the network over z and over z2 of every row (no state evaluated once)."""
+    d = cs.data
+    with torch.no_grad():
+        q, m = net(torch.from_numpy(d.z))
+        q2, m2 = net(torch.from_numpy(d.z2))
+    qa = q.gather(1, torch.from_numpy(d.a)[:, None]).squeeze(1)
+    hi = torch.where(m, q, torch.full_like(q, -torch.inf)).amax(1)
+    lo = torch.where(m, q, torch.full_like(q, torch.inf)).amin(1)
+    v2 = torch.where(m2, q2, torch.full_like(q2, -torch.inf)).amax(1)
+    done = torch.from_numpy(d.done)
+    y = torch.from_numpy(d.r) / cfg.value_scale + cfg.gamma * (1 - done) * torch.where(done > 0, 0.0, v2)
+    s = cfg.value_scale
+    return {"q_logged": float(qa.double().mean()) * s, "q_spread": float((hi - lo).double().mean()) * s,
+            "td_error": float((qa - y).abs().double().mean()) * s}
+
+
+@pytest.mark.parametrize("algorithm", ["bcq", "factored_bcq", "adbcq"])
+def test_check_evaluates_each_state_once_and_equals_the_direct_check(algorithm):
+    """Next states are read from the row that starts there (row i + 1 of the stay) and evaluated only where no row
+    starts there. The check equals the direct one."""
+    torch.set_num_threads(1)
+    df = T.chain(6).sample_states(300, seed=2)
+    zc = [c for c in df.columns if c.startswith("z_")]
+    df[zc] += np.random.default_rng(0).normal(0, 0.01, (len(df), len(zc))).astype(np.float32)   # every state its own
+    cs = check_set(df, "val", 0.99)
+    d = cs.data
+    live = np.flatnonzero(d.done == 0)
+    assert (cs.next_row[live] == live + 1).all() and (cs.next_row[d.done > 0] == -1).all()
+    # states tables always continue a live stay (done on row t is last on row t + 1); transitions built otherwise
+    # (here one next state moved off its row) keep their own next state
+    z2 = d.z2.copy()
+    z2[live[3]] += 0.5
+    cs = CheckSet(Transitions(d.z, d.a, d.r, z2, d.done), cs.mc, "val")
+    assert cs.next_row[live[3]] == -1 and (cs.next_row >= 0).sum() == len(live) - 1
+    data = transitions(df, "train")
+    spec = RunSpec(algorithm, 0.3, 0, "linear" if algorithm == "adbcq" else None, False if algorithm == "adbcq" else None)
+    lrn = make_learner(spec, data, TrainParams(hidden=16, workers=1))
+    # random weights give every action its own value, so a next state read from the wrong row would show
+    got, want = value_check(lrn.net, lrn.cfg, cs, chunk=37), _reference_check(lrn.net, lrn.cfg, cs)
+    for k in want:
+        assert got[k] == pytest.approx(want[k], rel=1e-6, abs=1e-6), k
+    wrong = CheckSet(d, cs.mc, "val", next_row=np.where(cs.next_row >= 0, np.roll(cs.next_row, 1), -1))
+    assert value_check(lrn.net, lrn.cfg, wrong)["td_error"] != pytest.approx(want["td_error"], rel=1e-4)
+
+
+def test_runs_that_share_an_imitation_network_share_its_logits_in_the_check_and_get_their_own_check():
+    """A batched group's thresholds of one seed: the group's checks (imitation logits computed once per checkpoint)
+    equal each run's check alone, exactly; a run whose imitation parameters differ computes its own."""
+    torch.set_num_threads(1)
+    df = T.chain(6).sample_states(300, seed=3)
+    data = transitions(df, "train")
+    cs = check_set(df, "val", 0.99)
+    p = TrainParams(hidden=16, workers=1, steps=30, checkpoint_every=10)
+    specs = [RunSpec("bcq", t, s) for s in (0, 1) for t in (0.0, 0.3, 0.9)]
+    learners = [make_learner(s, data, p) for s in specs]
+    group = BatchedLearners(learners)
+    assert group.imit_of == [0, 0, 0, 1, 1, 1]
+    _, states, _, _ = fit_runs(group, data, p.steps, p.batch_size, p.checkpoint_every, [s.seed for s in specs])
+    calls = []
+    for x in learners:   # count the imitation networks' passes (group_checks copies the nets, hooks included)
+        x.net.imit.register_forward_hook(lambda *a: calls.append(1))
+    shared = group_checks(learners, states, cs, group.imit_of)
+    n_shared = len(calls)
+    alone = [checkpoint_checks(x, st, cs) for x, st in zip(learners, states)]
+    assert shared == alone
+    assert n_shared > 0 and n_shared * 3 == len(calls) - n_shared     # 2 networks of 6 computed per checkpoint
+    assert len({tuple(c["q_spread"]) for c in alone}) > 2   # more than one check per imitation network: tau acts
+    # a stranger: its imitation parameters are not the first run's, so the memo is not used for it
+    sl = SharedLogits()
+    nets = [copy.deepcopy(learners[i].net) for i in (0, 3)]
+    for net, i in zip(nets, (0, 3)):
+        net.load_state_dict(states[i][-1])
+    mine = sl.of(nets[0])
+    assert mine is not nets[0].imit and sl.of(nets[1]) is nets[1].imit
