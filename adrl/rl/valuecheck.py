@@ -47,8 +47,9 @@ class CheckSet:
 def next_rows(d: Transitions) -> np.ndarray:
     """Row i + 1 where row i is not done and z2[i] is bitwise z[i + 1] (in a stay, the next transition starts
     where this one ends), else -1. The check then evaluates each state once: net(z) of every row, and net(z2)
-    only of the rows whose next state is no row's z (the stay's last transition, not done), where it had run the
-    network over z2 of every row (half its products; results equal up to the products' rounding by batch)."""
+    only of the live rows whose next state is no row's z (none in a states table, where a live stay always goes
+    on; transitions built otherwise), where it had run the network over z2 of every row (half its products;
+    results equal up to the products' rounding by batch)."""
     n = len(d)
     out = np.full(n, -1, np.int64)
     if n > 1:
@@ -93,7 +94,7 @@ def value_check(net, cfg, cs: CheckSet, chunk: int = 8192, imit=None) -> dict:
     d = cs.data
     n = len(d)
 
-    def values(z: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def values(z: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(max over allowed actions, min over allowed actions, Q) of the states ``z``, in chunks."""
         hi, lo, qs = [], [], []
         for s in range(0, len(z), chunk):
@@ -126,8 +127,8 @@ class SharedLogits:
     """The imitation network of runs that share it (a batched group's runs that differ only in the threshold hold
     bitwise the same imitation parameters at every checkpoint): its logits of each checked batch of states are
     computed by the first run that asks and remembered for the others, keyed by the states' tensor (its memory,
-    shape, strides and dtype; the tensor is kept, so no other states can take its memory while remembered). A run whose imitation parameters are not
-    exactly the first's computes its own."""
+    shape, strides and dtype; the tensor is kept, so no other states can take its memory while remembered). A run
+    whose imitation parameters are not exactly the first's computes its own."""
 
     def __init__(self):
         self.params: dict[str, torch.Tensor] | None = None
@@ -135,10 +136,11 @@ class SharedLogits:
 
     def of(self, net):
         """``net.imit`` for value_check's ``imit``, shared where ``net``'s imitation parameters are the remembered."""
-        params = {k: v for k, v in net.imit.state_dict().items()}
+        params = net.imit.state_dict()
         if self.params is None:
             self.params = {k: v.clone() for k, v in params.items()}
-        elif not (self.params.keys() == params.keys() and all(torch.equal(self.params[k], v) for k, v in params.items())):
+        elif not (self.params.keys() == params.keys()
+                  and all(torch.equal(self.params[k], v) for k, v in params.items())):
             return net.imit
 
         def imit(z: torch.Tensor) -> torch.Tensor:
