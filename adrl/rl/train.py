@@ -280,11 +280,12 @@ def group_checks(learners: list, ck_states: list[list[dict]], check: CheckSet,
     thresholds that is 7 of every 16 network passes of the check."""
     nets = [copy.deepcopy(x.net).cpu() for x in learners]
     out: list[dict[str, list[float]]] = [{k: [] for k in CHECK_KEYS} for _ in learners]
+    several = {u for u in imit_of if imit_of.count(u) > 1}   # imitation networks that more than one run holds
     for c in range(len(ck_states[0])):
         shared: dict[int, SharedLogits] = {}
         for i, (net, x) in enumerate(zip(nets, learners)):
             net.load_state_dict(ck_states[i][c])
-            imit = shared.setdefault(imit_of[i], SharedLogits()).of(net) if imit_of.count(imit_of[i]) > 1 else None
+            imit = shared.setdefault(imit_of[i], SharedLogits()).of(net) if imit_of[i] in several else None
             for k, v in value_check(net, x.cfg, check, imit=imit).items():
                 out[i][k].append(v)
     return out
