@@ -118,6 +118,10 @@ class BatchedLearners:
         # group of 2 seeds x 8 thresholds went from 787 to 874 run-steps per CPU-second: benchmarks/results/sweep.md)
         self.transposed = {k for k in self.names if k.endswith(".weight")
                            and isinstance(first.net.get_submodule(k.rsplit(".", 1)[0]), nn.Linear)}
+        # under bfloat16 autocast the linear layers' weights and biases are cast once per update, outside vmap
+        # (_cast16): vmapped layers neither hit autocast's cache of cast weights (each use cast the weight again) nor
+        # add a float32 bias (which made each layer's output float32 and the next layer cast its input again)
+        self.lin16 = self.transposed | ({k.rsplit(".", 1)[0] + ".bias" for k in self.transposed} & set(self.names))
 
         def stack(ps: list[torch.Tensor], k: str) -> torch.Tensor:
             return torch.stack([q.detach().t() if k in self.transposed else q.detach() for q in ps])
@@ -167,17 +171,25 @@ class BatchedLearners:
                              "must give the same batch indices)")
         batch_u = tuple(x[self._reps] for x in (z, a, r, z2, done))
         extra_u = self.extra(*batch_u)
-        loss_bc, logits_n = self._imit(self.iparams, batch_u, extra_u)          # (U,), (U, N', out)
+        params, tparams, iparams = self.params, self.tparams, self.iparams
+        if torch.is_autocast_enabled(z.device.type) and torch.get_autocast_dtype(z.device.type) == torch.bfloat16:
+            params, tparams, iparams = (self._cast16(d) for d in (params, tparams, iparams))
+        loss_bc, logits_n = self._imit(iparams, batch_u, extra_u)          # (U,), (U, N', out)
         extra = tuple(e[self._of] for e in extra_u)
         imit = (loss_bc.detach()[self._of], logits_n[self._of])               # each run's, its gradient taken once
         diag = self.n_updates % self.diag_every == 0
-        loss, stats = self._call[diag](self.params, self.tparams, self.buffers, (z, a, r, z2, done), extra, imit)
+        loss, stats = self._call[diag](params, tparams, self.buffers, (z, a, r, z2, done), extra, imit)
         self.opt.zero_grad(set_to_none=True)
         (loss.sum() + loss_bc.sum()).backward()
         self.opt.step()
         self.n_updates += 1
         update_target(list(self.tparams.values()), list(self.params.values()), self.cfg, self.n_updates)
         return stats
+
+    def _cast16(self, d: dict) -> dict:
+        """The linear layers' tensors as bfloat16 (a cast autograd carries back to the float32 parameters), the rest
+        as they are: the layers then run in bfloat16 from input to output, as nn.Linear does under autocast alone."""
+        return {k: v.to(torch.bfloat16) if k in self.lin16 else v for k, v in d.items()}
 
     def snapshot(self) -> list[dict[str, torch.Tensor]]:
         """Each run's online parameters (its state dict) at this step."""

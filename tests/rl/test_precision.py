@@ -92,6 +92,31 @@ def test_model_batch_is_drawn_in_float32_under_bfloat16(data):
     assert out[1][0].dtype == torch.float32
 
 
+def test_batched_bfloat16_casts_each_weight_once_per_update(data):
+    """A batched group under bfloat16 casts each stacked weight once per update (online, target, imitation), not once
+    per use, and its layers stay in bfloat16 from input to output (no float32 activation cast again between layers)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from adrl.rl.batched import BatchedLearners
+    _, tr, _ = data
+    p = TrainParams(**SMALL, precision="bfloat16")
+    group = BatchedLearners([make_learner(RunSpec("bcq", tau, s), tr, p) for tau, s in [(0.3, 0), (0.9, 0), (0.3, 1)]])
+    batch = [torch.from_numpy(getattr(tr, k)[:50]).expand(3, *getattr(tr, k)[:50].shape).contiguous()
+             for k in T.TR_KEYS]
+    hidden = (3, 32, 32)   # the stacked (R, in, out) hidden weights of the Q network, its target and 2 imitation nets
+    casts = []
+
+    class Casts(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten._to_copy.default and isinstance(args[0], torch.Tensor):
+                casts.append((tuple(args[0].shape), args[0].dtype, kwargs.get("dtype")))
+            return func(*args, **(kwargs or {}))
+    with torch.autocast("cpu", dtype=torch.bfloat16), Casts():
+        group.update(*batch)
+    to16 = [c for c in casts if c[2] == torch.bfloat16]
+    assert sum(c[0] == hidden for c in to16) == 2 and sum(c[0] == (2, 32, 32) for c in to16) == 1
+    assert not any(len(c[0]) == 3 and c[0][1:] == (50, 32) for c in to16), "an activation cast again"
+
+
 def test_switching_precision_retrains(data):
     spec = RunSpec("bcq", 0.3, 0)
     h32 = T.run_hash(spec, TrainParams(**SMALL), 8, "data")
