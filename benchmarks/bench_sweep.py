@@ -522,6 +522,84 @@ def ceiling(d: int = 64, B: int = 100, steps: int = 60, rounds: int = 3, bf16: b
     return out
 
 
+def floor(d: int = 64, seeds: int = 2, reps: int = 40, rounds: int = 3) -> dict:
+    """The part of a batched update that no batching removes while the parameters, Adam's moments and the target
+    network stay float32 (train.precision's contract, in both precisions): one fused Adam step over the group's
+    stacked tensors and the Polyak update of the target (elementwise passes over every parameter, bound by memory
+    traffic; batching does not reduce how many there are per run), and at bfloat16 the casts of the online,
+    target and imitation networks' linear layers to bfloat16 and of their gradients back, as BatchedLearners.update
+    makes them. Timed on a group of the sweep's shape (``seeds`` x the 8 thresholds, the imitation network shared per
+    seed), one thread, best of ``rounds``; per run-step. Beside the ceiling's products at their measured rate this
+    bounds a batched run's speed from below in time (above in run-steps per CPU-second)."""
+    from adrl.rl.batched import BatchedLearners
+    from adrl.rl.nets import update_target
+    from adrl.rl.train import make_learner
+    torch.set_num_threads(1)
+    p = TrainParams()
+    g = torch.Generator().manual_seed(0)
+    out: dict = {"group": f"{seeds} seeds x {len(FULL['thresholds'])} thresholds", "learners": {}}
+    for algo in ("bcq", "factored_bcq", "adbcq"):
+        specs = [RunSpec(algo, t, s, "linear" if algo == "adbcq" else None, False if algo == "adbcq" else None)
+                 for s in range(seeds) for t in FULL["thresholds"]]
+        grp = BatchedLearners([make_learner(x, d, p) for x in specs])
+        names = [("q", k) for k in grp.params] + [("i", k) for k in grp.iparams]
+        tensors = [grp.params[k] if w == "q" else grp.iparams[k] for w, k in names]
+        grads = [torch.randn(t.shape, generator=g) * 1e-3 for t in tensors]
+        grads16 = [x.to(torch.bfloat16) for (_, k), x in zip(names, grads) if k in grp.lin16]
+
+        def optimiser():
+            for t, x in zip(tensors, grads):
+                t.grad = x
+            grp.opt.step()
+            grp.opt.zero_grad(set_to_none=True)
+            grp.n_updates += 1
+            update_target(list(grp.tparams.values()), list(grp.params.values()), grp.cfg, grp.n_updates)
+
+        def casts():
+            for dct in (grp.params, grp.tparams, grp.iparams):
+                grp._cast16(dct)
+            for x in grads16:
+                x.float()
+
+        def per_run_step(fn) -> float:
+            best = float("inf")
+            for _ in range(rounds):
+                for _ in range(3):
+                    fn()
+                c0 = time.process_time()
+                for _ in range(reps):
+                    fn()
+                best = min(best, (time.process_time() - c0) / reps / grp.R)
+            return best
+        n_params = sum(t[0].numel() for t in grp.params.values()) + sum(
+            t.numel() for t in grp.iparams.values()) / grp.R
+        out["learners"][algo] = {"runs": grp.R, "imitation_networks": grp.U, "params_per_run": n_params,
+                                 "optimiser_s_per_run_step": per_run_step(optimiser),
+                                 "casts_s_per_run_step": per_run_step(casts)}
+    return out
+
+
+def floor_bounds(res: dict) -> dict:
+    """Per learner and precision: the most run-steps per CPU-second a batched group of the floor's shape can reach
+    (1 / (floor + the products at the ceiling's rate, the imitation network shared by 8 thresholds)), and that
+    against the float32 single run (the pool's way)."""
+    c, f = res["ceiling"], res["floor"]
+    out = {}
+    for k, x in f["learners"].items():
+        cl = c["learners"][k]
+        mflop = cl["mflop_per_step"] * (1 - cl["imitation_share"] * 7 / 8)
+        row = {}
+        for prec, rate, extra in (("float32", c["gemm_rate_used"], 0.0),
+                                  ("bfloat16", c.get("bfloat16", {}).get("gemm_rate_used"), x["casts_s_per_run_step"])):
+            if rate is None:
+                continue
+            t = x["optimiser_s_per_run_step"] + extra + mflop * 1e6 / (rate * 1e9)
+            row[prec] = {"bound_run_steps_per_cpu_s": 1 / t, "vs_float32_single": 1 / t / cl["run_steps_per_cpu_s"],
+                         "floor_share": (x["optimiser_s_per_run_step"] + extra) / t}
+        out[k] = row
+    return out
+
+
 def extrapolate(res: dict) -> dict:
     """The full grid from measured rates (stated in sweep.md): pool = F + W / r_pool, batched = F / 2 + W / r_batched,
     with F the serial dynamics fits of 5 seeds (measured per seed in the pool phase), W the grid's run-steps weighted
@@ -584,6 +662,8 @@ def main():
                     help="add where a batched BCQ update spends its CPU (torch.profiler) to an existing sweep.json")
     ap.add_argument("--ceiling-only", action="store_true",
                     help="add the compute ceiling (FLOPs per update vs this core's matrix-product rate) to sweep.json")
+    ap.add_argument("--floor-only", action="store_true",
+                    help="add the update's float32 optimiser and bfloat16 cast floor to sweep.json (after the ceiling)")
     ap.add_argument("--throughput-only", action="store_true",
                     help="add the throughput section (and the extrapolation) to an existing sweep.json")
     ap.add_argument("--d3rlpy-only", action="store_true",
@@ -615,6 +695,12 @@ def main():
         res["ceiling"] = {**ceiling(bf16=not args.no_bfloat16), "command": "python -m benchmarks.bench_sweep --ceiling-only",
                           "load_before": before}
         res["ceiling"]["load_after"] = os.getloadavg()
+        return _save(Path(args.out), res)
+    if args.floor_only:
+        res = json.loads(Path(args.out).with_suffix(".json").read_text())
+        before = os.getloadavg()
+        res["floor"] = {**floor(), "command": "python -m benchmarks.bench_sweep --floor-only", "load_before": before}
+        res["floor"]["load_after"] = os.getloadavg()
         return _save(Path(args.out), res)
     df = read_states(args.states)
     out = Path(args.out)
@@ -735,7 +821,7 @@ def main():
         res["earlier"] = prior.get("earlier")
         # sections measured by their own commands stay (each names its command and load); the preface described
         # the earlier runs and is kept beside them, not printed
-        res |= {k: prior[k] for k in prior if (k == "ceiling" or k.startswith("order_check")) and k not in res}
+        res |= {k: prior[k] for k in prior if (k in ("ceiling", "floor") or k.startswith("order_check")) and k not in res}
         if prior.get("preface"):
             res["earlier_preface"] = prior["preface"]
     if "pool" in res:
@@ -925,6 +1011,44 @@ def report(res: dict) -> str:
             r = c["replaces"]
             lines += [f"This replaces an earlier `--ceiling-only` run (load before {_load(r.get('load_before'))}): "
                       f"{r['why_replaced']}.", ""]
+    if "floor" in res and "ceiling" in res:
+        f, fb = res["floor"], floor_bounds(res)
+        us = 1e6
+        lines += [f"What no batching removes while the parameters, Adam's moments and the target network stay float32 "
+                  f"(`{f['command']}`, load before {_load(f['load_before'])}, after {_load(f['load_after'])}): a group "
+                  f"of {f['group']} (the imitation network shared per seed), one thread, per run-step: one fused Adam "
+                  "step and the Polyak update (both precisions), and at bfloat16 the casts of the online, target and "
+                  "imitation networks' linear layers to bfloat16 and of their gradients back (as "
+                  "BatchedLearners.update makes them). These are elementwise passes over every parameter of every run: "
+                  "batching runs does not reduce how many there are per run. Added to the products at the ceiling's "
+                  "rates (above), they bound a batched run:", "",
+                  "| learner | parameters per run | Adam + Polyak, µs per run-step | bfloat16 casts, µs | bound, float32 "
+                  "(run-steps / CPU-s) | against the float32 single run | bound, bfloat16 | against the float32 single "
+                  "run |", "|---|---|---|---|---|---|---|---|"]
+        for k, x in f["learners"].items():
+            b = fb[k]
+            lines.append(f"| {k} | {x['params_per_run']:,.0f} | {x['optimiser_s_per_run_step'] * us:.0f} | "
+                         f"{x['casts_s_per_run_step'] * us:.0f} | {b['float32']['bound_run_steps_per_cpu_s']:.0f} | "
+                         f"{b['float32']['vs_float32_single']:.2f}x | "
+                         + (f"{b['bfloat16']['bound_run_steps_per_cpu_s']:.0f} | {b['bfloat16']['vs_float32_single']:.2f}x |"
+                            if "bfloat16" in b else "| |"))
+        v32 = [b["float32"]["vs_float32_single"] for b in fb.values()]
+        v16 = [b["bfloat16"]["vs_float32_single"] for b in fb.values() if "bfloat16" in b]
+        text = (f"So with float32 parameters, optimiser and target, a batched group of this shape on this CPU cannot make a "
+                f"run more than {min(v32):.1f}-{max(v32):.1f}x faster than the pool's float32 single run in float32")
+        text += (f", and {min(v16):.1f}-{max(v16):.1f}x in bfloat16 (the products alone allowed more: the casts and "
+                 "the optimiser are what is left)" if v16 else "")
+        for key in ("update_profile", "update_profile_bfloat16"):
+            prof = res.get(key)
+            prec = "bfloat16" if key.endswith("bfloat16") else "float32"
+            if prof and prec in fb.get("bcq", {}):
+                bb = fb["bcq"][prec]["bound_run_steps_per_cpu_s"]
+                text += (f"; the profiled BCQ group ({prec}, below) runs at {prof['run_steps_per_cpu_s']:.0f} run-steps "
+                         f"per CPU-second, {prof['run_steps_per_cpu_s'] / bb:.0%} of its bound")
+        text += (". The issue's 5x needs more than these bounds allow in both precisions: what is left is the design "
+                 "(bfloat16 master weights and optimiser state, which would change training's arithmetic) or other "
+                 "hardware." if max(v16 or v32) < 5 else ".")
+        lines += ["", text, ""]
     for pkey in ("update_profile", "update_profile_bfloat16"):
         prof = res.get(pkey)
         if not prof:
