@@ -525,8 +525,8 @@ def ceiling(d: int = 64, B: int = 100, steps: int = 60, rounds: int = 3, bf16: b
 def floor(d: int = 64, seeds: int = 2, reps: int = 40, rounds: int = 3) -> dict:
     """The part of a batched update that no batching removes while the parameters, Adam's moments and the target
     network stay float32 (train.precision's contract, in both precisions): one fused Adam step over the group's
-    stacked tensors and the Polyak update of the target (elementwise passes over every parameter, bound by memory
-    traffic; batching does not reduce how many there are per run), and at bfloat16 the casts of the online,
+    stacked tensors and the Polyak update of the target (elementwise passes over every parameter of every run;
+    batching does not reduce how many there are per run), and at bfloat16 the casts of the online,
     target and imitation networks' linear layers to bfloat16 and of their gradients back, as BatchedLearners.update
     makes them. Timed on a group of the sweep's shape (``seeds`` x the 8 thresholds, the imitation network shared per
     seed), one thread, best of ``rounds``; per run-step. Beside the ceiling's products at their measured rate this
@@ -542,10 +542,9 @@ def floor(d: int = 64, seeds: int = 2, reps: int = 40, rounds: int = 3) -> dict:
         specs = [RunSpec(algo, t, s, "linear" if algo == "adbcq" else None, False if algo == "adbcq" else None)
                  for s in range(seeds) for t in FULL["thresholds"]]
         grp = BatchedLearners([make_learner(x, d, p) for x in specs])
-        names = [("q", k) for k in grp.params] + [("i", k) for k in grp.iparams]
-        tensors = [grp.params[k] if w == "q" else grp.iparams[k] for w, k in names]
+        keys, tensors = [*grp.params, *grp.iparams], [*grp.params.values(), *grp.iparams.values()]
         grads = [torch.randn(t.shape, generator=g) * 1e-3 for t in tensors]
-        grads16 = [x.to(torch.bfloat16) for (_, k), x in zip(names, grads) if k in grp.lin16]
+        grads16 = [x.to(torch.bfloat16) for k, x in zip(keys, grads) if k in grp.lin16]
 
         def optimiser():
             for t, x in zip(tensors, grads):

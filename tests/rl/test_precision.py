@@ -102,13 +102,14 @@ def test_batched_bfloat16_casts_each_weight_once_per_update(data):
     group = BatchedLearners([make_learner(RunSpec("bcq", tau, s), tr, p) for tau, s in [(0.3, 0), (0.9, 0), (0.3, 1)]])
     batch = [torch.from_numpy(getattr(tr, k)[:50]).expand(3, *getattr(tr, k)[:50].shape).contiguous()
              for k in T.TR_KEYS]
-    hidden = (3, 32, 32)   # the stacked (R, in, out) hidden weights of the Q network, its target and 2 imitation nets
+    hidden = (3, 32, 32)   # the stacked (R, in, out) hidden weight of the Q network and of its target; (2, 32, 32):
+    # that of the 2 imitation networks (one per seed)
     casts = []
 
     class Casts(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             if func is torch.ops.aten._to_copy.default and isinstance(args[0], torch.Tensor):
-                casts.append((tuple(args[0].shape), args[0].dtype, kwargs.get("dtype")))
+                casts.append((tuple(args[0].shape), args[0].dtype, (kwargs or {}).get("dtype")))
             return func(*args, **(kwargs or {}))
     with torch.autocast("cpu", dtype=torch.bfloat16), Casts():
         group.update(*batch)
