@@ -496,10 +496,11 @@ class _NoModel:
     """Stands in for a dynamics ensemble when only the network's size is needed."""
 
 
-def plan_groups(specs: list[RunSpec], p: TrainParams, d: int) -> list[list[RunSpec]]:
+def plan_groups(specs: list[RunSpec], p: TrainParams, d: int, slots: int = 1) -> list[list[RunSpec]]:
     """Split the sweep into batched groups: runs of one architecture, at most train.group_size of them and no more
     than train.group_memory_mb holds (a group that would not fit is split, never attempted), by train.group_split:
-    equal groups (balanced) or groups cut between seeds (seeds)."""
+    equal groups (balanced) or groups cut between seeds (seeds). Fewer groups than ``slots`` (the units the executor
+    runs at once) would leave slots idle: the costliest groups are then halved (:func:`fill_slots`)."""
     by_arch: dict[tuple, list[RunSpec]] = {}
     for s in sorted(specs, key=lambda s: s.seed):   # a seed's thresholds side by side: they share one imitation network
         by_arch.setdefault(arch_key(s), []).append(s)
@@ -516,6 +517,27 @@ def plan_groups(specs: list[RunSpec], p: TrainParams, d: int) -> list[list[RunSp
             log.warning("sweep: one %s run needs about %.0f MB, more than train.group_memory_mb = %d; training it alone",
                         runs[0].algorithm, per_run / 2**20, p.group_memory_mb)
         groups += _pack_seeds(runs, size) if p.group_split == "seeds" else _balanced(runs, size)
+    return fill_slots(groups, slots)
+
+
+def group_cost(g: list[RunSpec]) -> int:
+    """A group's estimated cost in single-run units: an augmented run counts twice (AD-BCQ with augmentation runs at
+    0.5-0.6x BCQ's steps per second)."""
+    return sum(2 if s.needs_dynamics else 1 for s in g)
+
+
+def fill_slots(groups: list[list[RunSpec]], slots: int) -> list[list[RunSpec]]:
+    """While there are fewer groups than ``slots``, halve the costliest group of more than one run (balanced, seeds
+    in order): one learner's 40 runs in one group of 40 on 2 workers would leave one worker idle; as 20 + 20 both
+    work. Where there are at least as many groups as slots, they are left as they are."""
+    groups = list(groups)
+    while len(groups) < slots:
+        split = [i for i, g in enumerate(groups) if len(g) > 1]
+        if not split:
+            break
+        i = max(split, key=lambda j: (group_cost(groups[j]), -j))
+        g = groups.pop(i)
+        groups[i:i] = _balanced(g, -(-len(g) // 2))
     return groups
 
 
@@ -777,7 +799,13 @@ def _sweep(df, p: TrainParams, out_dir: Path, specs: list[RunSpec], where, on_dy
             dyn_reports[seed] = rep
         elif any(s.needs_dynamics and s.seed == seed for s in todo):
             dyn_todo.append(seed)
-    groups = plan_groups(todo, p, train.dim)
+    # the groups of the whole sweep, less the runs complete before: a rerun after a crash trains each missing run in
+    # the group it had in the uninterrupted sweep (a run's numbers depend on its group up to float rounding:
+    # adrl/rl/batched.py), so the rerun reproduces the uninterrupted outputs exactly (tests/rl/test_kill.py). The
+    # local pool's processes are the slots to fill; a Ray cluster's are known only once connected (not halved)
+    groups = [g for g in ([s for s in g if s.run_id not in records]
+                          for g in plan_groups(specs, p, train.dim, p.workers if executor.kind == "local" else 1))
+              if g]
     log.info("sweep: %d runs on %d train transitions (d=%d) on %s; %d complete before (same config hash), %d to train "
              "in %d batched group(s); dynamics fits for seeds %s", len(specs), len(train), train.dim, device.type,
              len(records), len(todo), len(groups), dyn_todo)
@@ -852,7 +880,7 @@ def unit_order(units: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
     than leaving one worker to a long group while the others have nothing (measured: benchmarks/results/sweep.md)."""
     def cost(u):
         kind, x = u
-        return (0, 0) if kind == "dyn" else (1, -sum(2 if s.needs_dynamics else 1 for s in x))
+        return (0, 0) if kind == "dyn" else (1, -group_cost(x))
     return sorted(units, key=cost)
 
 

@@ -13,6 +13,7 @@ on at least 99% of states (a near-tie between two allowed actions can flip).
 """
 import json
 import logging
+import shutil
 
 import numpy as np
 import pytest
@@ -217,6 +218,49 @@ def test_balanced_groups_are_the_fewest_of_equal_size(data):
     assert [sorted({s.seed for s in g}) for g in groups] == [[0, 1, 2], [2, 3, 4]]
     b = BatchedLearners([T.make_learner(s, data[1], p) for s in groups[0]])
     assert b.U == 3 and b.imit_of == [0] * 8 + [1] * 8 + [2] * 4
+
+
+def test_groups_fill_the_workers(data, tmp_path, caplog):
+    """One learner's 40 runs at train.group_size 40 on 2 workers were one group, and one worker sat idle: with fewer
+    groups than workers the costliest group is halved (balanced, seeds in order) until every worker has one; a sweep
+    with at least as many groups as workers keeps them whole."""
+    d = data[1].dim
+    taus = [0, 0.01, 0.05, 0.1, 0.3, 0.5, 0.75, 0.9999]
+    grid = dict(SWEEP, thresholds=taus, seeds=[0, 1, 2, 3, 4], group_size=40, group_memory_mb=8192)
+    p = TrainParams(**{**grid, "algorithms": ["bcq"]})
+    assert [len(g) for g in plan_groups(T.expand_sweep(p), p, d)] == [40]
+    groups = plan_groups(T.expand_sweep(p), p, d, slots=2)
+    assert [len(g) for g in groups] == [20, 20]
+    assert [sorted({s.seed for s in g}) for g in groups] == [[0, 1, 2], [2, 3, 4]]
+    assert [len(g) for g in plan_groups(T.expand_sweep(p), p, d, slots=3)] == [10, 10, 20]   # the first of equals
+    full = TrainParams(**{**grid, "algorithms": ["bcq", "factored_bcq", "adbcq"], "mixers": ["linear"],
+                          "augment": [True]})
+    assert [len(g) for g in plan_groups(T.expand_sweep(full), full, d, slots=2)] == [40, 40, 40]
+    # four slots: the augmented group (cost 80) is halved first
+    four = plan_groups(T.expand_sweep(full), full, d, slots=4)
+    assert sorted((g[0].algorithm, len(g)) for g in four) == [("adbcq", 20), ("adbcq", 20), ("bcq", 40),
+                                                             ("factored_bcq", 40)]
+    one = TrainParams(**{**grid, "algorithms": ["bcq"], "thresholds": [0.3], "seeds": [0]})
+    assert [len(g) for g in plan_groups(T.expand_sweep(one), one, d, slots=2)] == [1]   # nothing to halve
+    # the sweep fills its workers: 4 runs, group_size 4, 2 workers -> 2 groups of 2
+    small = TrainParams(**{**SWEEP, "algorithms": ["bcq"], "group_size": 4, "workers": 2})
+    with caplog.at_level(logging.INFO, logger="adrl.rl"):
+        man = run_sweep(data[0], small, tmp_path / "m")
+    assert "4 to train in 2 batched group(s)" in caplog.text
+    assert [r["group_size"] for r in man["runs"]] == [2, 2, 2, 2]
+    # a rerun after a crash trains the missing runs in their groups of the whole sweep (here the 2 runs of one group
+    # together, not halved again into 2 single runs, whose numbers would differ by float rounding): same bytes
+    runs = tmp_path / "m" / "runs"
+    before = {q.parent.name: q.read_bytes() for q in sorted(runs.glob("*/checkpoints.pt"))}
+    lost = [r["run_id"] for r in man["runs"] if r["seed"] == 0]   # one group's runs (seed 0's 2 thresholds)
+    assert len(lost) == 2 and set(lost) <= set(before)
+    for name in lost:
+        shutil.rmtree(runs / name)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="adrl.rl"):
+        run_sweep(data[0], small, tmp_path / "m")
+    assert "2 to train in 1 batched group(s)" in caplog.text
+    assert {q.parent.name: q.read_bytes() for q in sorted(runs.glob("*/checkpoints.pt"))} == before
 
 
 def test_units_go_out_fits_first_then_costliest_groups_first(data):
