@@ -64,7 +64,7 @@ def report(res: dict) -> str:
              f"Command: `{res['command']}`; {res['runs']} runs (BCQ, factored BCQ, AD-BCQ linear with augmentation x 8 "
              f"thresholds x 5 seeds), {res['steps']:,} steps each, train.precision {res['precision']}, "
              f"{res['workers']} workers x 1 thread, group_memory_mb {res['memory_mb']}; {res['machine']}; "
-             f"{res['date']}. The sizes alternate (A B, B A, ...): compare the sizes within this file, not with other "
+             f"started {res['date']}. The sizes alternate (A B, B A, ...): compare the sizes within this file, not with other "
              "runs.", "",
              "| group_size | groups | wall s (each sweep) | CPU s (each sweep) | mean wall s | mean CPU s |",
              "|---|---|---|---|---|---|"]
@@ -76,8 +76,8 @@ def report(res: dict) -> str:
               "|---|---|---|---|---|"]
     lines += [f"| {x['at']} | {x['group_size']} | {x['wall_s']:.1f} | {x['cpu_s']:.1f} | "
               f"{' / '.join(f'{v:.2f}' for v in x['load_before'])} |" for x in res["sweeps"]]
-    if res.get("notes"):
-        lines += ["", *res["notes"]]
+    for note in res.get("notes", []):
+        lines += ["", note]
     return "\n".join(lines) + "\n"
 
 
