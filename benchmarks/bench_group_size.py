@@ -12,7 +12,6 @@ Writes benchmarks/results/group_size.{md,json} (--out).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import tempfile
@@ -24,6 +23,7 @@ import torch
 from adrl.rl.data import read_states, transitions
 from adrl.rl.params import TrainParams
 from adrl.rl.train import expand_sweep, plan_groups
+from benchmarks.bench_sweep import write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID = dict(algorithms=["bcq", "factored_bcq", "adbcq"], mixers=["linear"], augment=[True],
@@ -82,12 +82,7 @@ def report(res: dict) -> str:
 
 
 def save(out: Path, res: dict) -> None:
-    text = report(res)
-    for suffix, body in ((".json", json.dumps(res, indent=1) + "\n"), (".md", text)):
-        tmp = out.with_name(out.name + suffix + ".tmp")
-        tmp.write_text(body)
-        tmp.replace(out.with_suffix(suffix))
-    print(text)
+    write_results(out, res, report(res))
 
 
 def main():

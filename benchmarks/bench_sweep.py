@@ -637,8 +637,12 @@ def host_adjusted(res: dict) -> dict:
 
 
 def _save(out: Path, res: dict) -> None:
-    """Write sweep.json and sweep.md (each whole, via a temporary file) and print the report."""
-    text = report(res)
+    """Write sweep.json and sweep.md and print the report."""
+    write_results(out, res, report(res))
+
+
+def write_results(out: Path, res: dict, text: str) -> None:
+    """Write ``out``.json (``res``) and ``out``.md (``text``), each whole, via a temporary file; print the text."""
     for suffix, body in ((".json", json.dumps(res, indent=1, default=float) + "\n"), (".md", text)):
         tmp = out.with_name(out.name + suffix + ".tmp")
         tmp.write_text(body)
