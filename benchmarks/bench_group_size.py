@@ -22,7 +22,7 @@ import torch
 
 from adrl.rl.data import read_states, transitions
 from adrl.rl.params import TrainParams
-from adrl.rl.train import expand_sweep, plan_groups
+from adrl.rl.train import expand_sweep, plan_groups, run_sweep
 from benchmarks.bench_sweep import write_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +36,6 @@ def _cpu() -> float:
 
 
 def one_sweep(df, d: int, size: int, steps: int, precision: str, memory_mb: int) -> dict:
-    from adrl.rl.train import run_sweep
     p = TrainParams(**GRID, group_size=size, group_memory_mb=memory_mb, steps=steps, precision=precision)
     groups = plan_groups(expand_sweep(p), p, d, p.workers)   # the groups run_sweep makes of a fresh sweep
     load = os.getloadavg()

@@ -801,7 +801,7 @@ def _sweep(df, p: TrainParams, out_dir: Path, specs: list[RunSpec], where, on_dy
             dyn_todo.append(seed)
     # the groups of the whole sweep, less the runs complete before: a rerun after a crash trains each missing run in
     # the group it had in the uninterrupted sweep (a run's numbers depend on its group up to float rounding:
-    # adrl/rl/batched.py), so the rerun reproduces the uninterrupted outputs exactly (tests/rl/test_kill.py). The
+    # adrl/rl/batched.py), so the rerun reproduces the uninterrupted outputs exactly (tests/rl/test_batched.py, test_kill.py). The
     # local pool's processes are the slots to fill; a Ray cluster's are known only once connected (not halved)
     groups = [g for g in ([s for s in g if s.run_id not in records]
                           for g in plan_groups(specs, p, train.dim, p.workers if executor.kind == "local" else 1))
